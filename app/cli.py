@@ -1,0 +1,109 @@
+"""The `llmgw` command: serve the gateway, run the simulated model server, or both as a demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = argparse.ArgumentParser(prog="llmgw", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the gateway (configured by LLMGW_* variables)")
+    commands.add_parser("sim", help="run the simulated LM Studio server", add_help=False)
+    commands.add_parser("demo", help="run the simulated model server and the gateway together")
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "sim":
+        from sim.cli import main as sim_main  # noqa: PLC0415 - the sim's own options
+
+        return sim_main(rest)
+    if rest:
+        parser.error(f"unrecognised arguments: {' '.join(rest)}")
+    return serve() if args.command == "serve" else demo()
+
+
+def _settings(**overrides: object) -> Settings | None:
+    from app.settings import SettingsError, load_settings  # noqa: PLC0415
+
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        print(f"llmgw: {exc}", file=sys.stderr)
+        return None
+
+
+def serve(**overrides: object) -> int:
+    """Run the gateway until interrupted; 2 when the configuration is invalid."""
+    settings = _settings(**overrides)
+    if settings is None:
+        return 2
+    import uvicorn  # noqa: PLC0415 - keeps `llmgw sim --help` light
+
+    from app.main import create_app  # noqa: PLC0415
+
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="auto",
+        http="httptools",
+        # The gateway reads X-Forwarded-For itself, and only from LLMGW_TRUSTED_PROXIES.
+        proxy_headers=False,
+        server_header=False,
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def demo() -> int:
+    """Start the sim on a free port, then the gateway in front of it, and say how to try it."""
+    sim_port = _free_port()
+    sim = subprocess.Popen(  # noqa: S603 - our own module, no shell
+        [sys.executable, "-m", "sim", "--port", str(sim_port)], stdout=subprocess.DEVNULL
+    )
+    try:
+        _wait_for(sim_port)
+        settings = _settings(upstream_url=f"http://127.0.0.1:{sim_port}")
+        if settings is None:
+            return 2
+        url = f"http://{settings.host}:{settings.port}"
+        body = '{"input": "Hello!"}'
+        print(f"llmgw demo: gateway on {url}, simulated model server on port {sim_port}")
+        print(f"try: curl -N {url}/api/chat -H 'Content-Type: application/json' -d '{body}'")
+        sys.stdout.flush()
+        return serve(upstream_url=f"http://127.0.0.1:{sim_port}")
+    finally:
+        sim.terminate()
+        sim.wait(timeout=5)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_for(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"llmgw demo: the simulated model server did not start on port {port}")

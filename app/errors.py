@@ -1,0 +1,64 @@
+"""The gateway's errors, each one a JSON answer a visitor can read.
+
+GatewayError            any refusal or failure, with status, code and a safe message
+├── BadRequest          400: the client sent something we will not pass on
+├── ServiceUnavailable  503: we cannot take the request now (rate limiter down, ...)
+└── UpstreamError       the model's side failed before the stream started
+    ├── UpstreamUnavailable   502: DNS, connect, TLS, reset, or an error status
+    ├── ModelNotLoaded        503: the model server answers but has no model loaded
+    └── UpstreamTimeout       504: connect, first token or total timeout
+
+Messages never carry upstream URLs, host names or tokens: they are shown to the public.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class GatewayError(Exception):
+    """A failure with an HTTP status, a stable code and a message safe for the public."""
+
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+    def body(self) -> dict[str, object]:
+        """The JSON body a client gets."""
+        body: dict[str, object] = {"error": self.message, "code": self.code}
+        if self.retry_after is not None:
+            body["retry_after"] = self.retry_after
+        return body
+
+
+class BadRequest(GatewayError):
+    status_code = 400
+    code = "bad_request"
+
+
+class ServiceUnavailable(GatewayError):
+    status_code = 503
+    code = "unavailable"
+
+
+class UpstreamError(GatewayError):
+    status_code = 502
+    code = "upstream_error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    code = "upstream_unavailable"
+
+
+class ModelNotLoaded(UpstreamError):
+    status_code = 503
+    code = "model_not_loaded"
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    code = "upstream_timeout"

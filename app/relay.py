@@ -1,0 +1,178 @@
+"""Relay the model's SSE events to the browser as they arrive, with first-token, idle and total
+deadlines, and close the upstream stream at once when the visitor goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpx
+import msgspec
+from httpx_sse import EventSource, ServerSentEvent
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from app.upstream import Timeouts
+
+log = logging.getLogger("llmgw.relay")
+
+TOKEN_EVENTS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.reasoning_text.delta",
+        "response.reasoning_summary_text.delta",
+    }
+)
+# Passed on as they are; response.created/completed are rebuilt, upstream errors replaced.
+PASSED_EVENTS = TOKEN_EVENTS | {
+    "response.in_progress",
+    "response.output_item.added",
+    "response.output_item.done",
+    "response.content_part.added",
+    "response.content_part.done",
+    "response.output_text.done",
+    "response.reasoning_text.done",
+    "response.reasoning_summary_part.added",
+    "response.reasoning_summary_part.done",
+    "response.reasoning_summary_text.done",
+}
+FAILED_EVENTS = frozenset({"error", "response.failed", "response.incomplete"})
+
+
+class _Response(msgspec.Struct):
+    id: str | None = None
+    status: str | None = None
+    usage: dict[str, Any] | None = None
+
+
+class _Envelope(msgspec.Struct):
+    response: _Response = msgspec.field(default_factory=_Response)
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
+
+
+@dataclass(slots=True)
+class StreamRecord:
+    """What one relayed stream did, for the log line, metrics and tests."""
+
+    started: float
+    first_token_at: float | None = None
+    response_id: str | None = None
+    usage: dict[str, Any] | None = None
+    outcome: str = "ok"
+    events: int = field(default=0)
+
+    @property
+    def ttft(self) -> float | None:
+        """Seconds from admission to the first token, when one came."""
+        return None if self.first_token_at is None else self.first_token_at - self.started
+
+
+def sse_frame(event: str, data: bytes | str) -> bytes:
+    """One SSE frame; multi-line data becomes several data lines, as the format demands."""
+    text = data if isinstance(data, str) else data.decode()
+    return f"event: {event}\ndata: {text.replace(chr(10), chr(10) + 'data: ')}\n\n".encode()
+
+
+def error_frame(code: str, message: str) -> bytes:
+    """The SSE error event a visitor gets when the stream fails after it started."""
+    body = {"type": "error", "error": {"code": code, "message": message}}
+    return sse_frame("error", msgspec.json.encode(body))
+
+
+async def relay(
+    response: httpx.Response, timeouts: Timeouts, record: StreamRecord
+) -> AsyncIterator[bytes]:
+    """Yield browser-ready SSE frames; always closes the upstream response, shielded."""
+    events = EventSource(response).aiter_sse()
+    try:
+        async for frame in _frames(events, timeouts, record):
+            yield frame
+    except asyncio.CancelledError:
+        record.outcome = "client_cancelled"
+        raise
+    finally:
+        with anyio.CancelScope(shield=True):
+            await events.aclose()
+            await response.aclose()
+
+
+async def _frames(
+    events: AsyncIterator[ServerSentEvent], timeouts: Timeouts, record: StreamRecord
+) -> AsyncIterator[bytes]:
+    total_deadline = record.started + timeouts.total
+    deadline = min(record.started + timeouts.first_token, total_deadline)
+    while True:
+        try:
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                event = await anext(events)
+        except StopAsyncIteration:
+            if record.outcome == "ok" and record.usage is None:
+                record.outcome = "upstream_error"
+                yield error_frame("upstream_closed", "the model stopped before finishing")
+            return
+        except TimeoutError:
+            yield _timeout_frame(record, total_deadline)
+            return
+        except httpx.HTTPError as exc:
+            log.warning("upstream stream failed: %s", type(exc).__name__)
+            record.outcome = "upstream_error"
+            yield error_frame("upstream_failed", "the connection to the model was lost")
+            return
+        frame = _translate(event, record)
+        if record.first_token_at is not None:
+            deadline = min(time.monotonic() + timeouts.idle, total_deadline)
+        if frame is not None:
+            yield frame
+        if event.event in FAILED_EVENTS or event.event == "response.completed":
+            return
+
+
+def _translate(event: ServerSentEvent, record: StreamRecord) -> bytes | None:
+    record.events += 1
+    kind = event.event
+    if kind in TOKEN_EVENTS:
+        if record.first_token_at is None:
+            record.first_token_at = time.monotonic()
+        return sse_frame(kind, event.data)
+    if kind in PASSED_EVENTS:
+        return sse_frame(kind, event.data)
+    if kind in ("response.created", "response.completed"):
+        return _rebuilt(kind, event.data, record)
+    if kind in FAILED_EVENTS:
+        record.outcome = "upstream_error"
+        return error_frame("upstream_failed", "the model failed to answer")
+    return None
+
+
+def _rebuilt(kind: str, data: str, record: StreamRecord) -> bytes:
+    """Pass on only the id, status and usage: not the model's instructions or settings."""
+    try:
+        upstream = _envelope.decode(data).response
+    except msgspec.DecodeError:
+        upstream = _Response()
+    record.response_id = upstream.id or record.response_id
+    if kind == "response.completed":
+        record.usage = upstream.usage
+    body = {"type": kind, "response": msgspec.structs.asdict(upstream)}
+    return sse_frame(kind, msgspec.json.encode(body))
+
+
+def _timeout_frame(record: StreamRecord, total_deadline: float) -> bytes:
+    record.outcome = "timeout"
+    if time.monotonic() >= total_deadline:
+        return error_frame("total_timeout", "the answer took too long and was cut off")
+    if record.first_token_at is None:
+        return error_frame("first_token_timeout", "the model did not start answering in time")
+    return error_frame("idle_timeout", "the model stopped sending")
+
+
+def _loop_time(monotonic_deadline: float) -> float:
+    # asyncio's loop clock is time.monotonic() on every platform CPython supports.
+    return asyncio.get_running_loop().time() + (monotonic_deadline - time.monotonic())

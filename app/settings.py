@@ -1,0 +1,86 @@
+"""Gateway configuration, read from `LLMGW_*` environment variables and validated at start."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
+
+
+class SettingsError(Exception):
+    """A configuration value is invalid; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    """Everything the gateway reads from its environment (see the README's table)."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMGW_", frozen=True, extra="ignore")
+
+    upstream_url: str = "http://127.0.0.1:1234"
+    upstream_token: SecretStr | None = None
+    model: str = Field(default="nvidia/nemotron-3-nano", min_length=1, max_length=200)
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    reasoning_effort: Literal["none", "low", "medium", "high"] = "medium"
+    max_output_tokens: int = Field(default=1024, ge=1, le=131_072)
+    instructions: str | None = None
+
+    redis_url: SecretStr | None = None
+    key_prefix: str = Field(default="llmgw", pattern=r"^[A-Za-z0-9_.:-]{1,32}$")
+    global_limit: int = Field(default=30, ge=1)
+    visitor_limit: int = Field(default=6, ge=1)
+    window_seconds: int = Field(default=60, ge=1, le=86_400)
+    trusted_proxies: Annotated[tuple[Network, ...], NoDecode] = ()
+    visitor_hash_key: SecretStr | None = None
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65_535)
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    max_body_bytes: int = Field(default=32_768, ge=256, le=10_000_000)
+    max_input_chars: int = Field(default=8_000, ge=1)
+    max_messages: int = Field(default=32, ge=1, le=1_000)
+
+    connect_timeout: PositiveSeconds = 5.0
+    first_token_timeout: PositiveSeconds = 60.0
+    idle_timeout: PositiveSeconds = 30.0
+    total_timeout: PositiveSeconds = 300.0
+
+    @field_validator("upstream_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or len(value) < 10:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(ipaddress.ip_network(part.strip()) for part in _split(value))
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: object) -> object:
+        return tuple(_split(value)) if isinstance(value, str) else value
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment; raise SettingsError naming each bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = [
+            f"LLMGW_{str(error['loc'][0]).upper()}: {error['msg']}" for error in exc.errors()
+        ]
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

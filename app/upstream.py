@@ -1,0 +1,116 @@
+"""The model server's side: one shared httpx client, the pinned payload, and error mapping."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import msgspec
+
+from app.errors import ModelNotLoaded, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from app.chat_request import ChatRequest
+    from app.settings import Settings
+
+RESPONSES_PATH = "/v1/responses"
+# How much of an error body we read to classify it; the rest is not our business.
+ERROR_BODY_LIMIT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float
+    first_token: float
+    idle: float
+    total: float
+
+
+def create_client(settings: Settings) -> httpx.AsyncClient:
+    """The one client the gateway talks to the model server with (made in the lifespan)."""
+    headers = {"Accept": "text/event-stream"}
+    if settings.upstream_token is not None:
+        headers["Authorization"] = f"Bearer {settings.upstream_token.get_secret_value()}"
+    timeout = httpx.Timeout(
+        connect=settings.connect_timeout,
+        read=settings.idle_timeout,
+        write=settings.connect_timeout,
+        pool=settings.connect_timeout,
+    )
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=64, keepalive_expiry=30)
+    return httpx.AsyncClient(
+        base_url=settings.upstream_url, headers=headers, timeout=timeout, limits=limits
+    )
+
+
+def build_payload(chat: ChatRequest, settings: Settings) -> bytes:
+    """The upstream request: the visitor's words, everything else pinned by configuration."""
+    payload: dict[str, Any] = {
+        "model": settings.model,
+        "input": chat.input,
+        "stream": True,
+        "store": True,
+        "temperature": settings.temperature,
+        "max_output_tokens": settings.max_output_tokens,
+    }
+    if settings.reasoning_effort != "none":
+        payload["reasoning"] = {"effort": settings.reasoning_effort}
+    if settings.instructions:
+        payload["instructions"] = settings.instructions
+    if chat.previous_response_id is not None:
+        payload["previous_response_id"] = chat.previous_response_id
+    return msgspec.json.encode(payload)
+
+
+async def open_stream(
+    client: httpx.AsyncClient, payload: bytes, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    """Send the request and return the streaming response once its status says it is good."""
+    request = client.build_request(
+        "POST",
+        RESPONSES_PATH,
+        content=payload,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    with mapped_transport_errors():
+        response = await client.send(request, stream=True)
+        if response.status_code == 200:
+            return response
+        try:
+            body = await _read_some(response)
+        finally:
+            await response.aclose()
+    raise classify_status(response.status_code, body)
+
+
+@contextmanager
+def mapped_transport_errors() -> Iterator[None]:
+    """Turn httpx's low-level failures into the gateway's own, with public-safe messages."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout("the model server did not answer in time") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamUnavailable("the model server cannot be reached") from exc
+
+
+def classify_status(status: int, body: bytes) -> UpstreamError:
+    """The gateway error for a non-200 answer from the model's side."""
+    if b"no models loaded" in body.lower():
+        return ModelNotLoaded("no model is loaded on the model server", retry_after=30)
+    if status in (502, 503, 504):
+        return UpstreamUnavailable("the model server is unavailable", retry_after=10)
+    return UpstreamError(f"the model server answered with an error ({status})")
+
+
+async def _read_some(response: httpx.Response) -> bytes:
+    body = b""
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) >= ERROR_BODY_LIMIT:
+            break
+    return body[:ERROR_BODY_LIMIT]

@@ -1,0 +1,61 @@
+"""Parallel decoding slots with a FIFO queue behind them, the way a local model server schedules."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+# Each extra busy slot slows every slot down by this share: the GPU is shared, so aggregate
+# throughput still grows with concurrency, but less than linearly.
+SLOWDOWN_PER_EXTRA_SLOT = 0.35
+
+
+class SlotPool:
+    """`slots` generations run at once; the others wait in arrival order."""
+
+    def __init__(self, slots: int, queue_limit: int) -> None:
+        self.slots = slots
+        self.queue_limit = queue_limit
+        self.busy = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a slot."""
+        return len(self._waiters)
+
+    def saturated(self) -> bool:
+        """True when every slot is busy and the queue is full: a new request must be refused."""
+        return self.busy >= self.slots and self.queued >= self.queue_limit
+
+    def slowdown(self) -> float:
+        """Divisor of one slot's decode rate given how many slots are busy right now."""
+        return 1.0 + SLOWDOWN_PER_EXTRA_SLOT * max(self.busy - 1, 0)
+
+    async def acquire(self) -> None:
+        """Take a free slot, or wait in line for one; a cancelled waiter leaves the line."""
+        if self.busy < self.slots and not self._waiters:
+            self.busy += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            self._abandon(waiter)
+            raise
+
+    def release(self) -> None:
+        """Give the slot to the longest-waiting request, or mark it free."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot changes hands: `busy` stays the same
+                return
+        self.busy -= 1
+
+    def _abandon(self, waiter: asyncio.Future[None]) -> None:
+        if waiter.done() and not waiter.cancelled():
+            self.release()  # the slot was handed over just as the waiter was cancelled
+        elif waiter in self._waiters:  # `release` may already have dropped it
+            self._waiters.remove(waiter)

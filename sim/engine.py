@@ -1,0 +1,120 @@
+"""One generation's way through the waiting line, a slot, prefill and paced decoding."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from types import TracebackType
+
+from sim.config import FaultMode, SimConfig
+from sim.state import SimState
+from sim.text import Script, write_script
+
+# No request may ask for more than the simulated model's context.
+MAX_CONTEXT_TOKENS = 32768
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a request will cost: input tokens to prefill, and the output it will decode."""
+
+    input_tokens: int
+    script: Script
+
+    @property
+    def output_tokens(self) -> int:
+        """Reasoning plus answer tokens."""
+        return len(self.script.reasoning) + len(self.script.answer)
+
+
+def make_plan(state: SimState, prompt: str, input_tokens: int, limit: int | None, *,
+              reasoning: bool) -> Plan:
+    """Size the output: the request's limit when it sets one, else the configured defaults."""
+    reasoning_tokens, answer_tokens = _split_output(state.config, limit, reasoning=reasoning)
+    offset = state.next_offset()
+    script = write_script(prompt, reasoning_tokens, answer_tokens, offset)
+    return Plan(input_tokens=min(input_tokens, MAX_CONTEXT_TOKENS), script=script)
+
+
+def _split_output(config: SimConfig, limit: int | None, *, reasoning: bool) -> tuple[int, int]:
+    reasoning_tokens = config.reasoning_tokens if reasoning else 0
+    if limit is None or limit <= 0:
+        return reasoning_tokens, config.output_tokens
+    total = min(limit, MAX_CONTEXT_TOKENS)
+    reasoning_tokens = min(reasoning_tokens, total - 1)  # leave room for one answer token
+    return reasoning_tokens, total - reasoning_tokens
+
+
+class Generation:
+    """Async context: waits for a slot on entry, frees it on exit and counts how it ended."""
+
+    def __init__(self, state: SimState, plan: Plan) -> None:
+        self._state = state
+        self._plan = plan
+        self._emitted = 0
+        self._stall_at = plan.output_tokens // 2
+        self._finished = False
+
+    async def __aenter__(self) -> Generation:
+        counters = self._state.counters
+        counters.started += 1
+        counters.input_tokens += self._plan.input_tokens
+        self._state.active += 1
+        try:
+            await self._state.pool.acquire()
+        except BaseException:
+            self._count_end(cancelled=True)  # left the line before reaching a slot
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # Nothing here awaits, so a cancellation cannot cut the release short: it is shielded.
+        self._state.pool.release()
+        self._count_end(cancelled=exc is None or _is_cancellation(exc))
+
+    async def prefill(self) -> None:
+        """Read the input: input tokens / prefill rate, slower in `slow` mode."""
+        rate = self._state.config.prefill_rate
+        await asyncio.sleep(self._plan.input_tokens / rate * self._state.slow_factor)
+
+    async def next_token(self) -> None:
+        """Wait until the next token is decoded; in `stall` mode, halfway, wait forever."""
+        if self._emitted == self._stall_at and self._state.mode is FaultMode.STALL:
+            await asyncio.Event().wait()  # until the client leaves and cancels us
+        state = self._state
+        await asyncio.sleep(state.pool.slowdown() * state.slow_factor / state.config.decode_rate)
+        self._emitted += 1
+        state.counters.output_tokens += 1
+
+    def finish(self) -> None:
+        """Mark every token as produced: the generation counts as completed."""
+        self._finished = True
+
+    def _count_end(self, *, cancelled: bool) -> None:
+        self._state.active -= 1
+        counters = self._state.counters
+        if self._finished:
+            counters.completed += 1
+        elif cancelled:
+            counters.cancelled += 1
+        else:
+            counters.failed += 1
+
+
+async def paced(
+    generation: Generation, pieces: tuple[str, ...], encode: Callable[[str], bytes]
+) -> AsyncIterator[bytes]:
+    """One encoded frame per piece, each as soon as its token is decoded."""
+    for piece in pieces:
+        await generation.next_token()
+        yield encode(piece)
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    return isinstance(exc, asyncio.CancelledError | GeneratorExit)

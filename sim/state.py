@@ -1,0 +1,116 @@
+"""What the simulator remembers between requests: fault mode, counters and stored responses."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+
+from sim.capacity import SlotPool
+from sim.config import FaultMode, SimConfig
+
+STORED_RESPONSES = 1000
+
+
+@dataclass(slots=True)
+class Counters:
+    """Totals since start or the last `POST /_sim/reset`."""
+
+    started: int = 0
+    completed: int = 0
+    cancelled: int = 0
+    failed: int = 0
+    rejected: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class ResponseStore:
+    """The last stored responses, so a follow-up's `previous_response_id` can resolve."""
+
+    def __init__(self, capacity: int = STORED_RESPONSES) -> None:
+        self._capacity = capacity
+        self._context_tokens: OrderedDict[str, int] = OrderedDict()
+
+    def put(self, response_id: str, context_tokens: int) -> None:
+        """Remember a finished response and the conversation tokens it closes."""
+        self._context_tokens[response_id] = context_tokens
+        if len(self._context_tokens) > self._capacity:
+            self._context_tokens.popitem(last=False)
+
+    def context_tokens(self, response_id: str) -> int | None:
+        """Tokens of the conversation up to and including that response, or None if unknown."""
+        return self._context_tokens.get(response_id)
+
+    def __len__(self) -> int:
+        return len(self._context_tokens)
+
+
+class SimState:
+    """The one mutable object of a running simulator, kept on `app.state`."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.pool = SlotPool(config.slots, config.queue)
+        self.store = ResponseStore()
+        self.counters = Counters()
+        self.active = 0
+        self.mode = FaultMode.NO_MODEL if config.no_model else FaultMode.OK
+        self.error_share = config.error_share
+        self._error_draws = 0
+        self._random = random.Random(config.seed)  # filler only: nothing secret is drawn
+
+    @property
+    def model_loaded(self) -> bool:
+        """The model is loaded in every mode but `no_model`."""
+        return self.mode is not FaultMode.NO_MODEL
+
+    @property
+    def slow_factor(self) -> float:
+        """How many times longer prefill and decode take in the current mode."""
+        return 10.0 if self.mode is FaultMode.SLOW else 1.0
+
+    def set_mode(self, mode: FaultMode, error_share: float | None = None) -> None:
+        """Switch fault mode; `error_share` applies to `error` mode."""
+        self.mode = mode
+        if error_share is not None:
+            self.error_share = error_share
+        self._error_draws = 0
+
+    def should_fail(self) -> bool:
+        """In `error` mode, fail exactly `error_share` of requests, evenly spread (no flaky dice)."""
+        if self.mode is not FaultMode.ERROR:
+            return False
+        before = math.floor(self._error_draws * self.error_share)
+        self._error_draws += 1
+        return math.floor(self._error_draws * self.error_share) > before
+
+    def next_offset(self) -> int:
+        """Where the next answer's filler starts: seeded, so runs repeat."""
+        return self._random.randrange(1 << 16)
+
+    def reset_counters(self) -> None:
+        """Zero the totals; live gauges (active, busy, queued) keep telling the truth."""
+        self.counters = Counters()
+
+    def fault(self) -> dict[str, object]:
+        """The fault state as `GET /_sim/fault` shows it."""
+        return {
+            "mode": self.mode.value,
+            "error_share": self.error_share,
+            "model_loaded": self.model_loaded,
+        }
+
+    def stats(self) -> dict[str, object]:
+        """Counters and gauges as `GET /_sim/stats` shows them."""
+        return {
+            **asdict(self.counters),
+            "active": self.active,
+            "busy_slots": self.pool.busy,
+            "queued": self.pool.queued,
+            "slots": self.pool.slots,
+            "queue_limit": self.pool.queue_limit,
+            "stored_responses": len(self.store),
+            **self.fault(),
+        }

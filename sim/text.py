@@ -1,0 +1,60 @@
+"""Deterministic filler text, one word per token, whose first words echo the prompt."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import msgspec
+
+FILLER = (
+    "The simulated model answers with steady filler text so that the gateway, its dashboards "
+    "and its benchmarks see tokens arrive at a realistic pace while nothing is computed on any "
+    "graphics card, and every run with the same seed says the same thing."
+).split()
+REASONING = "Let me think about what was asked and how to answer it briefly and clearly.".split()
+ECHOED_WORDS = 5
+LONGEST_ECHOED_WORD = 24
+CHARS_PER_TOKEN = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """The token pieces a generation will emit: reasoning first, then the answer."""
+
+    reasoning: tuple[str, ...]
+    answer: tuple[str, ...]
+
+
+def count_tokens(chars: int) -> int:
+    """Rough tokenizer: about four characters a token, never zero."""
+    return max(1, math.ceil(chars / CHARS_PER_TOKEN))
+
+
+def write_script(prompt: str, reasoning_tokens: int, answer_tokens: int, offset: int) -> Script:
+    """Reasoning words, then an answer that opens by quoting the prompt and goes on with filler."""
+    echo = [word[:LONGEST_ECHOED_WORD] for word in prompt.split()[:ECHOED_WORDS]]
+    answer_words = itertools.chain(["You", "said:", *echo, "—"], _cycle_from(FILLER, offset))
+    return Script(
+        reasoning=_pieces(itertools.cycle(REASONING), reasoning_tokens),
+        answer=_pieces(answer_words, answer_tokens),
+    )
+
+
+@functools.lru_cache(maxsize=8192)
+def json_string(piece: str) -> bytes:
+    """A piece of text as a JSON string literal; cached because filler words repeat."""
+    return msgspec.json.encode(piece)
+
+
+def _cycle_from(words: list[str], offset: int) -> Iterator[str]:
+    start = offset % len(words)
+    return itertools.cycle(words[start:] + words[:start])
+
+
+def _pieces(words: Iterable[str], count: int) -> tuple[str, ...]:
+    chosen = list(itertools.islice(words, count))
+    return tuple(word if index == 0 else " " + word for index, word in enumerate(chosen))

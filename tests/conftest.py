@@ -1,0 +1,49 @@
+"""Shared fixtures: a real redis-server per session, and a clean database for every test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import TYPE_CHECKING
+
+import pytest
+import redis
+from support import free_port, require_binary, wait_for_port
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """URL of a real Redis: REDIS_URL when given, else a private redis-server on a free port."""
+    if url := os.environ.get("REDIS_URL"):
+        yield url
+        return
+    binary = require_binary("redis-server")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The Redis URL, with the database emptied so each test starts from a clean slate."""
+    with redis.Redis.from_url(redis_server) as client:
+        client.flushdb()
+    return redis_server
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A synchronous client for looking at what the gateway wrote."""
+    with redis.Redis.from_url(redis_url) as client:
+        yield client

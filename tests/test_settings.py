@@ -1,0 +1,72 @@
+"""Configuration: defaults, parsing, and a start refused with the bad variable named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from app.settings import SettingsError, load_settings
+
+
+def test_defaults_suit_a_local_lm_studio(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nothing set, the gateway points at LM Studio's default port and listens on 8000."""
+    for name in ("LLMGW_UPSTREAM_URL", "LLMGW_PORT", "LLMGW_WINDOW_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert settings.upstream_url == "http://127.0.0.1:1234"
+    assert settings.port == 8000
+    assert settings.window_seconds == 60
+
+
+def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trusted proxies are CIDRs and CORS origins URLs, both comma-separated."""
+    monkeypatch.setenv("LLMGW_TRUSTED_PROXIES", "10.0.0.0/8, fd00::/8")
+    monkeypatch.setenv("LLMGW_CORS_ORIGINS", "https://blog.example, https://www.blog.example")
+    settings = load_settings()
+    assert [str(net) for net in settings.trusted_proxies] == ["10.0.0.0/8", "fd00::/8"]
+    assert settings.cors_origins == ("https://blog.example", "https://www.blog.example")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LLMGW_GLOBAL_LIMIT", "many"),
+        ("LLMGW_VISITOR_LIMIT", "0"),
+        ("LLMGW_PORT", "70000"),
+        ("LLMGW_TRUSTED_PROXIES", "10.0.0.0/33"),
+        ("LLMGW_UPSTREAM_URL", "ftp://example"),
+        ("LLMGW_IDLE_TIMEOUT", "-1"),
+    ],
+)
+def test_invalid_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    """Each invalid value is refused with a message that names its variable."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=name):
+        load_settings()
+
+
+def test_serve_refuses_to_start_on_bad_config() -> None:
+    """`llmgw serve` exits non-zero and says which variable is wrong, without a traceback."""
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "serve"],
+        env={"LLMGW_WINDOW_SECONDS": "soon", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "LLMGW_WINDOW_SECONDS" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_secrets_are_not_in_the_settings_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The token and the Redis password never show when settings are printed or logged."""
+    monkeypatch.setenv("LLMGW_UPSTREAM_TOKEN", "tok-very-secret")
+    monkeypatch.setenv("LLMGW_REDIS_URL", "redis://:pw-very-secret@127.0.0.1:6379/0")
+    text = repr(load_settings())
+    assert "very-secret" not in text
