@@ -1,4 +1,4 @@
-"""Small helpers shared by the tests: free ports, waiting for a server, skipping on missing binaries."""
+"""Helpers shared by the tests: free ports, waiting for servers, skipping on missing binaries."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ import os
 import shutil
 import socket
 import time
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def free_port() -> int:
@@ -39,3 +43,13 @@ def require_binary(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def eventually(check: Callable[[], object], timeout: float = 5.0) -> bool:
+    """Poll check until it is truthy or the timeout passes; return whether it became true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False

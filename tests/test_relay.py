@@ -1,0 +1,134 @@
+"""The relay at its seam with httpx: what is forwarded, rebuilt, dropped, and when it gives up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from app.relay import StreamRecord, relay
+from app.upstream import Timeouts
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+TIMEOUTS = Timeouts(connect=1, first_token=1, idle=1, total=5)
+CREATED = {
+    "type": "response.created",
+    "response": {"id": "resp_abc", "status": "in_progress", "instructions": "SECRET PROMPT"},
+}
+DELTA = {"type": "response.output_text.delta", "delta": "Hi"}
+COMPLETED = {
+    "type": "response.completed",
+    "response": {
+        "id": "resp_abc",
+        "status": "completed",
+        "instructions": "SECRET PROMPT",
+        "usage": {"input_tokens": 3, "output_tokens": 1, "total_tokens": 4},
+    },
+}
+
+
+def frame(event: str, data: object) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+async def collect(
+    chunks: list[bytes], pauses: list[float] | None = None
+) -> tuple[list[dict[str, Any]], StreamRecord]:
+    """Relay these upstream chunks (each after its pause) and decode what the browser gets."""
+
+    async def body() -> AsyncIterator[bytes]:
+        for chunk, pause in zip(chunks, pauses or [0.0] * len(chunks), strict=True):
+            await asyncio.sleep(pause)
+            yield chunk
+
+    def handler(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        response = await client.send(
+            client.build_request("POST", "http://m/v1/responses"), stream=True
+        )
+        record = StreamRecord(started=time.monotonic())
+        out = b"".join([chunk async for chunk in relay(response, TIMEOUTS, record)])
+    events = [
+        json.loads(line[6:]) for line in out.decode().splitlines() if line.startswith("data: ")
+    ]
+    return events, record
+
+
+def test_known_events_pass_and_unknown_are_dropped() -> None:
+    """Deltas pass as they are; an event type we do not know never reaches the browser."""
+    chunks = [
+        frame("response.created", CREATED),
+        frame("response.tool_call.secret", {"type": "response.tool_call.secret"}),
+        frame("response.output_text.delta", DELTA),
+        frame("response.completed", COMPLETED),
+    ]
+    events, record = asyncio.run(collect(chunks))
+    assert [e["type"] for e in events] == [
+        "response.created",
+        "response.output_text.delta",
+        "response.completed",
+    ]
+    assert record.response_id == "resp_abc"
+    assert record.usage == {"input_tokens": 3, "output_tokens": 1, "total_tokens": 4}
+    assert record.outcome == "ok"
+
+
+def test_created_and_completed_carry_no_instructions() -> None:
+    """The system prompt and upstream settings in response objects stay on the server."""
+    chunks = [frame("response.created", CREATED), frame("response.completed", COMPLETED)]
+    events, _ = asyncio.run(collect(chunks))
+    assert "SECRET PROMPT" not in json.dumps(events)
+    assert events[1]["response"] == {
+        "id": "resp_abc",
+        "status": "completed",
+        "usage": {"input_tokens": 3, "output_tokens": 1, "total_tokens": 4},
+    }
+
+
+def test_frames_split_across_chunks_are_reassembled() -> None:
+    """An event cut in the middle by the network arrives whole."""
+    whole = frame("response.output_text.delta", DELTA) + frame("response.completed", COMPLETED)
+    chunks = [whole[:7], whole[7:30], whole[30:]]
+    events, _ = asyncio.run(collect(chunks))
+    assert [e["type"] for e in events] == ["response.output_text.delta", "response.completed"]
+
+
+def test_upstream_error_event_becomes_a_safe_error() -> None:
+    """An upstream failure is reported without the upstream's own message."""
+    failed = {"type": "error", "message": "stack trace at /Users/owner/lmstudio"}
+    events, record = asyncio.run(collect([frame("error", failed)]))
+    assert events == [
+        {
+            "type": "error",
+            "error": {"code": "upstream_failed", "message": "the model failed to answer"},
+        }
+    ]
+    assert record.outcome == "upstream_error"
+
+
+def test_stream_that_ends_early_is_reported() -> None:
+    """A stream cut before response.completed ends with an error event, not silence."""
+    events, record = asyncio.run(collect([frame("response.output_text.delta", DELTA)]))
+    assert events[-1]["error"] == {
+        "code": "upstream_closed",
+        "message": "the model stopped before finishing",
+    }
+    assert record.outcome == "upstream_error"
+
+
+def test_idle_gap_ends_with_an_error_event() -> None:
+    """After the first token, a gap longer than the idle timeout ends the stream with an error."""
+    chunks = [frame("response.output_text.delta", DELTA), b": keep\n\n", frame("x", {})]
+    started = time.monotonic()
+    events, record = asyncio.run(collect(chunks, pauses=[0.0, 1.5, 0.0]))
+    assert events[-1]["type"] == "error"
+    assert events[-1]["error"]["code"] == "idle_timeout"
+    assert record.outcome == "timeout"
+    assert time.monotonic() - started < 1.5 + 1 + 2  # the gap, the idle timeout, slack
