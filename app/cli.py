@@ -50,9 +50,7 @@ def serve(**overrides: object) -> int:
 
     from app.main import create_app  # noqa: PLC0415
 
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.log_level)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -67,6 +65,13 @@ def serve(**overrides: object) -> int:
         timeout_graceful_shutdown=5,
     )
     return 0
+
+
+def configure_logging(level: str) -> None:
+    """Plain lines on stderr; httpx's per-request INFO lines would log every upstream call."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def demo() -> int:

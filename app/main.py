@@ -57,6 +57,8 @@ def create_app(settings: Settings) -> Litestar:
             Exception: _unexpected_error,
         },
         openapi_config=None,
+        # Logging is set up once by the command (`llmgw serve`), not by each app instance.
+        logging_config=None,
     )
 
 
