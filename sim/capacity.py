@@ -10,6 +10,21 @@ from collections import deque
 SLOWDOWN_PER_EXTRA_SLOT = 0.35
 
 
+class Reservation:
+    """A place held for an admitted request until its generation starts (or never does)."""
+
+    def __init__(self, pool: SlotPool) -> None:
+        self._pool = pool
+        self._held = True
+        pool.reserved += 1
+
+    def release(self) -> None:
+        """Give the place back; only the first call counts."""
+        if self._held:
+            self._held = False
+            self._pool.reserved -= 1
+
+
 class SlotPool:
     """`slots` generations run at once; the others wait in arrival order."""
 
@@ -17,6 +32,9 @@ class SlotPool:
         self.slots = slots
         self.queue_limit = queue_limit
         self.busy = 0
+        # Admitted but not yet started: a burst of requests all pass admission before the first
+        # of their streams starts, so they must count, or the queue would overshoot its limit.
+        self.reserved = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     @property
@@ -25,8 +43,12 @@ class SlotPool:
         return len(self._waiters)
 
     def saturated(self) -> bool:
-        """True when every slot is busy and the queue is full: a new request must be refused."""
-        return self.busy >= self.slots and self.queued >= self.queue_limit
+        """True when every slot and queue place is taken or promised: refuse a new request."""
+        return self.busy + self.queued + self.reserved >= self.slots + self.queue_limit
+
+    def reserve(self) -> Reservation:
+        """Hold a place for an admitted request; its generation releases it on start."""
+        return Reservation(self)
 
     def slowdown(self) -> float:
         """Divisor of one slot's decode rate given how many slots are busy right now."""

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from types import TracebackType
+from typing import TYPE_CHECKING, Self
 
 from sim.config import FaultMode, SimConfig
-from sim.state import SimState
 from sim.text import Script, write_script
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+    from types import TracebackType
+
+    from sim.capacity import Reservation
+    from sim.state import SimState
 
 # No request may ask for more than the simulated model's context.
 MAX_CONTEXT_TOKENS = 32768
@@ -28,8 +33,9 @@ class Plan:
         return len(self.script.reasoning) + len(self.script.answer)
 
 
-def make_plan(state: SimState, prompt: str, input_tokens: int, limit: int | None, *,
-              reasoning: bool) -> Plan:
+def make_plan(
+    state: SimState, prompt: str, input_tokens: int, limit: int | None, *, reasoning: bool
+) -> Plan:
     """Size the output: the request's limit when it sets one, else the configured defaults."""
     reasoning_tokens, answer_tokens = _split_output(state.config, limit, reasoning=reasoning)
     offset = state.next_offset()
@@ -42,21 +48,23 @@ def _split_output(config: SimConfig, limit: int | None, *, reasoning: bool) -> t
     if limit is None or limit <= 0:
         return reasoning_tokens, config.output_tokens
     total = min(limit, MAX_CONTEXT_TOKENS)
-    reasoning_tokens = min(reasoning_tokens, total - 1)  # leave room for one answer token
+    reasoning_tokens = min(reasoning_tokens, total // 2)  # the answer keeps at least half
     return reasoning_tokens, total - reasoning_tokens
 
 
 class Generation:
     """Async context: waits for a slot on entry, frees it on exit and counts how it ended."""
 
-    def __init__(self, state: SimState, plan: Plan) -> None:
+    def __init__(self, state: SimState, plan: Plan, reservation: Reservation) -> None:
         self._state = state
         self._plan = plan
+        self._reservation = reservation
         self._emitted = 0
         self._stall_at = plan.output_tokens // 2
         self._finished = False
 
-    async def __aenter__(self) -> Generation:
+    async def __aenter__(self) -> Self:
+        self._reservation.release()  # from now on the pool counts this request itself
         counters = self._state.counters
         counters.started += 1
         counters.input_tokens += self._plan.input_tokens

@@ -59,7 +59,7 @@ class SimState:
         self.mode = FaultMode.NO_MODEL if config.no_model else FaultMode.OK
         self.error_share = config.error_share
         self._error_draws = 0
-        self._random = random.Random(config.seed)  # filler only: nothing secret is drawn
+        self._random = random.Random(config.seed)  # noqa: S311 - filler text, nothing secret
 
     @property
     def model_loaded(self) -> bool:
@@ -79,7 +79,7 @@ class SimState:
         self._error_draws = 0
 
     def should_fail(self) -> bool:
-        """In `error` mode, fail exactly `error_share` of requests, evenly spread (no flaky dice)."""
+        """In `error` mode, fail exactly `error_share` of requests, evenly spread (no dice)."""
         if self.mode is not FaultMode.ERROR:
             return False
         before = math.floor(self._error_draws * self.error_share)
@@ -109,6 +109,7 @@ class SimState:
             "active": self.active,
             "busy_slots": self.pool.busy,
             "queued": self.pool.queued,
+            "reserved": self.pool.reserved,
             "slots": self.pool.slots,
             "queue_limit": self.pool.queue_limit,
             "stored_responses": len(self.store),

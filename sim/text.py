@@ -5,17 +5,22 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import msgspec
 
-FILLER = (
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+FILLER_SENTENCE = (
     "The simulated model answers with steady filler text so that the gateway, its dashboards "
     "and its benchmarks see tokens arrive at a realistic pace while nothing is computed on any "
     "graphics card, and every run with the same seed says the same thing."
-).split()
-REASONING = "Let me think about what was asked and how to answer it briefly and clearly.".split()
+)
+REASONING_SENTENCE = "Let me think about what was asked and how to answer it briefly and clearly."
+FILLER = FILLER_SENTENCE.split()
+REASONING = REASONING_SENTENCE.split()
 ECHOED_WORDS = 5
 LONGEST_ECHOED_WORD = 24
 CHARS_PER_TOKEN = 4

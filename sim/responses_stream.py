@@ -1,0 +1,151 @@
+"""Server-sent events of a streamed response, and the same generation run without streaming."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from sim.engine import Generation, paced
+from sim.responses_objects import (
+    ResponseCall,
+    message_item,
+    output_text_part,
+    reasoning_item,
+    remember,
+    response_object,
+)
+from sim.text import json_string
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from sim.capacity import Reservation
+    from sim.state import SimState
+
+
+class ResponseFrames:
+    """Encodes one response's SSE frames, numbering them in order; deltas from pre-encoded bytes."""
+
+    def __init__(self, call: ResponseCall) -> None:
+        self._call = call
+        self._sequence = -1
+        self.reasoning_delta = self._delta_encoder(
+            "response.reasoning_text.delta", call.reasoning_id, 0, b""
+        )
+        self.text_delta = self._delta_encoder(
+            "response.output_text.delta", call.message_id, call.message_index, b'"logprobs":[],'
+        )
+
+    def event(self, kind: str, **fields: Any) -> bytes:
+        """One `event: <kind>` frame whose data carries `type` and `sequence_number`."""
+        fields["type"] = kind
+        fields["sequence_number"] = self._next()
+        return b"event: %s\ndata: %s\n\n" % (kind.encode(), msgspec.json.encode(fields))
+
+    def opening(self) -> bytes:
+        """`response.created` then `response.in_progress`."""
+        empty = response_object(self._call, completed=False)
+        return self.event("response.created", response=empty) + self.event(
+            "response.in_progress", response=empty
+        )
+
+    def reasoning_opening(self) -> bytes:
+        """The reasoning item appears."""
+        item = reasoning_item(self._call, "", completed=False)
+        return self.event("response.output_item.added", output_index=0, item=item)
+
+    def reasoning_closing(self) -> bytes:
+        """The full reasoning text, then the finished reasoning item."""
+        text = "".join(self._call.plan.script.reasoning)
+        ids = {"item_id": self._call.reasoning_id, "output_index": 0, "content_index": 0}
+        item = reasoning_item(self._call, text, completed=True)
+        return self.event("response.reasoning_text.done", text=text, **ids) + self.event(
+            "response.output_item.done", output_index=0, item=item
+        )
+
+    def message_opening(self) -> bytes:
+        """The message item appears, then its empty text part."""
+        index = self._call.message_index
+        item = message_item(self._call, "", completed=False)
+        return self.event("response.output_item.added", output_index=index, item=item) + self.event(
+            "response.content_part.added", part=output_text_part(""), **self._text_ids()
+        )
+
+    def closing(self) -> bytes:
+        """Text done, part done, item done, and `response.completed` with usage."""
+        text = "".join(self._call.plan.script.answer)
+        item = message_item(self._call, text, completed=True)
+        return b"".join(
+            (
+                self.event("response.output_text.done", text=text, logprobs=[], **self._text_ids()),
+                self.event(
+                    "response.content_part.done", part=output_text_part(text), **self._text_ids()
+                ),
+                self.event(
+                    "response.output_item.done", output_index=self._call.message_index, item=item
+                ),
+                self.event(
+                    "response.completed", response=response_object(self._call, completed=True)
+                ),
+            )
+        )
+
+    def _text_ids(self) -> dict[str, Any]:
+        index = self._call.message_index
+        return {"item_id": self._call.message_id, "output_index": index, "content_index": 0}
+
+    def _next(self) -> int:
+        self._sequence += 1
+        return self._sequence
+
+    def _delta_encoder(
+        self, kind: str, item_id: str, output_index: int, extra: bytes
+    ) -> Callable[[str], bytes]:
+        head = (
+            b'event: %s\ndata: {"type":"%s","item_id":"%s","output_index":%d,"content_index":0,'
+            % (kind.encode(), kind.encode(), item_id.encode(), output_index)
+            + extra
+            + b'"delta":'
+        )
+
+        def encode(piece: str) -> bytes:
+            return head + json_string(piece) + b',"sequence_number":%d}\n\n' % self._next()
+
+        return encode
+
+
+async def stream_response(
+    state: SimState, call: ResponseCall, reservation: Reservation
+) -> AsyncIterator[bytes]:
+    """The SSE frames of one response, paced by the capacity model; stops when cancelled."""
+    frames = ResponseFrames(call)
+    async with Generation(state, call.plan, reservation) as generation:
+        yield frames.opening()
+        await generation.prefill()
+        if call.plan.script.reasoning:
+            yield frames.reasoning_opening()
+            async for frame in paced(
+                generation, call.plan.script.reasoning, frames.reasoning_delta
+            ):
+                yield frame
+            yield frames.reasoning_closing()
+        yield frames.message_opening()
+        async for frame in paced(generation, call.plan.script.answer, frames.text_delta):
+            yield frame
+        generation.finish()
+    remember(state, call)
+    yield frames.closing()
+
+
+async def complete_response(
+    state: SimState, call: ResponseCall, reservation: Reservation
+) -> dict[str, Any]:
+    """Run the generation to its end and return the final response object."""
+    async with Generation(state, call.plan, reservation) as generation:
+        await generation.prefill()
+        for _ in range(call.plan.output_tokens):
+            await generation.next_token()
+        generation.finish()
+    remember(state, call)
+    return response_object(call, completed=True)

@@ -1,0 +1,93 @@
+"""Run the simulated LM Studio server (`python -m sim`) as a real process for tests."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from support import free_port, wait_for_port
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+STOP_TIMEOUT = 5.0
+
+
+@dataclass
+class SimHandle:
+    """A running simulator: where it listens, its process, and its `/_sim` controls."""
+
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    args: tuple[str, ...] = field(default=())
+    # One client for the controls: building an httpx.Client costs tens of milliseconds.
+    _controls: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=5.0), repr=False)
+
+    def stats(self) -> dict[str, Any]:
+        """`GET /_sim/stats`."""
+        return self._call("GET", "/_sim/stats")
+
+    def set_fault(self, mode: str, **extra: Any) -> None:
+        """`POST /_sim/fault` with `mode` and e.g. `share=0.5`."""
+        self._call("POST", "/_sim/fault", {"mode": mode, **extra})
+
+    def reset(self) -> None:
+        """`POST /_sim/reset`: zero the counters."""
+        self._call("POST", "/_sim/reset")
+
+    def kill(self) -> None:
+        """Kill the process at once (an outage); `restart()` brings it back on the same port."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=STOP_TIMEOUT)
+
+    def stop(self) -> None:
+        """Terminate gracefully, and kill if that takes too long."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        _close_pipe(self.process)
+        self._controls.close()
+
+    def restart(self) -> None:
+        """Stop if running, then start again with the same options on the same port."""
+        self.stop()
+        self.process = _spawn(self.port, self.args)
+        self._controls = httpx.Client(timeout=5.0)
+        wait_for_port(self.port)
+
+    def _call(self, method: str, path: str, body: object = None) -> dict[str, Any]:
+        response = self._controls.request(method, self.url + path, json=body)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+
+@contextlib.contextmanager
+def running_sim(*extra_args: str) -> Iterator[SimHandle]:
+    """Start `python -m sim --port <free port> *extra_args`, yield its handle, stop it on exit."""
+    port = free_port()
+    handle = SimHandle(f"http://127.0.0.1:{port}", port, _spawn(port, extra_args), extra_args)
+    try:
+        wait_for_port(port)
+        yield handle
+    finally:
+        handle.stop()
+
+
+def _spawn(port: int, extra_args: tuple[str, ...]) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "sim", "--port", str(port), *extra_args]
+    return subprocess.Popen(command, stdout=subprocess.PIPE)
+
+
+def _close_pipe(process: subprocess.Popen[bytes]) -> None:
+    if process.stdout is not None:
+        process.stdout.close()
