@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from sim.engine import Generation, Plan, make_plan, paced
+from sim.engine import Generation, Plan, is_cut, make_plan, paced
 from sim.schemas import ChatBody, prompt_of
 from sim.text import count_tokens, json_string
 
@@ -61,11 +61,11 @@ class ChatCall:
 
 
 def build_chat_call(state: SimState, body: ChatBody) -> ChatCall:
-    """Size the generation; a request that sets a token limit stops on it (`length`)."""
+    """Size the generation; a limit below the natural length cuts it (`length`)."""
     prompt, chars = prompt_of(body.messages or [], "messages")
     limit = body.token_limit()
     plan = make_plan(state, prompt, count_tokens(chars), limit, reasoning=False)
-    finish_reason = "length" if limit is not None and limit > 0 else "stop"
+    finish_reason = "length" if is_cut(state.config, limit, reasoning=False) else "stop"
     return ChatCall(
         plan=plan,
         model=state.config.model,

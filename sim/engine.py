@@ -36,18 +36,25 @@ class Plan:
 def make_plan(
     state: SimState, prompt: str, input_tokens: int, limit: int | None, *, reasoning: bool
 ) -> Plan:
-    """Size the output: the request's limit when it sets one, else the configured defaults."""
+    """Size the output: the configured natural length, cut by the request's limit if it is lower."""
     reasoning_tokens, answer_tokens = _split_output(state.config, limit, reasoning=reasoning)
     offset = state.next_offset()
     script = write_script(prompt, reasoning_tokens, answer_tokens, offset)
     return Plan(input_tokens=min(input_tokens, MAX_CONTEXT_TOKENS), script=script)
 
 
+def is_cut(config: SimConfig, limit: int | None, *, reasoning: bool) -> bool:
+    """Whether a limit stops the generation before the model would stop by itself."""
+    natural = config.output_tokens + (config.reasoning_tokens if reasoning else 0)
+    return limit is not None and 0 < limit < natural
+
+
 def _split_output(config: SimConfig, limit: int | None, *, reasoning: bool) -> tuple[int, int]:
+    # Like a real model, it stops by itself after its natural length; a lower limit cuts it.
     reasoning_tokens = config.reasoning_tokens if reasoning else 0
-    if limit is None or limit <= 0:
+    if not is_cut(config, limit, reasoning=reasoning):
         return reasoning_tokens, config.output_tokens
-    total = min(limit, MAX_CONTEXT_TOKENS)
+    total = min(limit or 0, MAX_CONTEXT_TOKENS)
     reasoning_tokens = min(reasoning_tokens, total // 2)  # the answer keeps at least half
     return reasoning_tokens, total - reasoning_tokens
 

@@ -28,7 +28,9 @@ class Received:
         return "".join(str(e["delta"]) for e in deltas)
 
     def first_time(self, event_type: str) -> float:
-        return next(t for t, e in zip(self.times, self.events, strict=True) if e["type"] == event_type)
+        return next(
+            t for t, e in zip(self.times, self.events, strict=True) if e["type"] == event_type
+        )
 
 
 def chat(

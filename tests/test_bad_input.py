@@ -32,13 +32,37 @@ CASES: list[tuple[str, bytes, dict[str, str], int, str]] = [
     ("unknown role", b'{"input": [{"role": "system", "content": "x"}]}', JSON, 400, "role"),
     ("message without content", b'{"input": [{"role": "user"}]}', JSON, 400, "content"),
     ("model chosen by visitor", b'{"input": "hi", "model": "big"}', JSON, 400, "unknown field"),
-    ("limit raised by visitor", b'{"input": "hi", "max_output_tokens": 9999}', JSON, 400, "unknown"),
+    (
+        "limit raised by visitor",
+        b'{"input": "hi", "max_output_tokens": 9999}',
+        JSON,
+        400,
+        "unknown",
+    ),
     ("control characters", b'{"input": "hi\\u0000there"}', JSON, 400, "control characters"),
-    ("bad previous id", b'{"input": "hi", "previous_response_id": "../../etc"}', JSON, 400, "resp_"),
-    ("previous id wrong type", b'{"input": "hi", "previous_response_id": 7}', JSON, 400, "previous"),
+    (
+        "bad previous id",
+        b'{"input": "hi", "previous_response_id": "../../etc"}',
+        JSON,
+        400,
+        "resp_",
+    ),
+    (
+        "previous id wrong type",
+        b'{"input": "hi", "previous_response_id": 7}',
+        JSON,
+        400,
+        "previous",
+    ),
     ("body over the byte cap", b'{"input": "' + b"a" * 5000 + b'"}', JSON, 413, "too large"),
     ("odd thumbmark", b'{"input": "hi"}', {**JSON, "X-Thumbmark-Id": "a b;c"}, 400, "Thumbmark"),
-    ("huge thumbmark", b'{"input": "hi"}', {**JSON, "X-Thumbmark-Id": "a" * 4000}, 400, "Thumbmark"),
+    (
+        "huge thumbmark",
+        b'{"input": "hi"}',
+        {**JSON, "X-Thumbmark-Id": "a" * 4000},
+        400,
+        "Thumbmark",
+    ),
 ]
 
 
@@ -91,7 +115,7 @@ def test_wrong_route_or_method(
 
 def test_a_good_request_still_passes(stack: tuple[GatewayHandle, SimHandle]) -> None:
     """The same gateway streams a well-formed request (the cases above are not all refusals)."""
-    gateway, sim = stack
+    gateway, _ = stack
     body = {"input": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
     response = httpx.post(f"{gateway.url}/api/chat", json=body, timeout=30)
     assert response.status_code == 200

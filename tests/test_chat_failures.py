@@ -1,4 +1,4 @@
-"""When the model's side fails: a clear JSON error before the stream, an SSE error after, no hang."""
+"""When the model fails: a JSON error before the stream, an SSE error event after, never a hang."""
 
 from __future__ import annotations
 
@@ -108,4 +108,3 @@ def test_upstream_500_is_a_502(sim: SimHandle, redis_url: str) -> None:
         received = chat(gateway.url)
     assert received.status == 502
     assert set(received.json) == {"error", "code"}
-

@@ -102,14 +102,18 @@ def test_visitor_refusals_leave_the_global_budget(
         trusted_proxies="127.0.0.1/32",
     ) as gateway:
         abuser = [chat(gateway.url, headers={"X-Forwarded-For": "203.0.113.66"}) for _ in range(12)]
-        others = [chat(gateway.url, headers={"X-Forwarded-For": f"198.51.100.{n}"}) for n in (1, 2, 3)]
+        others = [
+            chat(gateway.url, headers={"X-Forwarded-For": f"198.51.100.{n}"}) for n in (1, 2, 3)
+        ]
     assert [r.status for r in abuser].count(200) == 2
     assert {r.json["limit"] for r in abuser if r.status == 429} == {"visitor"}
     assert [r.status for r in others] == [200, 200, 200]
     assert int(redis_client.get("{llmgw}:window:global") or 0) == 5
 
 
-def test_spoofed_forwarded_for_from_untrusted_peer_is_ignored(sim: SimHandle, redis_url: str) -> None:
+def test_spoofed_forwarded_for_from_untrusted_peer_is_ignored(
+    sim: SimHandle, redis_url: str
+) -> None:
     """Without trusted proxies, a new X-Forwarded-For per request does not escape the limit."""
     with running_gateway(upstream_url=sim.url, redis_url=redis_url, visitor_limit=2) as gateway:
         statuses = [
@@ -154,4 +158,3 @@ def test_client_disconnect_cancels_the_generation(sim: SimHandle, redis_url: str
         assert eventually(lambda: sim.stats()["cancelled"] == 1)
         assert eventually(lambda: sim.stats()["active"] == 0)
     assert sim.stats()["completed"] == 0
-

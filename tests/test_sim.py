@@ -30,7 +30,8 @@ def shared_sim() -> Iterator[SimHandle]:
 
 @pytest.fixture(scope="module")
 def single_slot() -> Iterator[SimHandle]:
-    with running_sim(*FAST, "--slots", "1", "--queue", "1") as handle:
+    # A long natural answer, so the tests below can cut it with max_output_tokens or leave it.
+    with running_sim(*FAST, "--slots", "1", "--queue", "1", "--output-tokens", "4000") as handle:
         yield handle
 
 
@@ -317,17 +318,17 @@ def test_stall_fault_stops_the_stream_midway_until_the_client_leaves(sim: SimHan
 
 
 def test_client_disconnect_cancels_the_generation_at_once(
-    sim: SimHandle, client: httpx.Client
+    one_slot: SimHandle, client: httpx.Client
 ) -> None:
     """Closing a stream mid-way frees its slot and counts it as cancelled."""
     body = {"input": "x", "stream": True, "max_output_tokens": 4000}
-    with connect_sse(client, "POST", f"{sim.url}/v1/responses", json=body) as source:
+    with connect_sse(client, "POST", f"{one_slot.url}/v1/responses", json=body) as source:
         events = source.iter_sse()  # kept referenced: dropping it would close the response
         deltas = (event for event in events if event.event == TEXT_DELTA)
         assert len([next(deltas) for _ in range(5)]) == 5
-        assert sim.stats()["busy_slots"] == 1
-    assert _eventually(lambda: sim.stats()["active"] == 0, timeout=2.0)
-    stats = sim.stats()
+        assert one_slot.stats()["busy_slots"] == 1
+    assert _eventually(lambda: one_slot.stats()["active"] == 0, timeout=2.0)
+    stats = one_slot.stats()
     assert (stats["cancelled"], stats["completed"], stats["busy_slots"]) == (1, 0, 0)
     assert stats["output_tokens"] < 4000
 

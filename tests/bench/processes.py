@@ -22,7 +22,7 @@ GATEWAY_CPU = 1  # the gateway gets a core of its own; load and Redis share the 
 @contextmanager
 def process(command: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[str]:
     """Run a server until the block ends; yield its loopback URL."""
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)  # noqa: S603
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
     try:
         wait_for_port(port, timeout=30)
         yield f"http://127.0.0.1:{port}"

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
@@ -79,7 +80,7 @@ def wrk_rps(url: str) -> dict[str, float]:
     command = ["wrk", "-t1", "-c32", f"-d{WRK_SECONDS}s", "-s", handle.name, f"{url}/api/chat"]
     if shutil.which("taskset"):
         command = ["taskset", "-c", "0", *command]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout  # noqa: S603
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     Path(handle.name).unlink()
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
@@ -116,7 +117,9 @@ def main() -> int:
         print("make bench needs wrk: apt-get install wrk", file=sys.stderr)
         return 2
     REPORT.mkdir(exist_ok=True)
-    results: dict[str, object] = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
+    results: dict[str, Any] = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    }
     with redis_server() as redis_url, sim(*SIM_ARGS) as sim_url:
         base = {"redis_url": redis_url, "upstream_url": sim_url, **GATEWAY}
         with gateway(**base, global_limit=10**9, visitor_limit=10**9) as url:
@@ -145,7 +148,11 @@ def summarize(latency: dict[str, list[float]]) -> dict[str, float]:
     return out
 
 
-def write_report(results: dict[str, object]) -> None:
+def refused(run: dict[str, float]) -> str:
+    return f"{run['non_2xx'] / run['total']:.1%}"
+
+
+def write_report(results: dict[str, Any]) -> None:
     fb = results["first_byte"]
     rt = results["round_trips"]
     v429, g429 = results["visitor_429"], results["global_429"]
@@ -158,24 +165,27 @@ def write_report(results: dict[str, object]) -> None:
         "",
         "| path | p50 (ms) | p99 (ms) |",
         "| --- | ---: | ---: |",
-        f"| sim direct | {fb['direct_p50_ms']:.2f} | {fb['direct_p99_ms']:.2f} |",  # type: ignore[index]
-        f"| through llmgw | {fb['gateway_p50_ms']:.2f} | {fb['gateway_p99_ms']:.2f} |",  # type: ignore[index]
-        f"| added by llmgw | {fb['added_p50_ms']:.2f} | {fb['added_p99_ms']:.2f} |",  # type: ignore[index]
-        f"| ratio | {fb['ratio_p50']:.2f}x | {fb['ratio_p99']:.2f}x |",  # type: ignore[index]
+        f"| sim direct | {fb['direct_p50_ms']:.2f} | {fb['direct_p99_ms']:.2f} |",
+        f"| through llmgw | {fb['gateway_p50_ms']:.2f} | {fb['gateway_p99_ms']:.2f} |",
+        f"| added by llmgw | {fb['added_p50_ms']:.2f} | {fb['added_p99_ms']:.2f} |",
+        f"| ratio | {fb['ratio_p50']:.2f}x | {fb['ratio_p99']:.2f}x |",
         "",
-        f"{fb['samples']} interleaved samples per path.",  # type: ignore[index]
+        f"{fb['samples']} interleaved samples per path.",
         "",
         "## 429 path, gateway on one core (wrk -t1 -c32)",
         "",
         "| refusal | requests/s | refused share |",
         "| --- | ---: | ---: |",
-        f"| visitor limit (Redis script) | {v429['rps']:.0f} | {v429['non_2xx'] / v429['total']:.1%} |",  # type: ignore[index]
-        f"| global limit (local deny cache) | {g429['rps']:.0f} | {g429['non_2xx'] / g429['total']:.1%} |",  # type: ignore[index]
+        f"| visitor limit (Redis script) | {v429['rps']:.0f} | {refused(v429)} |",
+        f"| global limit (local deny cache) | {g429['rps']:.0f} | {refused(g429)} |",
         "",
         "## Redis round trips per admission",
         "",
-        f"{rt['evalsha']} EVALSHA for {rt['requests']} requests ({rt['admitted']} admitted): "  # type: ignore[index]
-        f"{rt['evalsha'] / rt['requests']:.2f} per admission; other client commands: {rt['other']}.",  # type: ignore[index]
+        (
+            f"{rt['evalsha']} EVALSHA for {rt['requests']} requests ({rt['admitted']} admitted): "
+            f"{rt['evalsha'] / rt['requests']:.2f} per admission; "
+            f"other client commands: {rt['other']}."
+        ),
     ]
     (REPORT / "report.md").write_text("\n".join(lines) + "\n")
     (REPORT / "results.json").write_text(json.dumps(results, indent=2))
