@@ -44,7 +44,7 @@ def parse_chat_request(body: bytes, bounds: InputBounds) -> ChatRequest:
         request = _decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise BadRequest(f"invalid request: {exc}") from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         raise BadRequest("the request body is not valid JSON") from None
     _check_input(request.input, bounds)
     _check_previous(request.previous_response_id)

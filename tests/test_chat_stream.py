@@ -18,21 +18,40 @@ if TYPE_CHECKING:
 
     import redis
 
-FAST_SIM = ("--slots", "64", "--queue", "512", "--decode-rate", "60", "--output-tokens", "24")
+# Paced like a small model, so a stream visibly takes time.
+PACED = ("--slots", "8", "--decode-rate", "60", "--output-tokens", "24")
+# Many fast slots, for tests about admission rather than streaming.
+ROOMY = ("--slots", "64", "--queue", "512", "--decode-rate", "4000", "--output-tokens", "8")
 
 
 @pytest.fixture(scope="module")
-def sim_server() -> Iterator[SimHandle]:
-    with running_sim(*FAST_SIM) as handle:
+def paced_sim() -> Iterator[SimHandle]:
+    with running_sim(*PACED) as handle:
         yield handle
 
 
+@pytest.fixture(scope="module")
+def roomy_sim() -> Iterator[SimHandle]:
+    with running_sim(*ROOMY) as handle:
+        yield handle
+
+
+def _clean(handle: SimHandle) -> SimHandle:
+    handle.set_fault("ok")
+    handle.reset()
+    return handle
+
+
 @pytest.fixture
-def sim(sim_server: SimHandle) -> SimHandle:
-    """The module's sim, healthy and with zeroed counters."""
-    sim_server.set_fault("ok")
-    sim_server.reset()
-    return sim_server
+def sim(paced_sim: SimHandle) -> SimHandle:
+    """A paced sim, healthy and with zeroed counters."""
+    return _clean(paced_sim)
+
+
+@pytest.fixture
+def fast_sim(roomy_sim: SimHandle) -> SimHandle:
+    """A sim with room for bursts, healthy and with zeroed counters."""
+    return _clean(roomy_sim)
 
 
 def test_stream_is_incremental(sim: SimHandle, redis_url: str) -> None:
@@ -49,17 +68,17 @@ def test_stream_is_incremental(sim: SimHandle, redis_url: str) -> None:
     assert len({round(t, 2) for t in deltas}) > 10  # arrived over time, not in one burst
 
 
-def test_model_and_limits_are_pinned_by_the_gateway(sim: SimHandle, redis_url: str) -> None:
+def test_model_and_limits_are_pinned_by_the_gateway(fast_sim: SimHandle, redis_url: str) -> None:
     """The answer is capped by the gateway's max_output_tokens, whatever the visitor wanted."""
-    with running_gateway(upstream_url=sim.url, redis_url=redis_url, max_output_tokens=5) as gw:
+    with running_gateway(upstream_url=fast_sim.url, redis_url=redis_url, max_output_tokens=5) as gw:
         received = chat(gw.url)
     usage = received.events[-1]["response"]["usage"]
     assert usage["output_tokens"] - usage["output_tokens_details"]["reasoning_tokens"] <= 5
 
 
-def test_follow_up_uses_previous_response_id(sim: SimHandle, redis_url: str) -> None:
+def test_follow_up_uses_previous_response_id(fast_sim: SimHandle, redis_url: str) -> None:
     """A follow-up with the id of the first answer continues that conversation upstream."""
-    with running_gateway(upstream_url=sim.url, redis_url=redis_url) as gateway:
+    with running_gateway(upstream_url=fast_sim.url, redis_url=redis_url) as gateway:
         first = chat(gateway.url, {"input": "My name is Ada"})
         response_id = first.events[0]["response"]["id"]
         second = chat(gateway.url, {"input": "And again?", "previous_response_id": response_id})
@@ -70,11 +89,11 @@ def test_follow_up_uses_previous_response_id(sim: SimHandle, redis_url: str) -> 
 
 
 def test_exact_global_limit_under_concurrency(
-    sim: SimHandle, redis_url: str, redis_client: redis.Redis
+    fast_sim: SimHandle, redis_url: str, redis_client: redis.Redis
 ) -> None:
     """200 concurrent requests against a global limit of 50 admit exactly 50."""
     with running_gateway(
-        upstream_url=sim.url, redis_url=redis_url, global_limit=50, visitor_limit=1000
+        upstream_url=fast_sim.url, redis_url=redis_url, global_limit=50, visitor_limit=1000
     ) as gateway:
 
         async def burst() -> list[int]:
@@ -87,15 +106,15 @@ def test_exact_global_limit_under_concurrency(
     assert statuses.count(200) == 50
     assert statuses.count(429) == 150
     assert int(redis_client.get("{llmgw}:window:global") or 0) == 50
-    assert sim.stats()["started"] == 50
+    assert fast_sim.stats()["started"] == 50
 
 
 def test_visitor_refusals_leave_the_global_budget(
-    sim: SimHandle, redis_url: str, redis_client: redis.Redis
+    fast_sim: SimHandle, redis_url: str, redis_client: redis.Redis
 ) -> None:
     """One visitor hammering the endpoint spends only its own limit; others still get in."""
     with running_gateway(
-        upstream_url=sim.url,
+        upstream_url=fast_sim.url,
         redis_url=redis_url,
         global_limit=5,
         visitor_limit=2,
@@ -112,10 +131,11 @@ def test_visitor_refusals_leave_the_global_budget(
 
 
 def test_spoofed_forwarded_for_from_untrusted_peer_is_ignored(
-    sim: SimHandle, redis_url: str
+    fast_sim: SimHandle, redis_url: str
 ) -> None:
     """Without trusted proxies, a new X-Forwarded-For per request does not escape the limit."""
-    with running_gateway(upstream_url=sim.url, redis_url=redis_url, visitor_limit=2) as gateway:
+    settings = {"upstream_url": fast_sim.url, "redis_url": redis_url, "visitor_limit": 2}
+    with running_gateway(**settings) as gateway:
         statuses = [
             chat(gateway.url, headers={"X-Forwarded-For": f"192.0.2.{n}"}).status for n in range(5)
         ]
@@ -123,11 +143,11 @@ def test_spoofed_forwarded_for_from_untrusted_peer_is_ignored(
 
 
 def test_rejection_body_headers_and_retry_after(
-    sim: SimHandle, redis_url: str, redis_client: redis.Redis
+    fast_sim: SimHandle, redis_url: str, redis_client: redis.Redis
 ) -> None:
     """A 429 says whose limit, with Retry-After matching the window's remaining time in Redis."""
     with running_gateway(
-        upstream_url=sim.url, redis_url=redis_url, global_limit=1, window_seconds=20
+        upstream_url=fast_sim.url, redis_url=redis_url, global_limit=1, window_seconds=20
     ) as gateway:
         assert chat(gateway.url).status == 200
         time.sleep(1.2)
