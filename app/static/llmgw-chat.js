@@ -1,0 +1,653 @@
+/*
+ * <llmgw-chat>: a chat box that streams answers from an llmgw gateway.
+ *
+ *   <script src="https://gateway.example/llmgw-chat.js" defer></script>
+ *   <llmgw-chat gateway="https://gateway.example" heading="Ask the model"></llmgw-chat>
+ *
+ * Attributes: gateway (base URL, default the page's origin), thumbmark (visitor id; default a
+ * random id kept in localStorage), heading (or title), placeholder, theme ("light" | "dark" | "auto").
+ * CSS custom properties: --llmgw-accent, --llmgw-bg, --llmgw-fg, --llmgw-radius, --llmgw-font.
+ * DOM events (bubbling, composed): llmgw-sent, llmgw-completed, llmgw-error.
+ *
+ * No dependencies and no innerHTML: the model's output is untrusted and only ever set as text.
+ */
+(() => {
+  "use strict";
+
+  const TAG = "llmgw-chat";
+  if (typeof customElements === "undefined" || customElements.get(TAG)) return;
+
+  const THUMBMARK_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/;
+  const THUMBMARK_KEY = "llmgw-thumbmark";
+  const STATUS_TIMEOUT_MS = 3000;
+  const DEFAULT_WAIT_S = 15;
+  const MAX_WAIT_S = 600;
+
+  const STYLE = `
+:host {
+  --_accent: var(--llmgw-accent, #2f5fd0);
+  --_bg: var(--llmgw-bg, #ffffff);
+  --_fg: var(--llmgw-fg, #1d2330);
+  --_radius: var(--llmgw-radius, 12px);
+  --_font: var(--llmgw-font, system-ui, -apple-system, "Segoe UI", Roboto, sans-serif);
+  --_muted: color-mix(in srgb, var(--_fg) 62%, var(--_bg));
+  --_line: color-mix(in srgb, var(--_fg) 16%, var(--_bg));
+  --_soft: color-mix(in srgb, var(--_fg) 5%, var(--_bg));
+  --_mine: color-mix(in srgb, var(--_accent) 14%, var(--_bg));
+  --_warn-bg: color-mix(in srgb, #d98a00 16%, var(--_bg));
+  --_error-fg: #b42318;
+  display: block;
+  color-scheme: light;
+  max-width: 44rem;
+  font: 15px/1.5 var(--_font);
+}
+:host([hidden]) { display: none; }
+:host([theme="dark"]) {
+  --_accent: var(--llmgw-accent, #8fb0ff);
+  --_bg: var(--llmgw-bg, #161a22);
+  --_fg: var(--llmgw-fg, #e6e9ef);
+  --_error-fg: #ff9b8f;
+  color-scheme: dark;
+}
+@media (prefers-color-scheme: dark) {
+  :host(:not([theme="light"])) {
+    --_accent: var(--llmgw-accent, #8fb0ff);
+    --_bg: var(--llmgw-bg, #161a22);
+    --_fg: var(--llmgw-fg, #e6e9ef);
+    --_error-fg: #ff9b8f;
+    color-scheme: dark;
+  }
+}
+* { box-sizing: border-box; }
+.panel {
+  display: flex; flex-direction: column; gap: .75rem;
+  padding: 1rem; border: 1px solid var(--_line); border-radius: var(--_radius);
+  background: var(--_bg); color: var(--_fg);
+}
+header { display: flex; align-items: center; justify-content: space-between; gap: .5rem; }
+h2 { margin: 0; font-size: 1.05rem; font-weight: 600; }
+.log {
+  display: flex; flex-direction: column; gap: .75rem;
+  max-height: var(--llmgw-log-height, 26rem); overflow-y: auto; overscroll-behavior: contain;
+}
+.log:empty { display: none; }
+.turn { margin: 0; max-width: 92%; overflow-wrap: anywhere; white-space: pre-wrap; }
+.question {
+  align-self: flex-end; padding: .5rem .75rem; border-radius: var(--_radius);
+  background: var(--_mine);
+}
+.reply { align-self: flex-start; }
+.answer:empty::before { content: "…"; color: var(--_muted); }
+.pending .answer:empty::before { content: "● ● ●"; letter-spacing: .1em; animation: pulse 1.2s infinite; }
+@keyframes pulse { 50% { opacity: .3; } }
+@media (prefers-reduced-motion: reduce) { .pending .answer:empty::before { animation: none; } }
+details {
+  margin-bottom: .4rem; padding: .35rem .6rem; border-radius: calc(var(--_radius) * .6);
+  background: var(--_soft); color: var(--_muted); font-size: .9em;
+}
+summary { cursor: pointer; font-weight: 500; }
+.reasoning-text { margin-top: .35rem; }
+.note { display: block; margin-top: .35rem; font-size: .85em; color: var(--_muted); white-space: normal; }
+.note.error { color: var(--_error-fg); }
+.notice {
+  display: flex; flex-wrap: wrap; align-items: baseline; justify-content: space-between; gap: .25rem .75rem;
+  padding: .5rem .75rem; border-radius: calc(var(--_radius) * .6); background: var(--_warn-bg);
+}
+.notice[hidden] { display: none; }
+.notice p { margin: 0; }
+.countdown { font-variant-numeric: tabular-nums; font-weight: 600; white-space: nowrap; }
+form { display: flex; gap: .5rem; align-items: flex-end; }
+textarea {
+  flex: 1; min-height: 2.75rem; max-height: 12rem; resize: vertical;
+  padding: .6rem .75rem; border: 1px solid var(--_line); border-radius: calc(var(--_radius) * .6);
+  background: var(--_bg); color: var(--_fg); font: inherit;
+}
+textarea::placeholder { color: var(--_muted); }
+textarea:disabled { opacity: .6; cursor: not-allowed; }
+button {
+  min-height: 2.75rem; padding: .5rem 1rem; border-radius: calc(var(--_radius) * .6);
+  border: 1px solid var(--_accent); font: inherit; font-weight: 600; cursor: pointer;
+}
+button[hidden] { display: none; }
+.send { background: var(--_accent); color: var(--_bg); }
+.stop, .reset { background: transparent; color: var(--_accent); }
+.reset { min-height: 0; padding: .15rem .6rem; font-size: .85em; font-weight: 500; border-color: var(--_line); }
+button:disabled { opacity: .5; cursor: not-allowed; }
+button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-visible {
+  outline: 3px solid var(--_accent); outline-offset: 2px;
+}
+.visually-hidden {
+  position: absolute; width: 1px; height: 1px; margin: -1px; padding: 0; border: 0;
+  overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap;
+}
+`;
+
+  /** Build an element with attributes and text children; never parses HTML. */
+  function h(tag, attributes = {}, ...children) {
+    const element = document.createElement(tag);
+    for (const [name, value] of Object.entries(attributes)) element.setAttribute(name, value);
+    element.append(...children);
+    return element;
+  }
+
+  /** Server-Sent Events parser (WHATWG rules) fed with decoded text in arbitrary chunks. */
+  class SseParser {
+    constructor(onEvent) {
+      this.onEvent = onEvent;
+      this.buffer = "";
+      this.eventName = "";
+      this.data = [];
+    }
+
+    push(text) {
+      this.buffer += text;
+      const lineEnd = /\r\n|\r|\n/g;
+      let start = 0;
+      let match;
+      while ((match = lineEnd.exec(this.buffer)) !== null) {
+        // A lone "\r" at the end may be the first half of a "\r\n" still in flight.
+        if (match[0] === "\r" && lineEnd.lastIndex === this.buffer.length) break;
+        this.line(this.buffer.slice(start, match.index));
+        start = lineEnd.lastIndex;
+      }
+      this.buffer = this.buffer.slice(start);
+    }
+
+    line(line) {
+      if (line === "") return this.dispatch();
+      if (line.startsWith(":")) return undefined;
+      const colon = line.indexOf(":");
+      const field = colon === -1 ? line : line.slice(0, colon);
+      let value = colon === -1 ? "" : line.slice(colon + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (field === "event") this.eventName = value;
+      else if (field === "data") this.data.push(value);
+      return undefined;
+    }
+
+    dispatch() {
+      if (this.data.length > 0) this.onEvent(this.eventName || "message", this.data.join("\n"));
+      this.eventName = "";
+      this.data = [];
+    }
+  }
+
+  function randomId() {
+    const bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes); // unlike randomUUID, also available on plain-http pages
+    return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  }
+
+  let memoryThumbmark = null;
+
+  /** A stable per-browser id: localStorage when allowed, else one per page load. */
+  function storedThumbmark() {
+    try {
+      const stored = localStorage.getItem(THUMBMARK_KEY);
+      if (stored && THUMBMARK_PATTERN.test(stored)) return stored;
+      const fresh = randomId();
+      localStorage.setItem(THUMBMARK_KEY, fresh);
+      return fresh;
+    } catch {
+      memoryThumbmark ??= randomId(); // storage blocked (privacy mode, sandboxed frame)
+      return memoryThumbmark;
+    }
+  }
+
+  function retryAfterSeconds(response, body) {
+    const header = Number.parseInt(response.headers.get("Retry-After") ?? "", 10);
+    const fromBody = Number(body?.retry_after);
+    const seconds = Number.isFinite(header) ? header : Number.isFinite(fromBody) ? fromBody : NaN;
+    if (!Number.isFinite(seconds) || seconds < 0) return DEFAULT_WAIT_S;
+    return Math.min(Math.max(Math.ceil(seconds), 1), MAX_WAIT_S);
+  }
+
+  async function readJson(response) {
+    try {
+      return await response.json();
+    } catch {
+      return null;
+    }
+  }
+
+  function formatSeconds(seconds) {
+    if (seconds < 60) return `${seconds} s`;
+    return `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+  }
+
+  function spokenSeconds(seconds) {
+    if (seconds < 60) return seconds === 1 ? "1 second" : `${seconds} seconds`;
+    const minutes = Math.round(seconds / 60);
+    return minutes === 1 ? "about a minute" : `about ${minutes} minutes`;
+  }
+
+  const STATE_MESSAGES = {
+    busy: "The model is busy answering other visitors right now.",
+    down: "The chat is resting at the moment — the model is offline.",
+    unavailable: "The chat can't take new questions right now.",
+  };
+  const LIMIT_MESSAGES = {
+    visitor: "You've sent a lot of messages.",
+    global: "Everyone is chatting right now.",
+  };
+
+  class LlmgwChat extends HTMLElement {
+    static get observedAttributes() {
+      return ["heading", "title", "placeholder"];
+    }
+
+    constructor() {
+      super();
+      this.previousResponseId = null;
+      this.controller = null;
+      this.countdownTimer = null;
+      this.statusChecked = false;
+      this.locked = { input: false, send: false };
+      this.root = this.attachShadow({ mode: "open" });
+      this.adoptStyle();
+      this.build();
+    }
+
+    adoptStyle() {
+      // A constructed sheet is not inline style, so it passes a strict style-src CSP.
+      if ("adoptedStyleSheets" in Document.prototype && "replaceSync" in CSSStyleSheet.prototype) {
+        const sheet = new CSSStyleSheet();
+        sheet.replaceSync(STYLE);
+        this.root.adoptedStyleSheets = [sheet];
+      } else {
+        this.root.append(h("style", {}, STYLE));
+      }
+    }
+
+    build() {
+      this.headingElement = h("h2", { id: "heading" });
+      this.resetButton = h("button", { type: "button", class: "reset", hidden: "" }, "New chat");
+      this.log = h("div", {
+        class: "log",
+        role: "log",
+        "aria-live": "polite",
+        "aria-labelledby": "heading",
+        tabindex: "0",
+      });
+      this.statusText = h("p", { role: "status", class: "status-text" });
+      this.countdown = h("p", { class: "countdown", "aria-hidden": "true" });
+      this.notice = h("div", { class: "notice", part: "notice" }, this.statusText, this.countdown);
+      this.liveStatus = h("p", { role: "status", class: "visually-hidden" });
+      this.input = h("textarea", { id: "message", rows: "2", autocomplete: "off" });
+      this.sendButton = h("button", { type: "submit", class: "send" }, "Send");
+      this.stopButton = h("button", { type: "button", class: "stop", hidden: "" }, "Stop");
+      this.form = h(
+        "form",
+        { "aria-labelledby": "heading" },
+        h("label", { for: "message", class: "visually-hidden" }, "Your message"),
+        this.input,
+        this.sendButton,
+        this.stopButton,
+      );
+      const panel = h(
+        "section",
+        { class: "panel", part: "panel", "aria-labelledby": "heading", title: "" },
+        h("header", {}, this.headingElement, this.resetButton),
+        this.log,
+        this.notice,
+        this.liveStatus,
+        this.form,
+      );
+      this.root.append(panel);
+      this.hideNotice();
+      this.form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        this.send();
+      });
+      this.input.addEventListener("keydown", (event) => this.onKeydown(event));
+      this.input.addEventListener("focus", () => this.checkStatusOnce(), { once: true });
+      this.stopButton.addEventListener("click", () => this.stop());
+      this.resetButton.addEventListener("click", () => this.reset());
+      this.root.addEventListener("keydown", (event) => {
+        if (event.key === "Escape" && this.controller) {
+          event.preventDefault();
+          this.stop();
+        }
+      });
+    }
+
+    connectedCallback() {
+      this.renderTexts();
+    }
+
+    disconnectedCallback() {
+      this.controller?.abort();
+      this.clearCountdown();
+    }
+
+    attributeChangedCallback() {
+      this.renderTexts();
+    }
+
+    renderTexts() {
+      this.headingElement.textContent =
+        this.getAttribute("heading") || this.getAttribute("title") || "Ask the model";
+      this.input.placeholder =
+        this.getAttribute("placeholder") || "Type a question — Enter sends, Shift+Enter adds a line";
+    }
+
+    get endpoint() {
+      const base = (this.getAttribute("gateway") || "").trim().replace(/\/+$/, "");
+      return (path) => `${base}${path}`;
+    }
+
+    get thumbmark() {
+      const given = this.getAttribute("thumbmark");
+      if (given !== null) {
+        if (THUMBMARK_PATTERN.test(given)) return given;
+        console.warn(`${TAG}: ignoring a thumbmark that is not [A-Za-z0-9_.:-]{1,128}`);
+      }
+      return storedThumbmark();
+    }
+
+    onKeydown(event) {
+      if (event.key !== "Enter" || event.shiftKey || event.isComposing) return;
+      event.preventDefault();
+      if (!this.controller) this.send();
+    }
+
+    /** Ask the gateway's public status; a missing endpoint or any failure counts as "ok". */
+    async fetchStatus() {
+      const timeout = new AbortController();
+      const timer = setTimeout(() => timeout.abort(), STATUS_TIMEOUT_MS);
+      try {
+        const response = await fetch(this.endpoint("/api/status"), {
+          headers: { Accept: "application/json" },
+          credentials: "omit",
+          cache: "no-store",
+          signal: timeout.signal,
+        });
+        const body = await readJson(response);
+        const state = typeof body?.state === "string" ? body.state : "ok";
+        return { state, retryAfter: retryAfterSeconds(response, body) };
+      } catch {
+        return { state: "ok", retryAfter: 0 };
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+
+    async checkStatusOnce() {
+      if (this.statusChecked || this.controller) return;
+      this.statusChecked = true;
+      this.applyStatus(await this.fetchStatus());
+    }
+
+    /** Show what the status says; returns whether a question may be sent now. */
+    applyStatus({ state, retryAfter }) {
+      if (state === "busy" || state === "down") {
+        this.waitForService(STATE_MESSAGES[state], retryAfter);
+        return false;
+      }
+      if (this.locked.send && !this.locked.input) this.serviceBack();
+      if (state === "degraded") this.announce("Answers may be slower than usual right now.");
+      return true;
+    }
+
+    async send() {
+      const text = this.input.value.trim();
+      if (!text || this.controller || this.locked.input || this.locked.send) return;
+      this.statusChecked = true;
+      this.controller = new AbortController();
+      const turn = this.addTurn(text);
+      this.input.value = "";
+      this.setStreaming(true);
+      try {
+        const status = await this.fetchStatus();
+        if (this.controller.signal.aborted || !this.applyStatus(status)) this.giveBack(turn, text);
+        else await this.converse(text, turn);
+      } catch (error) {
+        if (error?.name === "AbortError") this.note(turn, "Stopped.");
+        else this.failTurn(turn, "Could not reach the chat. Check your connection and try again.");
+      } finally {
+        this.finishTurn(turn);
+      }
+    }
+
+    async converse(text, turn) {
+      const body = { input: text };
+      if (this.previousResponseId) body.previous_response_id = this.previousResponseId;
+      this.emit("llmgw-sent", { input: text, previousResponseId: this.previousResponseId });
+      const response = await fetch(this.endpoint("/api/chat"), {
+        method: "POST",
+        headers: {
+          "Content-Type": "application/json",
+          Accept: "text/event-stream",
+          "X-Thumbmark-Id": this.thumbmark,
+        },
+        body: JSON.stringify(body),
+        credentials: "omit",
+        signal: this.controller.signal,
+      });
+      const type = response.headers.get("Content-Type") || "";
+      if (response.ok && type.startsWith("text/event-stream") && response.body) {
+        return this.readStream(response.body, turn);
+      }
+      return this.refused(response, await readJson(response), turn, text);
+    }
+
+    async readStream(stream, turn) {
+      const reader = stream.getReader();
+      const decoder = new TextDecoder();
+      const progress = { id: null, done: false, failed: false };
+      const parser = new SseParser((name, data) => this.onEvent(name, data, turn, progress));
+      try {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          parser.push(decoder.decode(value, { stream: true }));
+        }
+        parser.push(decoder.decode());
+      } finally {
+        reader.releaseLock();
+      }
+      if (!progress.done && !progress.failed) this.failTurn(turn, "The answer was cut off.");
+    }
+
+    onEvent(name, data, turn, progress) {
+      let event;
+      try {
+        event = JSON.parse(data);
+      } catch {
+        return;
+      }
+      const type = typeof event?.type === "string" ? event.type : name;
+      const delta = typeof event?.delta === "string" ? event.delta : "";
+      if (type === "response.created") {
+        progress.id = event.response?.id ?? null;
+      } else if (type === "response.output_text.delta") {
+        this.appendText(turn.answer, delta, turn);
+      } else if (
+        type === "response.reasoning_text.delta" ||
+        type === "response.reasoning_summary_text.delta"
+      ) {
+        turn.reasoning.hidden = false;
+        this.appendText(turn.reasoningText, delta, turn);
+      } else if (type === "response.completed") {
+        progress.done = true;
+        // Only a finished answer is a safe anchor: a stopped one may never have been stored.
+        this.previousResponseId = event.response?.id ?? progress.id ?? this.previousResponseId;
+        this.resetButton.hidden = false;
+        this.emit("llmgw-completed", {
+          responseId: this.previousResponseId,
+          usage: event.response?.usage ?? null,
+        });
+      } else if (type === "error") {
+        progress.failed = true;
+        const detail = event.error ?? {};
+        this.failTurn(turn, detail.message || "The answer failed.", detail.code || "error", 200);
+      }
+    }
+
+    appendText(element, text, turn) {
+      if (!text) return;
+      const stick = this.isScrolledDown();
+      turn.element.classList.remove("pending");
+      element.append(document.createTextNode(text));
+      if (stick) this.log.scrollTop = this.log.scrollHeight;
+    }
+
+    refused(response, body, turn, text) {
+      const message = typeof body?.error === "string" ? body.error : `HTTP ${response.status}`;
+      if (response.status === 429) {
+        this.giveBack(turn, text);
+        const whose = body?.limit === "global" ? "global" : "visitor";
+        this.emit("llmgw-error", { status: 429, code: `rate_limited_${whose}`, message });
+        return this.rateLimited(whose, retryAfterSeconds(response, body));
+      }
+      if (response.status === 503) {
+        this.giveBack(turn, text);
+        this.emit("llmgw-error", { status: 503, code: body?.code ?? "unavailable", message });
+        return this.waitForService(STATE_MESSAGES.unavailable, retryAfterSeconds(response, body));
+      }
+      return this.failTurn(turn, message, body?.code ?? `http_${response.status}`, response.status);
+    }
+
+    rateLimited(whose, seconds) {
+      this.locked.input = true;
+      this.updateLocks();
+      this.startCountdown(LIMIT_MESSAGES[whose], seconds, () => {
+        this.locked.input = false;
+        this.hideNotice();
+        this.updateLocks();
+        this.announce("You can send a message again.");
+        this.input.focus();
+      });
+    }
+
+    /** Busy, down or 503: keep the text editable, hold sending, and ask again when the wait ends. */
+    waitForService(message, seconds) {
+      this.locked.send = true;
+      this.updateLocks();
+      this.startCountdown(message, seconds, async () => {
+        const status = await this.fetchStatus();
+        if (status.state !== "busy" && status.state !== "down") this.serviceBack();
+        else this.waitForService(STATE_MESSAGES[status.state], status.retryAfter);
+      });
+    }
+
+    serviceBack() {
+      this.clearCountdown();
+      this.locked.send = false;
+      this.hideNotice();
+      this.updateLocks();
+      this.announce("The chat is available again.");
+    }
+
+    startCountdown(message, seconds, onEnd) {
+      this.clearCountdown();
+      const endsAt = Date.now() + seconds * 1000;
+      // Read once by screen readers; the ticking number beside it is hidden from them.
+      this.statusText.replaceChildren(
+        message,
+        h("span", { class: "visually-hidden" }, ` Try again in ${spokenSeconds(seconds)}.`),
+      );
+      this.notice.hidden = false;
+      const tick = () => {
+        const left = Math.max(0, Math.ceil((endsAt - Date.now()) / 1000));
+        this.countdown.textContent = `Try again in ${formatSeconds(left)}`;
+        if (left > 0) return;
+        this.clearCountdown();
+        onEnd();
+      };
+      tick();
+      this.countdownTimer = setInterval(tick, 250);
+    }
+
+    clearCountdown() {
+      if (this.countdownTimer !== null) clearInterval(this.countdownTimer);
+      this.countdownTimer = null;
+    }
+
+    hideNotice() {
+      this.notice.hidden = true;
+      this.statusText.textContent = "";
+      this.countdown.textContent = "";
+    }
+
+    announce(message) {
+      this.liveStatus.textContent = message;
+    }
+
+    stop() {
+      this.controller?.abort();
+    }
+
+    reset() {
+      this.stop();
+      this.previousResponseId = null;
+      this.log.replaceChildren();
+      this.resetButton.hidden = true;
+      this.announce("Started a new chat.");
+      this.input.focus();
+    }
+
+    addTurn(text) {
+      this.log.append(h("p", { class: "turn question" }, text));
+      const reasoningText = h("div", { class: "reasoning-text" });
+      const summary = h("summary", {}, "Reasoning");
+      const reasoning = h("details", { class: "reasoning", hidden: "" }, summary, reasoningText);
+      const answer = h("div", { class: "answer" });
+      const element = h("div", { class: "turn reply pending" }, reasoning, answer);
+      this.log.append(element);
+      this.log.setAttribute("aria-busy", "true");
+      this.log.scrollTop = this.log.scrollHeight;
+      return { element, question: element.previousElementSibling, reasoning, reasoningText, answer };
+    }
+
+    /** The question was not taken: remove it from the log and put the text back in the box. */
+    giveBack(turn, text) {
+      turn.question.remove();
+      turn.element.remove();
+      if (!this.input.value) this.input.value = text;
+    }
+
+    failTurn(turn, message, code = "network_error", status = 0) {
+      this.note(turn, message, true);
+      this.emit("llmgw-error", { status, code, message });
+    }
+
+    note(turn, message, isError = false) {
+      turn.element.classList.remove("pending");
+      const note = h("span", { class: isError ? "note error" : "note" }, message);
+      turn.element.append(note);
+    }
+
+    finishTurn(turn) {
+      turn.element.classList.remove("pending");
+      this.log.setAttribute("aria-busy", "false");
+      this.controller = null;
+      this.setStreaming(false);
+    }
+
+    setStreaming(streaming) {
+      const focused = this.root.activeElement;
+      this.stopButton.hidden = !streaming;
+      this.sendButton.hidden = streaming;
+      // Hiding the focused button would drop focus to the page: hand it to the twin control.
+      if (!streaming && focused === this.stopButton) this.input.focus();
+      else if (streaming && focused === this.sendButton) this.stopButton.focus();
+      this.updateLocks();
+    }
+
+    updateLocks() {
+      this.input.disabled = this.locked.input;
+      this.sendButton.disabled = this.locked.input || this.locked.send;
+    }
+
+    isScrolledDown() {
+      return this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 40;
+    }
+
+    emit(name, detail) {
+      this.dispatchEvent(new CustomEvent(name, { detail, bubbles: true, composed: true }));
+    }
+  }
+
+  customElements.define(TAG, LlmgwChat);
+})();
