@@ -1,0 +1,71 @@
+"""The fixed label values the gateway's metrics may carry, and the one function that bounds them.
+
+A label value that is not in its set becomes `other`: a typo or a new enum member at a call site
+shows up as `other` on a dashboard instead of as a new time series, and nothing a visitor sends
+can ever reach a label.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Final
+
+OTHER: Final = "other"
+
+ROUTES: Final = frozenset({"/api/chat", "/healthz", "/readyz", "/metrics"})
+OUTCOMES: Final = frozenset(
+    {
+        "ok",
+        "rate_limited_visitor",
+        "rate_limited_global",
+        "shed",
+        "breaker_open",
+        "upstream_error",
+        "timeout",
+        "client_cancelled",
+        "bad_request",
+    }
+)
+TOKEN_TYPES: Final = ("input", "output", "reasoning")
+DECISIONS: Final = frozenset({"admitted", "visitor", "global", "shed"})
+ADMISSION_PATHS: Final = frozenset({"redis", "local", "fallback"})
+LIMIT_KINDS: Final = ("base", "effective")
+PRESSURE_SIGNALS: Final = frozenset(
+    {"gpu", "memory", "swap", "cpu", "model_ttft", "gateway_ttft", "probe_stale"}
+)
+BREAKER_STATES: Final = ("closed", "open", "half_open")
+OUTAGE_CLASSES: Final = (
+    "tunnel",
+    "nginx_down",
+    "model_server_down",
+    "token_invalid",
+    "model_not_loaded",
+    "host_offline",
+)
+# What the probe agent measures on the model host (it exports each as llmgw_probe_<signal>).
+PROBE_SIGNALS: Final = frozenset(
+    {
+        "memory_used_ratio",
+        "memory_pressure_level",
+        "swap_used_ratio",
+        "swap_used_bytes",
+        "cpu_ratio",
+        "gpu_utilization_ratio",
+        "gpu_memory_used_bytes",
+        "model_server_up",
+        "model_loaded",
+        "model_server_latency_seconds",
+        "synthetic_ttft_seconds",
+        "synthetic_tokens_per_second",
+    }
+)
+# Host names come from the probe's configuration, not from visitors; still, keep them tame.
+HOST_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+MAX_PROBE_HOSTS: Final = 16
+
+
+def bounded(value: str | Enum, allowed: frozenset[str] | tuple[str, ...]) -> str:
+    """The label value for `value`: itself when allowed, else `other` (enums by their value)."""
+    text = value.value if isinstance(value, Enum) else value
+    return text if isinstance(text, str) and text in allowed else OTHER

@@ -1,0 +1,299 @@
+"""`GatewayMetrics`: every Prometheus metric of one gateway, in a registry of its own, behind small
+methods named for the moment they record (`request_finished`, `first_token`, `breaker_changed`).
+
+Label values pass through `bounded` (see `labels`), so no visitor id or free text becomes a label.
+Latency histograms carry the trace id as an exemplar when one is given; exemplars are only in the
+OpenMetrics exposition, which `exposition` picks when the scraper asks for it.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import TYPE_CHECKING, Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from app.telemetry.labels import (
+    ADMISSION_PATHS,
+    BREAKER_STATES,
+    DECISIONS,
+    HOST_NAME,
+    MAX_PROBE_HOSTS,
+    OTHER,
+    OUTAGE_CLASSES,
+    OUTCOMES,
+    PRESSURE_SIGNALS,
+    PROBE_SIGNALS,
+    ROUTES,
+    TOKEN_TYPES,
+    bounded,
+)
+from app.telemetry.series import OneHot, observe, replace_series
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from enum import Enum
+
+# Bucket advice of the OpenTelemetry GenAI semantic conventions (docs/gen-ai/gen-ai-metrics.md).
+# (The inner tuples only keep each list on one line under the formatter.)
+TIME_TO_FIRST_TOKEN_BUCKETS: Final = (
+    *(0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0),
+)
+TIME_PER_OUTPUT_TOKEN_BUCKETS: Final = (
+    *(0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5),
+)
+# gen_ai.server.request.duration's advice, two doublings longer: a whole answer may take minutes.
+REQUEST_DURATION_BUCKETS: Final = (
+    *(0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92),
+    *(163.84, 327.68),
+)
+REDIS_COMMAND_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+UNKNOWN: Final = math.nan  # an up-gauge nobody has reported on yet: neither up nor down
+
+
+class GatewayMetrics:
+    """The gateway's metrics in their own registry: one per app, and a clean slate per test."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        for collector in (ProcessCollector, PlatformCollector, GCCollector):
+            collector(registry=self.registry)
+        counter = partial(Counter, registry=self.registry)
+        gauge = partial(Gauge, registry=self.registry)
+        histogram = partial(Histogram, registry=self.registry)
+
+        self._requests = counter(
+            "llmgw_requests_total", "Requests finished, by route and outcome.", ["route", "outcome"]
+        )
+        self._request_duration = histogram(
+            "llmgw_request_duration_seconds",
+            "Time from arrival to the last byte, by route and outcome.",
+            ["route", "outcome"],
+            buckets=REQUEST_DURATION_BUCKETS,
+        )
+        self._ttft = histogram(
+            "llmgw_time_to_first_token_seconds",
+            "Time from admission to the first text or reasoning token (gen_ai TTFT).",
+            buckets=TIME_TO_FIRST_TOKEN_BUCKETS,
+        )
+        self._tpot = histogram(
+            "llmgw_time_per_output_token_seconds",
+            "Time per output token after the first one (gen_ai time per output token).",
+            buckets=TIME_PER_OUTPUT_TOKEN_BUCKETS,
+        )
+        self._tokens = counter(
+            "llmgw_tokens_total",
+            "Tokens as the model reported them; output includes reasoning, reasoning is its share.",
+            ["type"],
+        )
+        self._active_streams = gauge("llmgw_active_streams", "Answers being streamed right now.")
+
+        self._admissions = counter(
+            "llmgw_admission_decisions_total",
+            "Admission decisions, by decision and by the path that decided.",
+            ["decision", "path"],
+        )
+        self._global_limit = gauge(
+            "llmgw_global_limit", "Chats admitted per window for everyone.", ["kind"]
+        )
+        self._inflight_cap = gauge("llmgw_inflight_cap", "Streams allowed at once.", ["kind"])
+        self._pressure = gauge(
+            "llmgw_pressure", "Normalised pressure per signal, 0..1.", ["signal"]
+        )
+        self._pressure_combined = gauge("llmgw_pressure_combined", "Pressure the governor uses.")
+        self._governor_factor = gauge("llmgw_governor_factor", "Effective limit over base limit.")
+
+        self._breaker_state = OneHot(
+            gauge("llmgw_breaker_state", "1 for the breaker's current state.", ["state"]),
+            BREAKER_STATES,
+        )
+        self._breaker_transitions = counter(
+            "llmgw_breaker_transitions_total", "Breaker transitions.", ["from_state", "to_state"]
+        )
+        self._upstream_up = gauge("llmgw_upstream_up", "1 when the model path is healthy.")
+        self._upstream_failures = counter(
+            "llmgw_upstream_failures_total", "Upstream failures, by diagnosed class.", ["class"]
+        )
+        self._upstream_outage = OneHot(
+            gauge("llmgw_upstream_outage", "1 for the currently diagnosed outage.", ["class"]),
+            OUTAGE_CLASSES,
+        )
+
+        self._redis_up = gauge("llmgw_redis_up", "1 when Redis answers.")
+        self._redis_duration = histogram(
+            "llmgw_redis_command_duration_seconds",
+            "Round trip of the gateway's Redis commands.",
+            buckets=REDIS_COMMAND_BUCKETS,
+        )
+        self._redis_errors = counter("llmgw_redis_errors_total", "Redis commands that failed.")
+        self._redis_fallback = gauge(
+            "llmgw_redis_fallback_active", "1 while the in-process fallback limiter admits."
+        )
+
+        self._probe_seen = gauge(
+            "llmgw_probe_last_seen_timestamp_seconds",
+            "When the model host's probe last reported, by its clock.",
+            ["host"],
+        )
+        self._probe_signal = gauge(
+            "llmgw_probe_signal", "The probe's latest signals, re-exported.", ["host", "signal"]
+        )
+        self._pressure_signals: set[str] = set()
+        self._probe_hosts: dict[str, set[str]] = {}
+        self._initialise()
+
+    def _initialise(self) -> None:
+        """Series that alerts and rates need from the start, at zero; up-gauges unknown."""
+        for outcome in OUTCOMES:
+            self._requests.labels("/api/chat", outcome)
+        for decision in DECISIONS:
+            for path in ADMISSION_PATHS:
+                self._admissions.labels(decision, path)
+        for token_type in TOKEN_TYPES:
+            self._tokens.labels(token_type)
+        for outage_class in OUTAGE_CLASSES:
+            self._upstream_failures.labels(outage_class)
+        self._breaker_state.set("closed")
+        self._upstream_outage.set(None)
+        self._upstream_up.set(UNKNOWN)
+        self._redis_up.set(UNKNOWN)
+
+    # -- the chat request ---------------------------------------------------------------------
+
+    def request_finished(
+        self, route: str, outcome: str | Enum, seconds: float, trace_id: str | int | None = None
+    ) -> None:
+        """One request is done (answered, refused or cut off): count it and time it."""
+        labels = (bounded(route, ROUTES), bounded(outcome, OUTCOMES))
+        self._requests.labels(*labels).inc()
+        observe(self._request_duration.labels(*labels), seconds, trace_id)
+
+    def first_token(self, seconds: float, trace_id: str | int | None = None) -> None:
+        """The first text or reasoning token reached the relay, `seconds` after admission."""
+        observe(self._ttft, seconds, trace_id)
+
+    def time_per_output_token(
+        self, seconds_after_first: float, output_tokens: int, trace_id: str | int | None = None
+    ) -> None:
+        """Decode speed as GenAI defines it: time after the first token over the tokens after it."""
+        if output_tokens > 1:
+            observe(self._tpot, seconds_after_first / (output_tokens - 1), trace_id)
+
+    def tokens(self, *, input_tokens: int, output_tokens: int, reasoning_tokens: int = 0) -> None:
+        """Usage of one answer, as the model reported it."""
+        for token_type, count in zip(
+            TOKEN_TYPES, (input_tokens, output_tokens, reasoning_tokens), strict=True
+        ):
+            if count > 0:
+                self._tokens.labels(token_type).inc(count)
+
+    def stream_started(self) -> None:
+        """An answer began streaming to a visitor."""
+        self._active_streams.inc()
+
+    def stream_ended(self) -> None:
+        """An answer stopped streaming, however it ended."""
+        self._active_streams.dec()
+
+    # -- admission and the governor -----------------------------------------------------------
+
+    def admission(self, decision: str | Enum, path: str | Enum) -> None:
+        """Admission decided: admitted, or refused by the visitor, global or shed limit."""
+        self._admissions.labels(bounded(decision, DECISIONS), bounded(path, ADMISSION_PATHS)).inc()
+
+    def limits(
+        self, *, base_global: float, effective_global: float, base_cap: float, effective_cap: float
+    ) -> None:
+        """The configured limits and what the governor makes of them now."""
+        self._global_limit.labels("base").set(base_global)
+        self._global_limit.labels("effective").set(effective_global)
+        self._inflight_cap.labels("base").set(base_cap)
+        self._inflight_cap.labels("effective").set(effective_cap)
+
+    def pressure(self, signals: Mapping[str, float], combined: float, factor: float) -> None:
+        """The governor's inputs and result; a signal missing from `signals` is removed."""
+        current: dict[str, float] = {}
+        for name, value in signals.items():
+            if math.isfinite(value):
+                label = bounded(name, PRESSURE_SIGNALS)  # unknown ones share `other`, at their max
+                current[label] = max(value, current.get(label, value))
+        replace_series(self._pressure, (), self._pressure_signals, current)
+        self._pressure_signals = set(current)
+        self._pressure_combined.set(combined)
+        self._governor_factor.set(factor)
+
+    # -- upstream health ----------------------------------------------------------------------
+
+    def breaker_changed(self, old: str | Enum, new: str | Enum) -> None:
+        """The breaker moved from `old` to `new` (closed, open, half_open)."""
+        old_state, new_state = bounded(old, BREAKER_STATES), bounded(new, BREAKER_STATES)
+        self._breaker_state.set(new_state)
+        if old_state != new_state:
+            self._breaker_transitions.labels(old_state, new_state).inc()
+
+    def upstream_outage(self, outage_class: str | Enum | None) -> None:
+        """The current diagnosis of the model path: a class, or None when it is healthy."""
+        self._upstream_up.set(0 if outage_class is not None else 1)
+        self._upstream_outage.set(None if outage_class is None else _outage(outage_class))
+
+    def upstream_failure(self, outage_class: str | Enum) -> None:
+        """One upstream call failed, for the diagnosed reason."""
+        self._upstream_failures.labels(_outage(outage_class)).inc()
+
+    # -- Redis ----------------------------------------------------------------------------------
+
+    def redis_state(self, *, up: bool, fallback_active: bool) -> None:
+        """Whether Redis answers, and whether the in-process fallback limiter is admitting."""
+        self._redis_up.set(1 if up else 0)
+        self._redis_fallback.set(1 if fallback_active else 0)
+
+    def redis_command(self, seconds: float, *, ok: bool) -> None:
+        """One Redis round trip took `seconds` and did or did not succeed."""
+        self._redis_duration.observe(max(seconds, 0.0))
+        if not ok:
+            self._redis_errors.inc()
+
+    # -- the probe on the model host ------------------------------------------------------------
+
+    def probe_snapshot(
+        self, host: str, timestamp: float, signals: Mapping[str, float | None]
+    ) -> None:
+        """A probe snapshot: re-export its known signals; unknown, missing or None ones vanish."""
+        label = self._host_label(host)
+        self._probe_seen.labels(label).set(timestamp)
+        current = {
+            name: float(value)
+            for name, value in signals.items()
+            if name in PROBE_SIGNALS and value is not None and math.isfinite(value)
+        }
+        replace_series(self._probe_signal, (label,), self._probe_hosts.get(label, set()), current)
+        self._probe_hosts[label] = set(current)
+
+    def probe_gone(self, host: str) -> None:
+        """The host's snapshot expired: drop its signals, keep its last-seen time for alerts."""
+        label = self._host_label(host)
+        replace_series(self._probe_signal, (label,), self._probe_hosts.get(label, set()), {})
+        self._probe_hosts[label] = set()
+
+    def _host_label(self, host: str) -> str:
+        if host in self._probe_hosts:
+            return host
+        fits = len(self._probe_hosts) < MAX_PROBE_HOSTS
+        return host if fits and HOST_NAME.fullmatch(host) else OTHER
+
+    # -- exposition -----------------------------------------------------------------------------
+
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """The body and content type for a scrape: OpenMetrics (with exemplars) when asked."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
+
+
+def _outage(outage_class: str | Enum) -> str:
+    return bounded(outage_class, OUTAGE_CLASSES)

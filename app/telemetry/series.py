@@ -1,0 +1,53 @@
+"""Small helpers over prometheus-client: one-hot state gauges, label sets that come and go,
+and histogram observations that carry a trace id as an exemplar."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from prometheus_client import Gauge, Histogram
+
+_TRACE_ID: Final = re.compile(r"[0-9a-f]{32}")
+_INVALID_TRACE_ID: Final = "0" * 32
+
+
+class OneHot:
+    """A gauge with a series per state: 1 for the current one, 0 for the others."""
+
+    def __init__(self, gauge: Gauge, states: Iterable[str]) -> None:
+        self._gauge = gauge
+        self._states = list(states)
+
+    def set(self, current: str | None) -> None:
+        if current is not None and current not in self._states:
+            self._states.append(current)  # only ever `other`: values are bounded before
+        for state in self._states:
+            self._gauge.labels(state).set(1 if state == current else 0)
+
+
+def replace_series(
+    gauge: Gauge, prefix: tuple[str, ...], previous: set[str], current: Mapping[str, float]
+) -> None:
+    """Set the gauge's series under `prefix` to `current`, removing the ones no longer there."""
+    for gone in previous - current.keys():
+        gauge.remove(*prefix, gone)
+    for name, value in current.items():
+        gauge.labels(*prefix, name).set(value)
+
+
+def observe(histogram: Histogram, seconds: float, trace_id: str | int | None) -> None:
+    """Observe `seconds` (never below zero), with the trace id as exemplar when it is valid."""
+    histogram.observe(max(seconds, 0.0), exemplar=_exemplar(trace_id))
+
+
+def _exemplar(trace_id: str | int | None) -> dict[str, str] | None:
+    """`{"trace_id": ...}` for a valid W3C trace id (an OTel int or 32 hex digits), else None."""
+    if isinstance(trace_id, int) and not isinstance(trace_id, bool):
+        trace_id = format(trace_id, "032x") if 0 < trace_id < 2**128 else None
+    if not isinstance(trace_id, str) or not _TRACE_ID.fullmatch(trace_id):
+        return None
+    return None if trace_id == _INVALID_TRACE_ID else {"trace_id": trace_id}
