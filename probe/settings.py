@@ -1,0 +1,56 @@
+"""Probe configuration, read from `LLMGW_*` environment variables and validated at start."""
+
+from __future__ import annotations
+
+import socket
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GpuSource = Literal["auto", "macos", "nvidia", "sim", "none"]
+
+
+class SettingsError(Exception):
+    """A configuration value is invalid; the message names the variable."""
+
+
+class ProbeSettings(BaseSettings):
+    """Everything the probe agent reads from its environment (see infra/probe/README.md)."""
+
+    # The gateway reads other LLMGW_* variables from the same environment: ignore them here.
+    model_config = SettingsConfigDict(env_prefix="LLMGW_", frozen=True, extra="ignore")
+
+    redis_url: SecretStr | None = None
+    key_prefix: str = Field(default="llmgw", pattern=r"^[A-Za-z0-9_.:-]{1,32}$")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    probe_model_url: str = "http://127.0.0.1:1234"
+    probe_model: str | None = Field(default=None, min_length=1, max_length=200)
+    probe_model_token: SecretStr | None = None
+    probe_interval: float = Field(default=2.0, gt=0, le=3600)
+    probe_timeout: float = Field(default=3.0, gt=0, le=60)
+    probe_synthetic_interval: float = Field(default=30.0, ge=0, le=86_400)
+    probe_gpu: GpuSource = "auto"
+    # Part of a Redis key: no braces (they would move the hash tag) and nothing exotic.
+    probe_host: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    probe_metrics_host: str = "127.0.0.1"
+    probe_metrics_port: int = Field(default=9464, ge=0, le=65_535)
+
+    @field_validator("probe_model_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or len(value) < 10:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+def load_settings(**overrides: object) -> ProbeSettings:
+    """Read the environment; raise SettingsError naming each bad variable."""
+    try:
+        return ProbeSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = [
+            f"LLMGW_{str(error['loc'][0]).upper()}: {error['msg']}" for error in exc.errors()
+        ]
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
