@@ -60,6 +60,10 @@ class RedisPublisher:
         self._succeeded()
         return True
 
+    async def aclose(self) -> None:
+        """Close the Redis connections."""
+        await self._client.aclose()
+
     def _failed(self, exc: Exception) -> None:
         self.errors += 1
         if not self._failing:

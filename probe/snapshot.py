@@ -15,7 +15,7 @@ Snapshot = dict[str, float | str]
 EXACT_INTEGERS = 2.0**53
 
 
-def build_snapshot(  # noqa: PLR0913 - the snapshot's own fields, all keyword-only
+def build_snapshot(
     signals: Signals,
     *,
     ts: float,

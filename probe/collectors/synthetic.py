@@ -54,7 +54,7 @@ class SyntheticCollector:
 
     name = "synthetic"
 
-    def __init__(  # noqa: PLR0913 - keyword-only settings of one measurement
+    def __init__(
         self,
         client: httpx.AsyncClient,
         *,

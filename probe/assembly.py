@@ -1,0 +1,140 @@
+"""Build the agent from settings: HTTP and Redis clients, collectors, metrics server."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import platform
+from typing import TYPE_CHECKING
+
+import httpx
+import redis.asyncio
+
+from probe.agent import Agent, Identity
+from probe.collectors.gpu_macos import MacGpuCollector
+from probe.collectors.gpu_nvidia import NvidiaGpuCollector, nvml_available
+from probe.collectors.gpu_sim import SimGpuCollector
+from probe.collectors.memory import MemoryCollector
+from probe.collectors.memory_pressure import pressure_collector
+from probe.collectors.model_server import ModelServerCollector
+from probe.collectors.synthetic import SyntheticCollector
+from probe.metrics import ProbeMetrics, serve_metrics
+from probe.publisher import RedisPublisher
+from probe.runner import CollectorRunner
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from probe.collectors import Collector
+    from probe.settings import ProbeSettings
+
+LOG = logging.getLogger("probe")
+SYNTHETIC_TIMEOUT = 60.0  # a loaded server may take this long to start answering
+ONCE_SYNTHETIC_TIMEOUT = 15.0  # `--once` is interactive: give up sooner
+
+
+def resolve_gpu_source(
+    setting: str, system: str, nvidia_works: Callable[[], bool] = nvml_available
+) -> str:
+    """`auto` becomes macos on Darwin, nvidia where NVML starts, else none."""
+    if setting != "auto":
+        return setting
+    if system == "Darwin":
+        return "macos"
+    return "nvidia" if nvidia_works() else "none"
+
+
+def gpu_collector(source: str, client: httpx.AsyncClient) -> Collector | None:
+    """The collector of a GPU source; None for `none`."""
+    collectors: dict[str, Callable[[], Collector]] = {
+        "macos": MacGpuCollector,
+        "nvidia": NvidiaGpuCollector,
+        "sim": lambda: SimGpuCollector(client),
+    }
+    make = collectors.get(source)
+    return make() if make else None
+
+
+def build_collectors(
+    settings: ProbeSettings, client: httpx.AsyncClient, gpu_source: str, *, once: bool
+) -> list[Collector]:
+    """Every collector that applies to this host and these settings."""
+    system = platform.system()
+    optional = [pressure_collector(system), gpu_collector(gpu_source, client)]
+    collectors = [MemoryCollector(), *filter(None, optional), ModelServerCollector(client)]
+    if settings.probe_synthetic_interval > 0:
+        timeout = ONCE_SYNTHETIC_TIMEOUT if once else SYNTHETIC_TIMEOUT
+        every = settings.probe_synthetic_interval
+        model = settings.probe_model
+        collectors.append(
+            SyntheticCollector(client, every=every, timeout=timeout, model=model, wait=once)
+        )
+    return collectors
+
+
+def model_client(settings: ProbeSettings) -> httpx.AsyncClient:
+    """HTTP client for the model server, bearer token attached when one is configured."""
+    token = settings.probe_model_token
+    headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
+    # trust_env off: a desktop proxy setting must not catch calls to the local model server.
+    return httpx.AsyncClient(
+        base_url=settings.probe_model_url,
+        headers=headers,
+        timeout=settings.probe_timeout,
+        trust_env=False,
+    )
+
+
+def redis_publisher(settings: ProbeSettings) -> RedisPublisher | None:
+    """A publisher to LLMGW_REDIS_URL, or None (and a log line) when it is not set."""
+    if settings.redis_url is None:
+        LOG.warning("LLMGW_REDIS_URL is not set: not publishing, serving /metrics only")
+        return None
+    client = redis.asyncio.Redis.from_url(
+        settings.redis_url.get_secret_value(),
+        socket_timeout=settings.probe_timeout,
+        socket_connect_timeout=settings.probe_timeout,
+    )
+    return RedisPublisher(
+        client,
+        prefix=settings.key_prefix,
+        host=settings.probe_host,
+        interval=settings.probe_interval,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_agent(settings: ProbeSettings, *, once: bool = False) -> AsyncIterator[Agent]:
+    """An agent with its clients open; `once` builds it for one look (no Redis, no server)."""
+    async with contextlib.AsyncExitStack() as stack:
+        client = await stack.enter_async_context(model_client(settings))
+        gpu_source = resolve_gpu_source(settings.probe_gpu, platform.system())
+        collectors = build_collectors(settings, client, gpu_source, once=once)
+        for collector in collectors:
+            if isinstance(collector, SyntheticCollector):
+                stack.push_async_callback(collector.aclose)
+        timeout = (
+            ONCE_SYNTHETIC_TIMEOUT + settings.probe_timeout if once else settings.probe_timeout
+        )
+        identity = Identity(
+            host=settings.probe_host, interval=settings.probe_interval, gpu_source=gpu_source
+        )
+        agent = Agent([CollectorRunner(c, timeout) for c in collectors], identity=identity)
+        if not once:
+            agent.publisher = redis_publisher(settings)
+            agent.metrics = ProbeMetrics()
+            _start_metrics(stack, agent.metrics, settings)
+        if agent.publisher is not None:
+            stack.push_async_callback(agent.publisher.aclose)
+        yield agent
+
+
+def _start_metrics(
+    stack: contextlib.AsyncExitStack, metrics: ProbeMetrics, settings: ProbeSettings
+) -> None:
+    if settings.probe_metrics_port == 0:
+        return
+    server, _ = serve_metrics(metrics, settings.probe_metrics_host, settings.probe_metrics_port)
+    stack.callback(server.server_close)
+    stack.callback(server.shutdown)
+    LOG.info("serving /metrics on %s:%d", settings.probe_metrics_host, settings.probe_metrics_port)
