@@ -110,23 +110,38 @@ async def open_agent(settings: ProbeSettings, *, once: bool = False) -> AsyncIte
         client = await stack.enter_async_context(model_client(settings))
         gpu_source = resolve_gpu_source(settings.probe_gpu, platform.system())
         collectors = build_collectors(settings, client, gpu_source, once=once)
-        for collector in collectors:
-            if isinstance(collector, SyntheticCollector):
-                stack.push_async_callback(collector.aclose)
-        timeout = (
-            ONCE_SYNTHETIC_TIMEOUT + settings.probe_timeout if once else settings.probe_timeout
-        )
+        stack.push_async_callback(_close_collectors, collectors)
         identity = Identity(
             host=settings.probe_host, interval=settings.probe_interval, gpu_source=gpu_source
         )
-        agent = Agent([CollectorRunner(c, timeout) for c in collectors], identity=identity)
+        runners = [CollectorRunner(c, _time_limit(c, settings, once=once)) for c in collectors]
+        agent = Agent(runners, identity=identity)
         if not once:
-            agent.publisher = redis_publisher(settings)
-            agent.metrics = ProbeMetrics()
-            _start_metrics(stack, agent.metrics, settings)
-        if agent.publisher is not None:
-            stack.push_async_callback(agent.publisher.aclose)
+            _attach_outputs(stack, agent, settings)
         yield agent
+
+
+def _time_limit(collector: Collector, settings: ProbeSettings, *, once: bool) -> float:
+    # Only a synthetic collector that waits for its generation (`--once`) needs longer.
+    if once and isinstance(collector, SyntheticCollector):
+        return ONCE_SYNTHETIC_TIMEOUT + settings.probe_timeout
+    return settings.probe_timeout
+
+
+async def _close_collectors(collectors: list[Collector]) -> None:
+    for collector in collectors:
+        if isinstance(collector, SyntheticCollector):
+            await collector.aclose()
+
+
+def _attach_outputs(
+    stack: contextlib.AsyncExitStack, agent: Agent, settings: ProbeSettings
+) -> None:
+    agent.publisher = redis_publisher(settings)
+    if agent.publisher is not None:
+        stack.push_async_callback(agent.publisher.aclose)
+    agent.metrics = ProbeMetrics()
+    _start_metrics(stack, agent.metrics, settings)
 
 
 def _start_metrics(
