@@ -1,7 +1,9 @@
-"""Admission: the global and per-visitor fixed windows, checked and spent in one round trip."""
+"""Admission: the global and visitor fixed windows and the in-flight lease set, checked and
+spent in one Redis round trip (app/lua/admit.lua)."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -9,18 +11,30 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Collection, Sequence
 
     from redis.asyncio import Redis
 
 ADMIT_SCRIPT = resources.files("app").joinpath("lua/admit.lua").read_text()
+RENEW_SCRIPT = resources.files("app").joinpath("lua/renew.lua").read_text()
+SHED, GLOBAL_FULL = 3, 2
 
 
 class Limit(StrEnum):
-    """Which window decided: the visitor's own or everyone's."""
+    """What decided: the visitor's window, everyone's window, or the in-flight cap."""
 
     VISITOR = "visitor"
     GLOBAL = "global"
+    INFLIGHT = "inflight"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The limits one admission is checked against (the governor's effective values)."""
+
+    global_limit: int
+    visitor_limit: int
+    inflight_cap: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +46,8 @@ class Decision:
     quota: int
     remaining: int
     reset_seconds: float
+    lease: str | None = None
+    path: str = "redis"  # redis, local (the remembered full window) or fallback
 
     @property
     def retry_after(self) -> int:
@@ -39,58 +55,80 @@ class Decision:
         return max(1, int(-(-self.reset_seconds // 1)))
 
 
-class Admitter:
+def refusal(limit: Limit, quota: int, reset_seconds: float, path: str = "redis") -> Decision:
+    """A refused admission."""
+    return Decision(False, limit, quota, 0, reset_seconds, path=path)  # noqa: FBT003
+
+
+class RedisAdmitter:
     """Runs the admission script; remembers a full global window so floods skip Redis."""
 
     def __init__(
-        self,
-        redis: Redis,
-        *,
-        prefix: str,
-        global_limit: int,
-        visitor_limit: int,
-        window_seconds: int,
+        self, redis: Redis, *, prefix: str, window_seconds: int, lease_seconds: float
     ) -> None:
         self._redis = redis
-        self._script = redis.register_script(ADMIT_SCRIPT)
+        self._admit = redis.register_script(ADMIT_SCRIPT)
+        self._renew = redis.register_script(RENEW_SCRIPT)
         # One hash tag for every key of an admission, so a Redis Cluster keeps them in one slot.
         self._global_key = f"{{{prefix}}}:window:global"
+        self.inflight_key = f"{{{prefix}}}:inflight"
         self._visitor_prefix = f"{{{prefix}}}:window:visitor:"
-        self.global_limit = global_limit
-        self.visitor_limit = visitor_limit
         self._window_ms = window_seconds * 1000
+        self._lease_ms = int(lease_seconds * 1000)
         self._global_closed_until = 0.0
+        self._closed_at_limit = 0
 
     async def load(self) -> None:
-        """Load the script into Redis now, so the first request needs a single EVALSHA."""
+        """Load the scripts into Redis now, so the first request needs a single EVALSHA."""
         await self._redis.script_load(ADMIT_SCRIPT)
+        await self._redis.script_load(RENEW_SCRIPT)
 
-    async def admit(self, visitor_ids: Sequence[str]) -> Decision:
+    async def admit(self, visitor_ids: Sequence[str], limits: Limits) -> Decision:
         """Admit one request for a visitor known by these (hashed) ids, or say why not."""
         now = time.monotonic()
-        if now < self._global_closed_until:
-            return self._refusal(Limit.GLOBAL, self._global_closed_until - now)
-        keys = [self._global_key, *(self._visitor_prefix + vid for vid in visitor_ids)]
-        args = [self._window_ms, self.global_limit, self.visitor_limit]
-        status, ttl_ms, remaining, binding = await self._script(keys=keys, args=args)
+        if now < self._global_closed_until and limits.global_limit <= self._closed_at_limit:
+            reset = self._global_closed_until - now
+            return refusal(Limit.GLOBAL, limits.global_limit, reset, path="local")
+        lease = secrets.token_hex(8)
+        keys = [self._global_key, self.inflight_key]
+        keys += [self._visitor_prefix + vid for vid in visitor_ids]
+        args: list[int | str] = [
+            self._window_ms,
+            limits.global_limit,
+            limits.visitor_limit,
+            limits.inflight_cap,
+            lease,
+            self._lease_ms,
+            1000,
+        ]
+        status, ttl_ms, remaining, binding = await self._admit(keys=keys, args=args)
+        return self._decision(now, limits, lease, (status, ttl_ms, remaining, binding))
+
+    def _decision(
+        self, now: float, limits: Limits, lease: str, result: tuple[int, int, int, int]
+    ) -> Decision:
+        status, ttl_ms, remaining, binding = result
         reset = max(int(ttl_ms), 0) / 1000
-        if status == 2:
+        if status == SHED:
+            return refusal(Limit.INFLIGHT, limits.inflight_cap, reset)
+        if status == GLOBAL_FULL:
             self._global_closed_until = now + reset
+            self._closed_at_limit = limits.global_limit
         limit = Limit.GLOBAL if binding == 1 else Limit.VISITOR
+        quota = limits.global_limit if limit is Limit.GLOBAL else limits.visitor_limit
         if status != 0:
-            return self._refusal(limit, reset)
-        return Decision(
-            admitted=True,
-            limit=limit,
-            quota=self._quota(limit),
-            remaining=int(remaining),
-            reset_seconds=reset,
-        )
+            return refusal(limit, quota, reset)
+        return Decision(True, limit, quota, int(remaining), reset, lease)  # noqa: FBT003
 
-    def _refusal(self, limit: Limit, reset: float) -> Decision:
-        return Decision(
-            admitted=False, limit=limit, quota=self._quota(limit), remaining=0, reset_seconds=reset
-        )
+    async def release(self, lease: str) -> None:
+        """Give an in-flight place back at the end of a stream."""
+        await self._redis.zrem(self.inflight_key, lease)
 
-    def _quota(self, limit: Limit) -> int:
-        return self.global_limit if limit is Limit.GLOBAL else self.visitor_limit
+    async def renew(self, leases: Collection[str]) -> None:
+        """Keep this process's live leases from expiring (one call for all of them)."""
+        if leases:
+            await self._renew(keys=[self.inflight_key], args=[self._lease_ms, *leases])
+
+    def forget_global_refusal(self) -> None:
+        """Drop the remembered full window (limits changed, or Redis came back)."""
+        self._global_closed_until = 0.0

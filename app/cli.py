@@ -20,12 +20,17 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the gateway (configured by LLMGW_* variables)")
     commands.add_parser("sim", help="run the simulated LM Studio server", add_help=False)
+    commands.add_parser("probe", help="run the probe agent on the model host", add_help=False)
     commands.add_parser("demo", help="run the simulated model server and the gateway together")
     args, rest = parser.parse_known_args(argv)
     if args.command == "sim":
         from sim.cli import main as sim_main  # noqa: PLC0415 - the sim's own options
 
         return sim_main(rest)
+    if args.command == "probe":
+        from probe.cli import main as probe_main  # noqa: PLC0415 - needs no Litestar
+
+        return probe_main(rest)
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     return serve() if args.command == "serve" else demo()

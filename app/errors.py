@@ -2,8 +2,10 @@
 
 GatewayError            any refusal or failure, with status, code and a safe message
 ├── BadRequest          400: the client sent something we will not pass on
-├── ServiceUnavailable  503: we cannot take the request now (rate limiter down, ...)
-└── UpstreamError       the model's side failed before the stream started
+├── ServiceUnavailable  503: we cannot take the request now
+│   ├── BreakerOpen     503: the model's side is down; we do not even try
+│   └── Shed            503: the in-flight cap is full (distinct from a 429)
+└── UpstreamError       the model's side failed before the stream started (with its outage class)
     ├── UpstreamUnavailable   502: DNS, connect, TLS, reset, or an error status
     ├── ModelNotLoaded        503: the model server answers but has no model loaded
     └── UpstreamTimeout       504: connect, first token or total timeout
@@ -13,7 +15,10 @@ Messages never carry upstream URLs, host names or tokens: they are shown to the 
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from app.outage import OutageClass
 
 
 class GatewayError(Exception):
@@ -22,10 +27,13 @@ class GatewayError(Exception):
     status_code: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
 
-    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: int | None = None, outage: OutageClass | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+        self.outage = outage
 
     def body(self) -> dict[str, object]:
         """The JSON body a client gets."""
@@ -43,6 +51,14 @@ class BadRequest(GatewayError):
 class ServiceUnavailable(GatewayError):
     status_code = 503
     code = "unavailable"
+
+
+class BreakerOpen(ServiceUnavailable):
+    code = "breaker_open"
+
+
+class Shed(ServiceUnavailable):
+    code = "shed"
 
 
 class UpstreamError(GatewayError):

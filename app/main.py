@@ -13,6 +13,7 @@ from litestar.exceptions import HTTPException
 from app.errors import GatewayError
 from app.routes.chat import chat
 from app.routes.health import healthz, readyz
+from app.routes.status import status
 from app.routes.widget import demo_page, widget_script
 from app.services import running_services
 
@@ -48,7 +49,7 @@ def create_app(settings: Settings) -> Litestar:
             max_age=600,
         )
     return Litestar(
-        route_handlers=[chat, healthz, readyz, demo_page, widget_script],
+        route_handlers=[chat, healthz, readyz, status, demo_page, widget_script],
         lifespan=[lifespan],
         cors_config=cors,
         request_max_body_size=settings.max_body_bytes,

@@ -15,7 +15,7 @@ import msgspec
 from httpx_sse import EventSource, ServerSentEvent
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from app.upstream import Timeouts
 
@@ -87,9 +87,13 @@ def error_frame(code: str, message: str) -> bytes:
 
 
 async def relay(
-    response: httpx.Response, timeouts: Timeouts, record: StreamRecord
+    response: httpx.Response,
+    timeouts: Timeouts,
+    record: StreamRecord,
+    finish: Callable[[StreamRecord], Awaitable[None]] | None = None,
 ) -> AsyncIterator[bytes]:
-    """Yield browser-ready SSE frames; always closes the upstream response, shielded."""
+    """Yield browser-ready SSE frames; always closes the upstream response and then runs
+    `finish` (release the lease, record the outcome), shielded from cancellation."""
     events = EventSource(response).aiter_sse()
     try:
         async for frame in _frames(events, timeouts, record):
@@ -101,6 +105,8 @@ async def relay(
         with anyio.CancelScope(shield=True):
             await events.aclose()
             await response.aclose()
+            if finish is not None:
+                await finish(record)
 
 
 async def _frames(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -9,15 +11,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
-from app.admission import Admitter
+from app.admission import Limits, RedisAdmitter
+from app.breaker import BreakerConfig, CircuitBreaker
 from app.chat_request import InputBounds
 from app.embedded_redis import embedded_redis
+from app.governor import GovernorConfig, PressureGovernor, TtftTracker
+from app.limiter import Limiter
+from app.local_limits import LocalAdmitter
+from app.monitor import UpstreamMonitor
+from app.probe_watch import ProbeWatcher
 from app.upstream import Timeouts, create_client
 from app.visitor import VisitorIdentifier
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Coroutine
+    from typing import Any
 
     import httpx
 
@@ -30,43 +40,136 @@ log = logging.getLogger("llmgw")
 class Services:
     settings: Settings
     redis: aioredis.Redis
-    admitter: Admitter
+    limiter: Limiter
     identifier: VisitorIdentifier
     upstream: httpx.AsyncClient
     bounds: InputBounds
     timeouts: Timeouts
+    governor: PressureGovernor
+    breaker: CircuitBreaker
+    watcher: ProbeWatcher
+    monitor: UpstreamMonitor
+    ttft: TtftTracker
 
 
 @asynccontextmanager
 async def running_services(settings: Settings) -> AsyncIterator[Services]:
-    """Open Redis (shared or embedded) and the upstream client; close both on the way out."""
+    """Open Redis (shared or embedded) and the upstream client, start the background loops;
+    stop and close all of it on the way out."""
     async with AsyncExitStack() as stack:
         redis = await stack.enter_async_context(_redis(settings))
         upstream = create_client(settings)
         stack.push_async_callback(upstream.aclose)
-        admitter = Admitter(
-            redis,
-            prefix=settings.key_prefix,
-            global_limit=settings.global_limit,
-            visitor_limit=settings.visitor_limit,
-            window_seconds=settings.window_seconds,
-        )
-        await admitter.load()
+        services = await _assemble(settings, redis, upstream)
+        tasks = [
+            _background(services.watcher.run()),
+            _background(services.monitor.run()),
+            _background(services.limiter.maintain(settings.lease_seconds / 3)),
+        ]
+        stack.push_async_callback(_cancel, tasks)
+        yield services
+
+
+async def _assemble(
+    settings: Settings, redis: aioredis.Redis, upstream: httpx.AsyncClient
+) -> Services:
+    shared = RedisAdmitter(
+        redis,
+        prefix=settings.key_prefix,
+        window_seconds=settings.window_seconds,
+        lease_seconds=settings.lease_seconds,
+    )
+    limiter = Limiter(
+        redis,
+        shared,
+        LocalAdmitter(settings.window_seconds),
+        fallback_share=settings.fallback_share,
+        lease_max_age=settings.total_timeout + settings.lease_seconds,
+    )
+    try:
+        await shared.load()
         hash_key = await _visitor_hash_key(redis, settings)
-        yield Services(
-            settings=settings,
-            redis=redis,
-            admitter=admitter,
-            identifier=VisitorIdentifier(settings.trusted_proxies, hash_key),
-            upstream=upstream,
-            bounds=InputBounds(settings.max_input_chars, settings.max_messages),
-            timeouts=Timeouts(
-                connect=settings.connect_timeout,
-                first_token=settings.first_token_timeout,
-                idle=settings.idle_timeout,
-                total=settings.total_timeout,
-            ),
+    except (RedisError, OSError) as exc:  # start anyway, on the fallback, and recover later
+        log.warning(
+            "Redis unavailable at start (%s): admitting from the fallback", type(exc).__name__
         )
+        limiter.fallback_active = True
+        hash_key = _configured_hash_key(settings) or secrets.token_bytes(32)
+    governor = PressureGovernor(_base_limits(settings), _governor_config(settings))
+    breaker = CircuitBreaker(_breaker_config(settings))
+    watcher = ProbeWatcher(
+        redis,
+        prefix=settings.key_prefix,
+        stale_after=settings.probe_stale_seconds,
+        poll_every=settings.probe_poll_seconds,
+    )
+    ttft = TtftTracker()
+    monitor = UpstreamMonitor(
+        upstream, breaker, watcher, governor, ttft, interval=settings.health_interval
+    )
+    return Services(
+        settings=settings,
+        redis=redis,
+        limiter=limiter,
+        identifier=VisitorIdentifier(settings.trusted_proxies, hash_key),
+        upstream=upstream,
+        bounds=InputBounds(settings.max_input_chars, settings.max_messages),
+        timeouts=Timeouts(
+            connect=settings.connect_timeout,
+            first_token=settings.first_token_timeout,
+            idle=settings.idle_timeout,
+            total=settings.total_timeout,
+        ),
+        governor=governor,
+        breaker=breaker,
+        watcher=watcher,
+        monitor=monitor,
+        ttft=ttft,
+    )
+
+
+def _base_limits(settings: Settings) -> Limits:
+    return Limits(settings.global_limit, settings.visitor_limit, settings.max_inflight)
+
+
+def _governor_config(settings: Settings) -> GovernorConfig:
+    return GovernorConfig(
+        soft=settings.governor_soft,
+        hard=settings.governor_hard,
+        floor=settings.governor_floor,
+        stale_factor=settings.probe_stale_factor,
+        relax_per_second=settings.governor_relax_per_second,
+        ttft_limit_seconds=settings.governor_ttft_limit_seconds,
+        gpu_weight=settings.governor_gpu_weight,
+    )
+
+
+def _breaker_config(settings: Settings) -> BreakerConfig:
+    return BreakerConfig(
+        consecutive_failures=settings.breaker_failures,
+        cooldown=settings.breaker_cooldown,
+        max_cooldown=settings.breaker_max_cooldown,
+        trials=settings.breaker_trials,
+    )
+
+
+def _background(work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    task = asyncio.create_task(work)
+    task.add_done_callback(_report_crash)
+    return task
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task stopped", exc_info=task.exception())
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
 
 @asynccontextmanager
@@ -87,18 +190,23 @@ def redis_client(url: str, max_connections: int = 64) -> aioredis.Redis:
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
-        timeout=2,
-        socket_connect_timeout=2,
-        socket_timeout=2,
+        timeout=1,
+        socket_connect_timeout=0.5,
+        socket_timeout=1,
         health_check_interval=30,
     )
     return aioredis.Redis(connection_pool=pool)
 
 
+def _configured_hash_key(settings: Settings) -> bytes | None:
+    key = settings.visitor_hash_key
+    return None if key is None else key.get_secret_value().encode()
+
+
 async def _visitor_hash_key(redis: aioredis.Redis, settings: Settings) -> bytes:
     """The configured key, or one shared through Redis so every replica hashes alike."""
-    if settings.visitor_hash_key is not None:
-        return settings.visitor_hash_key.get_secret_value().encode()
+    if (configured := _configured_hash_key(settings)) is not None:
+        return configured
     name = f"{{{settings.key_prefix}}}:visitor-hash-key"
     await redis.set(name, secrets.token_hex(32), nx=True)
     key = await redis.get(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -46,10 +46,36 @@ class Settings(BaseSettings):
     max_input_chars: int = Field(default=8_000, ge=1)
     max_messages: int = Field(default=32, ge=1, le=1_000)
 
+    max_inflight: int = Field(default=4, ge=1, le=10_000)
+    lease_seconds: float = Field(default=30.0, ge=3, le=3_600)
+    fallback_share: float = Field(default=0.5, gt=0, le=1)
+
+    governor_soft: float = Field(default=0.6, ge=0, lt=1)
+    governor_hard: float = Field(default=0.9, gt=0, le=1)
+    governor_floor: float = Field(default=0.25, gt=0, le=1)
+    governor_relax_per_second: float = Field(default=0.02, gt=0, le=1)
+    governor_ttft_limit_seconds: PositiveSeconds = 5.0
+    governor_gpu_weight: float = Field(default=0.5, ge=0, le=1)
+    probe_stale_factor: float = Field(default=0.5, gt=0, le=1)
+    probe_stale_seconds: PositiveSeconds = 10.0
+    probe_poll_seconds: PositiveSeconds = 5.0
+
+    breaker_failures: int = Field(default=3, ge=1, le=100)
+    breaker_cooldown: PositiveSeconds = 5.0
+    breaker_max_cooldown: PositiveSeconds = 120.0
+    breaker_trials: int = Field(default=2, ge=1, le=100)
+    health_interval: float = Field(default=5.0, ge=0, le=3_600)  # 0: no active check
+
     connect_timeout: PositiveSeconds = 5.0
     first_token_timeout: PositiveSeconds = 60.0
     idle_timeout: PositiveSeconds = 30.0
     total_timeout: PositiveSeconds = 300.0
+
+    @model_validator(mode="after")
+    def _soft_below_hard(self) -> Settings:
+        if self.governor_soft >= self.governor_hard:
+            raise ValueError("LLMGW_GOVERNOR_SOFT must be below LLMGW_GOVERNOR_HARD")
+        return self
 
     @field_validator("upstream_url")
     @classmethod
@@ -71,6 +97,12 @@ class Settings(BaseSettings):
         return tuple(_split(value)) if isinstance(value, str) else value
 
 
+def _problem(location: tuple[int | str, ...], message: str) -> str:
+    if not location:  # a rule across fields names its variables in its message
+        return message.removeprefix("Value error, ")
+    return f"LLMGW_{str(location[0]).upper()}: {message}"
+
+
 def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
@@ -80,7 +112,5 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = [
-            f"LLMGW_{str(error['loc'][0]).upper()}: {error['msg']}" for error in exc.errors()
-        ]
+        problems = [_problem(error["loc"], error["msg"]) for error in exc.errors()]
         raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

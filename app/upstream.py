@@ -10,6 +10,7 @@ import httpx
 import msgspec
 
 from app.errors import ModelNotLoaded, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from app.outage import OutageClass, classify_response
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -84,7 +85,7 @@ async def open_stream(
             body = await _read_some(response)
         finally:
             await response.aclose()
-    raise classify_status(response.status_code, body)
+    raise classify_status(response.status_code, response.headers.get("server"), body)
 
 
 @contextmanager
@@ -92,18 +93,27 @@ def mapped_transport_errors() -> Iterator[None]:
     """Turn httpx's low-level failures into the gateway's own, with public-safe messages."""
     try:
         yield
+    except httpx.ConnectTimeout as exc:
+        raise UpstreamTimeout(
+            "the model server did not answer in time", outage=OutageClass.TUNNEL
+        ) from exc
     except httpx.TimeoutException as exc:
         raise UpstreamTimeout("the model server did not answer in time") from exc
     except httpx.HTTPError as exc:
-        raise UpstreamUnavailable("the model server cannot be reached") from exc
+        raise UpstreamUnavailable(
+            "the model server cannot be reached", outage=OutageClass.TUNNEL
+        ) from exc
 
 
-def classify_status(status: int, body: bytes) -> UpstreamError:
-    """The gateway error for a non-200 answer from the model's side."""
-    if b"no models loaded" in body.lower():
-        return ModelNotLoaded("no model is loaded on the model server", retry_after=30)
-    if status in (502, 503, 504):
-        return UpstreamUnavailable("the model server is unavailable", retry_after=10)
+def classify_status(status: int, server: str | None, body: bytes) -> UpstreamError:
+    """The gateway error for a non-200 answer from the model's side, with its outage class."""
+    outage = classify_response(status, server, body)
+    if outage is OutageClass.MODEL_NOT_LOADED:
+        return ModelNotLoaded(
+            "no model is loaded on the model server", retry_after=30, outage=outage
+        )
+    if outage is not None:
+        return UpstreamUnavailable("the model server is unavailable", retry_after=10, outage=outage)
     return UpstreamError(f"the model server answered with an error ({status})")
 
 

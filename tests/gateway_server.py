@@ -26,9 +26,12 @@ class GatewayHandle:
 
 @contextmanager
 def running_gateway(**overrides: object) -> Iterator[GatewayHandle]:
-    """A gateway with these settings, serving until the block ends."""
+    """A gateway with these settings, serving until the block ends. Unless a test says
+    otherwise, the governor starts relaxed (no probe runs) and no active health check races
+    the test's own requests."""
     port = free_port()
-    settings = load_settings(host="127.0.0.1", port=port, **overrides)
+    defaults: dict[str, object] = {"probe_stale_factor": 1.0, "health_interval": 0}
+    settings = load_settings(host="127.0.0.1", port=port, **{**defaults, **overrides})
     config = uvicorn.Config(
         create_app(settings),
         host="127.0.0.1",

@@ -5,52 +5,49 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-import pytest
-
-from app.admission import Admitter, Limit
+from app.admission import Limit, Limits, RedisAdmitter
 from app.services import redis_client
 
 if TYPE_CHECKING:
     import redis
 
+    from app.admission import Decision
+
 GLOBAL_KEY = "{llmgw}:window:global"
+INFLIGHT_KEY = "{llmgw}:inflight"
+ROOMY = Limits(global_limit=5, visitor_limit=2, inflight_cap=1000)
 
 
-def make_admitter(url: str, global_limit: int = 5, visitor_limit: int = 2) -> Admitter:
-    return Admitter(
-        redis_client(url),
-        prefix="llmgw",
-        global_limit=global_limit,
-        visitor_limit=visitor_limit,
-        window_seconds=30,
+def make_admitter(url: str, lease_seconds: float = 30) -> RedisAdmitter:
+    return RedisAdmitter(
+        redis_client(url), prefix="llmgw", window_seconds=30, lease_seconds=lease_seconds
     )
+
+
+def run_admissions(url: str, calls: list[tuple[list[str], Limits]]) -> list[Decision]:
+    """Admit each (visitor ids, limits) in order with one admitter."""
+
+    async def scenario() -> list[Decision]:
+        admitter = make_admitter(url)
+        return [await admitter.admit(ids, limits) for ids, limits in calls]
+
+    return asyncio.run(scenario())
 
 
 def test_visitor_refusals_spend_no_global_budget(redis_url: str, redis_client: redis.Redis) -> None:
     """One visitor hammering the endpoint cannot lock everyone else out."""
-
-    async def scenario() -> list[bool]:
-        admitter = make_admitter(redis_url)
-        hammer = [await admitter.admit(["abuser"]) for _ in range(50)]
-        others = [await admitter.admit([f"visitor-{n}"]) for n in range(3)]
-        return [d.admitted for d in hammer] + [d.admitted for d in others]
-
-    results = asyncio.run(scenario())
-    assert results[:50].count(True) == 2
-    assert results[50:] == [True, True, True]
+    calls = [(["abuser"], ROOMY)] * 50 + [([f"visitor-{n}"], ROOMY) for n in range(3)]
+    admitted = [d.admitted for d in run_admissions(redis_url, calls)]
+    assert admitted[:50].count(True) == 2
+    assert admitted[50:] == [True, True, True]
     assert int(redis_client.get(GLOBAL_KEY) or 0) == 5
 
 
 def test_refusal_says_whose_limit(redis_url: str) -> None:
     """The visitor's own limit is named before the global one, and the global one otherwise."""
-
-    async def scenario() -> list[tuple[bool, Limit]]:
-        admitter = make_admitter(redis_url, global_limit=3, visitor_limit=2)
-        decisions = [await admitter.admit(["a"]) for _ in range(3)]
-        decisions += [await admitter.admit(["b"]), await admitter.admit(["c"])]
-        return [(d.admitted, d.limit) for d in decisions]
-
-    assert asyncio.run(scenario()) == [
+    limits = Limits(global_limit=3, visitor_limit=2, inflight_cap=100)
+    calls = [(["a"], limits)] * 3 + [(["b"], limits), (["c"], limits)]
+    assert [(d.admitted, d.limit) for d in run_admissions(redis_url, calls)] == [
         (True, Limit.VISITOR),
         (True, Limit.VISITOR),
         (False, Limit.VISITOR),
@@ -61,34 +58,103 @@ def test_refusal_says_whose_limit(redis_url: str) -> None:
 
 def test_thumbmark_and_address_are_both_limited(redis_url: str) -> None:
     """A new thumbmark from the same address is still held by the address window."""
-
-    async def scenario() -> list[bool]:
-        admitter = make_admitter(redis_url, global_limit=100, visitor_limit=2)
-        return [(await admitter.admit(["addr", f"thumb-{n}"])).admitted for n in range(4)]
-
-    assert asyncio.run(scenario()) == [True, True, False, False]
+    limits = Limits(global_limit=100, visitor_limit=2, inflight_cap=100)
+    calls = [(["addr", f"thumb-{n}"], limits) for n in range(4)]
+    assert [d.admitted for d in run_admissions(redis_url, calls)] == [True, True, False, False]
 
 
 def test_exact_under_concurrency(redis_url: str, redis_client: redis.Redis) -> None:
     """500 concurrent admissions against a limit of 50 admit exactly 50."""
+    limits = Limits(global_limit=50, visitor_limit=10_000, inflight_cap=10_000)
 
     async def scenario() -> int:
-        admitter = make_admitter(redis_url, global_limit=50, visitor_limit=10_000)
-        decisions = await asyncio.gather(*(admitter.admit([f"v{n % 7}"]) for n in range(500)))
+        admitter = make_admitter(redis_url)
+        decisions = await asyncio.gather(
+            *(admitter.admit([f"v{n % 7}"], limits) for n in range(500))
+        )
         return sum(d.admitted for d in decisions)
 
     assert asyncio.run(scenario()) == 50
     assert int(redis_client.get(GLOBAL_KEY) or 0) == 50
 
 
+def test_inflight_cap_is_exact_and_sheds_without_spending(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """Over the in-flight cap a request is shed, and a shed request spends no window."""
+    limits = Limits(global_limit=100, visitor_limit=100, inflight_cap=3)
+
+    async def scenario() -> list[Decision]:
+        admitter = make_admitter(redis_url)
+        return list(await asyncio.gather(*(admitter.admit([f"v{n}"], limits) for n in range(20))))
+
+    decisions = asyncio.run(scenario())
+    assert sum(d.admitted for d in decisions) == 3
+    assert {d.limit for d in decisions if not d.admitted} == {Limit.INFLIGHT}
+    assert int(redis_client.get(GLOBAL_KEY) or 0) == 3
+    assert redis_client.zcard(INFLIGHT_KEY) == 3
+
+
+def test_released_lease_frees_its_place(redis_url: str) -> None:
+    """At the end of a stream its place goes back to the cap at once."""
+    limits = Limits(global_limit=100, visitor_limit=100, inflight_cap=1)
+
+    async def scenario() -> list[bool]:
+        admitter = make_admitter(redis_url)
+        first = await admitter.admit(["a"], limits)
+        blocked = await admitter.admit(["b"], limits)
+        assert first.lease is not None
+        await admitter.release(first.lease)
+        again = await admitter.admit(["b"], limits)
+        return [first.admitted, blocked.admitted, again.admitted]
+
+    assert asyncio.run(scenario()) == [True, False, True]
+
+
+def test_lease_of_a_crashed_gateway_expires(redis_url: str) -> None:
+    """A lease nobody renews or releases stops counting after its expiry: nothing leaks."""
+    limits = Limits(global_limit=100, visitor_limit=100, inflight_cap=1)
+
+    async def scenario() -> list[bool]:
+        crashed = RedisAdmitter(
+            redis_client(redis_url), prefix="llmgw", window_seconds=30, lease_seconds=0.5
+        )
+        survivor = make_admitter(redis_url)
+        taken = await crashed.admit(["a"], limits)
+        blocked = await survivor.admit(["b"], limits)
+        await asyncio.sleep(0.7)
+        freed = await survivor.admit(["b"], limits)
+        return [taken.admitted, blocked.admitted, freed.admitted]
+
+    assert asyncio.run(scenario()) == [True, False, True]
+
+
+def test_renewed_leases_outlive_their_first_expiry(redis_url: str) -> None:
+    """A live stream's renewed lease keeps holding its place."""
+    limits = Limits(global_limit=100, visitor_limit=100, inflight_cap=1)
+
+    async def scenario() -> bool:
+        admitter = RedisAdmitter(
+            redis_client(redis_url), prefix="llmgw", window_seconds=30, lease_seconds=0.6
+        )
+        taken = await admitter.admit(["a"], limits)
+        for _ in range(3):
+            await asyncio.sleep(0.3)
+            await admitter.renew([taken.lease or ""])
+        return (await admitter.admit(["b"], limits)).admitted
+
+    assert asyncio.run(scenario()) is False
+
+
 def test_reset_comes_from_redis_ttl(redis_url: str, redis_client: redis.Redis) -> None:
     """Retry-After is the window's remaining time as Redis counts it."""
+    limits = Limits(global_limit=1, visitor_limit=10, inflight_cap=10)
 
     async def scenario() -> int:
-        admitter = make_admitter(redis_url, global_limit=1)
-        await admitter.admit(["a"])
+        admitter = make_admitter(redis_url)
+        await admitter.admit(["a"], limits)
         redis_client.pexpire(GLOBAL_KEY, 12_345)
-        return (await admitter.admit(["b"])).retry_after
+        return (await admitter.admit(["b"], limits)).retry_after
 
     assert asyncio.run(scenario()) == 13
 
@@ -96,44 +162,61 @@ def test_reset_comes_from_redis_ttl(redis_url: str, redis_client: redis.Redis) -
 def test_a_key_without_expiry_heals(redis_url: str, redis_client: redis.Redis) -> None:
     """A window that somehow lost its TTL gets one back instead of blocking forever."""
     redis_client.set(GLOBAL_KEY, 99)
-
-    async def scenario() -> bool:
-        return (await make_admitter(redis_url).admit(["a"])).admitted
-
-    assert asyncio.run(scenario()) is False
+    assert run_admissions(redis_url, [(["a"], ROOMY)])[0].admitted is False
     assert 0 < redis_client.pttl(GLOBAL_KEY) <= 30_000
 
 
 def test_one_round_trip_per_admission(redis_url: str, redis_client: redis.Redis) -> None:
-    """Each admission is a single EVALSHA: no second command for the visitor or the global check."""
+    """Each admission is a single EVALSHA: no second command for visitors, global or cap."""
+    limits = Limits(global_limit=1000, visitor_limit=1000, inflight_cap=1000)
 
     async def scenario() -> None:
-        admitter = make_admitter(redis_url, global_limit=1000, visitor_limit=1000)
+        admitter = make_admitter(redis_url)
         await admitter.load()
         redis_client.config_resetstat()
         for n in range(20):
-            await admitter.admit([f"v{n}", f"t{n}"])
+            await admitter.admit([f"v{n}", f"t{n}"], limits)
 
     asyncio.run(scenario())
     stats = redis_client.info("commandstats")
     calls = {name.removeprefix("cmdstat_"): data["calls"] for name, data in stats.items()}
     calls.pop("config|resetstat", None)
     # Commands run inside the script are counted too: exactly what the script does, no more.
-    assert calls == {"evalsha": 20, "mget": 20, "incr": 60, "pexpire": 60, "pttl": 20}
+    assert calls == {
+        "evalsha": 20,
+        "mget": 20,
+        "time": 20,
+        "zremrangebyscore": 20,
+        "zcard": 20,
+        "zadd": 20,
+        "incr": 60,
+        "pexpire": 80,
+        "pttl": 20,
+    }
 
 
-@pytest.mark.parametrize("limit", [Limit.GLOBAL])
 def test_a_full_global_window_is_remembered_locally(
-    redis_url: str, redis_client: redis.Redis, limit: Limit
+    redis_url: str, redis_client: redis.Redis
 ) -> None:
     """Once Redis says the global window is full, refusals skip Redis until it resets."""
+    limits = Limits(global_limit=1, visitor_limit=10, inflight_cap=10)
 
-    async def scenario() -> list[Limit]:
-        admitter = make_admitter(redis_url, global_limit=1)
-        await admitter.admit(["a"])
-        await admitter.admit(["b"])
+    async def scenario() -> list[tuple[Limit, str]]:
+        admitter = make_admitter(redis_url)
+        await admitter.admit(["a"], limits)
+        await admitter.admit(["b"], limits)
         redis_client.config_resetstat()
-        return [(await admitter.admit([f"x{n}"])).limit for n in range(10)]
+        return [
+            (d.limit, d.path) for d in [await admitter.admit([f"x{n}"], limits) for n in range(10)]
+        ]
 
-    assert asyncio.run(scenario()) == [limit] * 10
+    assert asyncio.run(scenario()) == [(Limit.GLOBAL, "local")] * 10
     assert "cmdstat_evalsha" not in redis_client.info("commandstats")
+
+
+def test_a_raised_limit_is_not_refused_from_memory(redis_url: str) -> None:
+    """When the governor raises the global limit, the remembered full window no longer binds."""
+    tight = Limits(global_limit=1, visitor_limit=10, inflight_cap=10)
+    relaxed = Limits(global_limit=2, visitor_limit=10, inflight_cap=10)
+    calls = [(["a"], tight), (["b"], tight), (["c"], relaxed)]
+    assert [d.admitted for d in run_admissions(redis_url, calls)] == [True, False, True]

@@ -93,7 +93,11 @@ def test_exact_global_limit_under_concurrency(
 ) -> None:
     """200 concurrent requests against a global limit of 50 admit exactly 50."""
     with running_gateway(
-        upstream_url=fast_sim.url, redis_url=redis_url, global_limit=50, visitor_limit=1000
+        upstream_url=fast_sim.url,
+        redis_url=redis_url,
+        global_limit=50,
+        visitor_limit=1000,
+        max_inflight=1000,
     ) as gateway:
 
         async def burst() -> list[int]:

@@ -1,25 +1,30 @@
--- Fixed-window admission for one chat request, atomic and in one round trip.
--- KEYS[1]: the global window; KEYS[2..n]: the visitor's windows (client IP, thumbmark).
--- ARGV[1]: window length in ms; ARGV[2]: global limit; ARGV[3]: visitor limit.
--- Checks every window first and writes only when all pass, so a request turned away
--- by its visitor limit spends no global budget. Times come from Redis's clock (PTTL).
+-- Admission for one chat request, atomic and in one round trip: the global fixed window,
+-- the visitor's fixed windows and the in-flight lease set.
+-- KEYS[1]: global window; KEYS[2]: in-flight leases (sorted set, score = expiry in ms);
+-- KEYS[3..n]: the visitor's windows (client address, thumbmark).
+-- ARGV: window ms, global limit, visitor limit, in-flight cap, lease id, lease ms, shed retry ms.
+-- Every check runs before any write, so a request refused by its visitor limit spends no
+-- global budget and a shed request spends no window. Times come from Redis's clock.
 -- Returns {status, ttl_ms, remaining, binding}: status 0 admitted, 1 visitor limit, 2 global
--- limit; binding is the index of the window that decided (the tightest one when admitted),
--- ttl_ms is when it resets and remaining is what it has left.
+-- limit, 3 shed (in-flight cap); binding is the index of the window that decided (the
+-- tightest one when admitted), ttl_ms is when it resets and remaining is what it has left.
 local window = tonumber(ARGV[1])
+local cap = tonumber(ARGV[4])
 local function limit_of(index)
   if index == 1 then return tonumber(ARGV[2]) end
   return tonumber(ARGV[3])
 end
 
-local used = redis.call('MGET', unpack(KEYS))
+local windows = {KEYS[1]}
+for index = 3, #KEYS do windows[#windows + 1] = KEYS[index] end
+local used = redis.call('MGET', unpack(windows))
 local status, retry, binding = 0, 0, 0
 -- Visitor windows first: a visitor over their own limit is told so even when all are full.
-for index = #KEYS, 1, -1 do
+for index = #windows, 1, -1 do
   if tonumber(used[index] or 0) >= limit_of(index) then
-    local ttl = redis.call('PTTL', KEYS[index])
+    local ttl = redis.call('PTTL', windows[index])
     if ttl < 0 then
-      redis.call('PEXPIRE', KEYS[index], window)
+      redis.call('PEXPIRE', windows[index], window)
       ttl = window
     end
     if status == 0 then
@@ -31,15 +36,23 @@ for index = #KEYS, 1, -1 do
 end
 if status ~= 0 then return {status, retry, 0, binding} end
 
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+-- Leases of crashed gateways expire here: nothing they held stays taken.
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZCARD', KEYS[2]) >= cap then return {3, tonumber(ARGV[7]), 0, 0} end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[6]), ARGV[5])
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6]) * 2)
+
 local remaining = -1
-for index = 1, #KEYS do
-  local count = redis.call('INCR', KEYS[index])
+for index = 1, #windows do
+  local count = redis.call('INCR', windows[index])
   -- NX: set only a missing expiry, so a key that lost its TTL heals instead of living forever.
-  redis.call('PEXPIRE', KEYS[index], window, 'NX')
+  redis.call('PEXPIRE', windows[index], window, 'NX')
   local left = limit_of(index) - count
   if remaining < 0 or left < remaining then
     remaining = left
     binding = index
   end
 end
-return {0, redis.call('PTTL', KEYS[binding]), remaining, binding}
+return {0, redis.call('PTTL', windows[binding]), remaining, binding}

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from litestar import Request, Response, get
 
+from app.routes.status import operator_detail
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
@@ -34,8 +36,13 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, object]]
     redis, upstream = await asyncio.gather(
         _timed(services.redis.ping()), _timed(_upstream_models(services))
     )
-    ready = bool(redis["ok"] and upstream["ok"])
-    body: dict[str, object] = {"ready": ready, "redis": redis, "upstream": upstream}
+    ready = bool(upstream["ok"] and (redis["ok"] or services.limiter.fallback_active))
+    body: dict[str, object] = {
+        "ready": ready,
+        "redis": redis,
+        "upstream": upstream,
+        **operator_detail(services),
+    }
     return Response(body, status_code=200 if ready else 503)
 
 

@@ -1,0 +1,113 @@
+"""Admission with a safety net: Redis when it answers, an in-process fallback when it does not,
+and the way back to Redis by itself. No 5xx is ever caused by Redis being down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from redis.asyncio import Redis
+
+    from app.admission import Decision, Limits, RedisAdmitter
+    from app.local_limits import LocalAdmitter
+
+log = logging.getLogger("llmgw.limiter")
+
+
+class Limiter:
+    """Chooses Redis or the fallback per request; renews this process's leases meanwhile."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        shared: RedisAdmitter,
+        local: LocalAdmitter,
+        *,
+        fallback_share: float,
+        lease_max_age: float,
+        on_fallback: Callable[[bool], None] | None = None,
+    ) -> None:
+        self._redis = redis
+        self._shared = shared
+        self._local = local
+        self._share = fallback_share
+        self._on_fallback = on_fallback
+        self.fallback_active = False
+        # lease -> when it was taken: a stream that never ran its cleanup stops being renewed.
+        self.leases: dict[str, float] = {}
+        self._lease_max_age = lease_max_age
+
+    async def admit(self, visitor_ids: Sequence[str], limits: Limits) -> Decision:
+        """The decision, from Redis while it answers and from the fallback while it does not."""
+        if not self.fallback_active:
+            try:
+                decision = await self._shared.admit(visitor_ids, limits)
+            except (RedisError, OSError) as exc:
+                log.warning(
+                    "Redis unavailable (%s): admitting from the fallback", type(exc).__name__
+                )
+                self._set_fallback(active=True)
+            else:
+                self._hold(decision)
+                return decision
+        decision = self._local.admit(visitor_ids, self.fallback_limits(limits))
+        self._hold(decision)
+        return decision
+
+    def fallback_limits(self, limits: Limits) -> Limits:
+        """A conservative share of the limits, since other replicas admit on their own too."""
+        return replace(
+            limits,
+            global_limit=max(1, int(limits.global_limit * self._share)),
+            inflight_cap=max(1, int(limits.inflight_cap * self._share)),
+        )
+
+    async def release(self, decision: Decision) -> None:
+        """Give the in-flight place back; a lease Redis cannot take back expires by itself."""
+        lease = decision.lease
+        if lease is None:
+            return
+        self.leases.pop(lease, None)
+        if lease.startswith("local:"):
+            self._local.release(lease)
+            return
+        try:
+            await self._shared.release(lease)
+        except (RedisError, OSError):
+            log.debug("lease release failed; it will expire")
+
+    async def maintain(self, every: float) -> None:
+        """Renew leases while Redis answers; find the way back to it when it did not."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                if self.fallback_active:
+                    await self._redis.ping()
+                    self._shared.forget_global_refusal()
+                    log.warning("Redis is back: admitting through Redis again")
+                    self._set_fallback(active=False)
+                await self._shared.renew(self._live_shared_leases())
+            except (RedisError, OSError):
+                self._set_fallback(active=True)
+
+    def _live_shared_leases(self) -> list[str]:
+        oldest = time.monotonic() - self._lease_max_age
+        self.leases = {lease: at for lease, at in self.leases.items() if at >= oldest}
+        return [lease for lease in self.leases if not lease.startswith("local:")]
+
+    def _hold(self, decision: Decision) -> None:
+        if decision.lease is not None:
+            self.leases[decision.lease] = time.monotonic()
+
+    def _set_fallback(self, *, active: bool) -> None:
+        if active != self.fallback_active and self._on_fallback is not None:
+            self._on_fallback(active)
+        self.fallback_active = active

@@ -1,0 +1,61 @@
+"""Outage classes, told apart from the caller's side of the tunnel.
+
+connect, DNS, TLS failure or reset        -> tunnel (or host_offline / model_server_down,
+                                             when a probe heartbeat says which)
+502 without `Server: nginx`               -> nginx_down (the tunnel answers, nginx does not)
+502 / 504 from nginx                      -> model_server_down
+401 / 403                                 -> token_invalid
+"No models loaded"                        -> model_not_loaded
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+class OutageClass(StrEnum):
+    TUNNEL = "tunnel"
+    NGINX_DOWN = "nginx_down"
+    MODEL_SERVER_DOWN = "model_server_down"
+    TOKEN_INVALID = "token_invalid"  # noqa: S105 - a class name, not a token
+    MODEL_NOT_LOADED = "model_not_loaded"
+    HOST_OFFLINE = "host_offline"
+
+
+def classify_response(status: int, server: str | None, body: bytes) -> OutageClass | None:
+    """The outage an error answer shows, or None for an error that is not an outage."""
+    if b"no models loaded" in body.lower():
+        return OutageClass.MODEL_NOT_LOADED
+    if status in (401, 403):
+        return OutageClass.TOKEN_INVALID
+    from_nginx = (server or "").lower().startswith("nginx")
+    if status == 502 and not from_nginx:
+        return OutageClass.NGINX_DOWN
+    if status in (502, 503, 504):
+        return OutageClass.MODEL_SERVER_DOWN
+    return None
+
+
+def refine(
+    outage: OutageClass | None, probe: Mapping[str, float] | None, probe_ever_seen: bool
+) -> OutageClass | None:
+    """Sharpen a diagnosis with the probe's heartbeat (None: no fresh snapshot): unreachable
+    through the tunnel while the probe has gone quiet too means the whole host is offline."""
+    if outage is OutageClass.TUNNEL and probe is None and probe_ever_seen:
+        return OutageClass.HOST_OFFLINE
+    return outage
+
+
+def from_probe(probe: Mapping[str, float] | None) -> OutageClass | None:
+    """The outage a fresh probe reports by itself, seen from the model host."""
+    if probe is None:
+        return None
+    if probe.get("model_server_up") == 0:
+        return OutageClass.MODEL_SERVER_DOWN
+    if probe.get("model_loaded") == 0:
+        return OutageClass.MODEL_NOT_LOADED
+    return None
