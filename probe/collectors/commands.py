@@ -28,6 +28,7 @@ async def run_command(*argv: str) -> str:
         # When the caller's timeout cancels us: never leave a hung ioreg behind.
         if process.returncode is None:
             _kill(process)
+            await process.wait()
     if process.returncode != 0:
         message = stderr.decode(errors="replace").strip()[:200]
         raise CommandFailed(f"{argv[0]} exited with {process.returncode}: {message}")
