@@ -32,7 +32,7 @@ DECISIONS: Final = frozenset({"admitted", "visitor", "global", "shed"})
 ADMISSION_PATHS: Final = frozenset({"redis", "local", "fallback"})
 LIMIT_KINDS: Final = ("base", "effective")
 PRESSURE_SIGNALS: Final = frozenset(
-    {"gpu", "memory", "swap", "cpu", "model_ttft", "gateway_ttft", "probe_stale"}
+    {"gpu", "memory", "memory_psi", "swap", "cpu", "model_ttft", "gateway_ttft", "probe_stale"}
 )
 BREAKER_STATES: Final = ("closed", "open", "half_open")
 OUTAGE_CLASSES: Final = (
@@ -47,17 +47,23 @@ OUTAGE_CLASSES: Final = (
 PROBE_SIGNALS: Final = frozenset(
     {
         "memory_used_ratio",
-        "memory_pressure_level",
+        "memory_pressure_level",  # macOS: 1 normal, 2 warn, 4 critical
+        "memory_psi_some_avg10",  # Linux PSI, percent
+        "memory_psi_full_avg10",
         "swap_used_ratio",
         "swap_used_bytes",
         "cpu_ratio",
         "gpu_utilization_ratio",
         "gpu_memory_used_bytes",
+        "gpu_memory_used_ratio",
+        "gpu_memory_total_bytes",
+        "gpu_memory_alloc_bytes",
         "model_server_up",
         "model_loaded",
         "model_server_latency_seconds",
         "synthetic_ttft_seconds",
         "synthetic_tokens_per_second",
+        "synthetic_age_seconds",
     }
 )
 # Host names come from the probe's configuration, not from visitors; still, keep them tame.
