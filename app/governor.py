@@ -3,6 +3,7 @@ by which the global limit and the in-flight cap shrink from their base toward a 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -94,12 +95,17 @@ class PressureGovernor:
         return self.factor
 
     def limits(self) -> Limits:
-        """The effective limits: the base shrunk by the factor, never below 1."""
+        """The effective limits: the base shrunk by the factor, rounded down, never below 1.
+        Rounding down means a factor creeping back up crosses each step once: no flapping."""
         return Limits(
-            global_limit=max(1, round(self.base.global_limit * self.factor)),
+            global_limit=_shrink(self.base.global_limit, self.factor),
             visitor_limit=self.base.visitor_limit,
-            inflight_cap=max(1, round(self.base.inflight_cap * self.factor)),
+            inflight_cap=_shrink(self.base.inflight_cap, self.factor),
         )
+
+
+def _shrink(base: int, factor: float) -> int:
+    return max(1, math.floor(base * factor + 1e-9))
 
 
 class TtftTracker:

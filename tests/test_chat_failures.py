@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 from chat_client import chat
+from fault_servers import silent_server
 from gateway_server import running_gateway
-from silent_server import silent_server
 from sim_process import SimHandle, running_sim
 from support import eventually, free_port
 
