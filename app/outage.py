@@ -43,11 +43,14 @@ def classify_response(status: int, server: str | None, body: bytes) -> OutageCla
 def refine(
     outage: OutageClass | None, probe: Mapping[str, float] | None, probe_ever_seen: bool
 ) -> OutageClass | None:
-    """Sharpen a diagnosis with the probe's heartbeat (None: no fresh snapshot): unreachable
-    through the tunnel while the probe has gone quiet too means the whole host is offline."""
-    if outage is OutageClass.TUNNEL and probe is None and probe_ever_seen:
-        return OutageClass.HOST_OFFLINE
-    return outage
+    """Sharpen a diagnosis with the probe's heartbeat (None: no fresh snapshot). Unreachable
+    while the probe has gone quiet too: the whole host is offline. Unreachable while the probe,
+    alive, sees the model server down: that is the likelier cause."""
+    if outage is not OutageClass.TUNNEL:
+        return outage
+    if probe is None:
+        return OutageClass.HOST_OFFLINE if probe_ever_seen else outage
+    return OutageClass.MODEL_SERVER_DOWN if probe.get("model_server_up") == 0 else outage
 
 
 def from_probe(probe: Mapping[str, float] | None) -> OutageClass | None:
