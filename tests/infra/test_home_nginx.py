@@ -78,7 +78,11 @@ def timed_events(client: httpx.Client, body: dict[str, Any]) -> list[tuple[float
         return [(time.monotonic(), event.event) for event in sse.iter_sse()]
 
 
-@pytest.mark.parametrize("headers", [{}, bearer(WRONG_TOKEN), {"Authorization": TOKENS[0]}])
+@pytest.mark.parametrize(
+    "headers",
+    [{}, bearer(WRONG_TOKEN), {"Authorization": TOKENS[0]}],
+    ids=["no-token", "wrong-token", "no-bearer-scheme"],
+)
 def test_missing_or_wrong_token_is_refused_before_lm_studio(
     client: httpx.Client, sim: SimHandle, headers: dict[str, str]
 ) -> None:
