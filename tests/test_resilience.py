@@ -1,0 +1,124 @@
+"""Redis dying mid-traffic and a gateway dying mid-stream: nobody sees a 5xx, nothing leaks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+import redis
+from chat_client import chat
+from gateway_server import running_gateway
+from sim_process import SimHandle, running_sim
+from support import eventually, free_port, require_binary, wait_for_port
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+@contextmanager
+def own_redis(port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A redis-server of this test's own, on a fixed port, so it can be killed and restarted."""
+    binary = require_binary("redis-server")
+    command = [binary, "--port", str(port), "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimHandle]:
+    with running_sim("--slots", "16", "--decode-rate", "2000", "--output-tokens", "8") as handle:
+        yield handle
+
+
+def test_redis_killed_mid_traffic(sim: SimHandle) -> None:
+    """Redis killed under traffic: no 5xx, the fallback shows, and Redis is used again later."""
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def traffic(gateway_url: str) -> None:
+        while not stop.is_set():
+            statuses.append(chat(gateway_url).status)
+
+    with own_redis(port) as first, running_gateway(
+        upstream_url=sim.url, redis_url=url, global_limit=10_000, visitor_limit=10_000,
+        lease_seconds=3,
+    ) as gateway:  # fmt: skip
+        driver = threading.Thread(target=traffic, args=(gateway.url,))
+        driver.start()
+        try:
+            assert eventually(lambda: len(statuses) >= 5)
+            first.kill()
+            assert eventually(lambda: readyz(gateway.url)["fallback_active"] is True)
+            served_in_fallback = len(statuses)
+            assert eventually(lambda: len(statuses) >= served_in_fallback + 5)
+            with own_redis(port):
+                assert eventually(lambda: not readyz(gateway.url)["fallback_active"], timeout=10)
+                before = len(statuses)
+                assert eventually(lambda: len(statuses) >= before + 3)
+                with redis.Redis.from_url(url) as client:
+                    assert int(client.get("{llmgw}:window:global") or 0) >= 1
+        finally:
+            stop.set()
+            driver.join(timeout=30)
+    assert statuses
+    assert all(status < 500 for status in statuses), sorted(set(statuses))
+
+
+def readyz(url: str) -> dict[str, Any]:
+    body: dict[str, Any] = httpx.get(f"{url}/readyz", timeout=10).json()
+    return body
+
+
+@contextmanager
+def gateway_process(**settings: object) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`llmgw serve` as a real process that a test can kill -9."""
+    port = free_port()
+    env = {**os.environ, "LLMGW_PORT": str(port), "LLMGW_HEALTH_INTERVAL": "0"}
+    env.update({f"LLMGW_{name.upper()}": str(value) for name, value in settings.items()})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve"], env=env, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+
+
+def test_gateway_killed_mid_stream_leaks_no_lease(redis_url: str) -> None:
+    """A gateway killed mid-stream holds its in-flight place only until the lease expires."""
+    settings = {
+        "redis_url": redis_url,
+        "max_inflight": 1,
+        "lease_seconds": 3,
+        "probe_stale_factor": 1,
+    }
+    with running_sim("--decode-rate", "10", "--output-tokens", "300") as slow:
+        with (
+            gateway_process(upstream_url=slow.url, **settings) as (doomed_url, doomed),
+            httpx.Client(timeout=30) as client,
+            client.stream("POST", f"{doomed_url}/api/chat", json={"input": "hi"}) as stream,
+        ):
+            next(line for line in stream.iter_lines() if "delta" in line)
+            doomed.kill()
+        with gateway_process(upstream_url=slow.url, **settings) as (survivor_url, _):
+            first = chat(survivor_url, timeout=5)
+            assert first.status == 503
+            assert first.json["code"] == "shed"
+            assert eventually(lambda: chat(survivor_url, timeout=30).status == 200, timeout=15)
