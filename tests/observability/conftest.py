@@ -1,14 +1,10 @@
-"""Fixtures for the observability tests: a fresh GatewayMetrics per test, and the repo's paths."""
+"""Fixtures for the observability tests: a fresh GatewayMetrics per test."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from app.telemetry import GatewayMetrics
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
