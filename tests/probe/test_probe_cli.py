@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     import redis
 
-TOKEN = "sekrit-model-token"
+TOKEN = "sekrit-model-token"  # the secret the tests look for in every output
 
 
 @pytest.fixture(scope="module")
