@@ -5,7 +5,8 @@
  *   <llmgw-chat gateway="https://gateway.example" heading="Ask the model"></llmgw-chat>
  *
  * Attributes: gateway (base URL, default the page's origin), thumbmark (visitor id; default a
- * random id kept in localStorage), heading (or title), placeholder, theme ("light" | "dark" | "auto").
+ * random id kept in localStorage), heading (or title), placeholder,
+ * theme ("light" | "dark"; default: the system's preference).
  * CSS custom properties: --llmgw-accent, --llmgw-bg, --llmgw-fg, --llmgw-radius, --llmgw-font.
  * DOM events (bubbling, composed): llmgw-sent, llmgw-completed, llmgw-error.
  *
@@ -78,7 +79,9 @@ h2 { margin: 0; font-size: 1.05rem; font-weight: 600; }
 }
 .reply { align-self: flex-start; }
 .answer:empty::before { content: "…"; color: var(--_muted); }
-.pending .answer:empty::before { content: "● ● ●"; letter-spacing: .1em; animation: pulse 1.2s infinite; }
+.pending .answer:empty::before {
+  content: "● ● ●"; letter-spacing: .1em; animation: pulse 1.2s infinite;
+}
 @keyframes pulse { 50% { opacity: .3; } }
 @media (prefers-reduced-motion: reduce) { .pending .answer:empty::before { animation: none; } }
 details {
@@ -87,10 +90,13 @@ details {
 }
 summary { cursor: pointer; font-weight: 500; }
 .reasoning-text { margin-top: .35rem; }
-.note { display: block; margin-top: .35rem; font-size: .85em; color: var(--_muted); white-space: normal; }
+.note {
+  display: block; margin-top: .35rem; font-size: .85em; color: var(--_muted); white-space: normal;
+}
 .note.error { color: var(--_error-fg); }
 .notice {
-  display: flex; flex-wrap: wrap; align-items: baseline; justify-content: space-between; gap: .25rem .75rem;
+  display: flex; flex-wrap: wrap; align-items: baseline; justify-content: space-between;
+  gap: .25rem .75rem;
   padding: .5rem .75rem; border-radius: calc(var(--_radius) * .6); background: var(--_warn-bg);
 }
 .notice[hidden] { display: none; }
@@ -111,7 +117,10 @@ button {
 button[hidden] { display: none; }
 .send { background: var(--_accent); color: var(--_bg); }
 .stop, .reset { background: transparent; color: var(--_accent); }
-.reset { min-height: 0; padding: .15rem .6rem; font-size: .85em; font-weight: 500; border-color: var(--_line); }
+.reset {
+  min-height: 0; padding: .15rem .6rem; font-size: .85em; font-weight: 500;
+  border-color: var(--_line);
+}
 button:disabled { opacity: .5; cursor: not-allowed; }
 button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-visible {
   outline: 3px solid var(--_accent); outline-offset: 2px;
@@ -226,6 +235,14 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
     down: "The chat is resting at the moment — the model is offline.",
     unavailable: "The chat can't take new questions right now.",
   };
+  // Codes of the gateway's SSE error event, said for a visitor; unknown codes show its message.
+  const STREAM_ERRORS = {
+    first_token_timeout: "The model took too long to start answering. Please try again.",
+    idle_timeout: "The model stopped sending. Please try again.",
+    total_timeout: "The answer took too long and was cut short.",
+    upstream_failed: "The model failed while answering. Please try again.",
+    upstream_closed: "The model stopped before finishing. Please try again.",
+  };
   const LIMIT_MESSAGES = {
     visitor: "You've sent a lot of messages.",
     global: "Everyone is chatting right now.",
@@ -278,7 +295,7 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
       this.stopButton = h("button", { type: "button", class: "stop", hidden: "" }, "Stop");
       this.form = h(
         "form",
-        { "aria-labelledby": "heading" },
+        {},
         h("label", { for: "message", class: "visually-hidden" }, "Your message"),
         this.input,
         this.sendButton,
@@ -316,8 +333,12 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
     }
 
     disconnectedCallback() {
+      // Taken out of the page: end the stream and the wait, so a re-inserted widget starts free.
       this.controller?.abort();
       this.clearCountdown();
+      this.locked = { input: false, send: false };
+      this.hideNotice();
+      this.updateLocks();
     }
 
     attributeChangedCallback() {
@@ -328,7 +349,7 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
       this.headingElement.textContent =
         this.getAttribute("heading") || this.getAttribute("title") || "Ask the model";
       this.input.placeholder =
-        this.getAttribute("placeholder") || "Type a question — Enter sends, Shift+Enter adds a line";
+        this.getAttribute("placeholder") || "Ask a question — Enter sends, Shift+Enter adds a line";
     }
 
     get endpoint() {
@@ -479,8 +500,10 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
         });
       } else if (type === "error") {
         progress.failed = true;
-        const detail = event.error ?? {};
-        this.failTurn(turn, detail.message || "The answer failed.", detail.code || "error", 200);
+        const code = String(event.error?.code ?? "error");
+        const known = Object.hasOwn(STREAM_ERRORS, code);
+        const message = known ? STREAM_ERRORS[code] : event.error?.message || "The answer failed.";
+        this.failTurn(turn, message, code, 200);
       }
     }
 
@@ -520,7 +543,7 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
       });
     }
 
-    /** Busy, down or 503: keep the text editable, hold sending, and ask again when the wait ends. */
+    /** Busy, down or 503: the text stays editable, sending waits, status is asked again later. */
     waitForService(message, seconds) {
       this.locked.send = true;
       this.updateLocks();
@@ -597,7 +620,8 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
       this.log.append(element);
       this.log.setAttribute("aria-busy", "true");
       this.log.scrollTop = this.log.scrollHeight;
-      return { element, question: element.previousElementSibling, reasoning, reasoningText, answer };
+      const question = element.previousElementSibling;
+      return { element, question, reasoning, reasoningText, answer };
     }
 
     /** The question was not taken: remove it from the log and put the text back in the box. */

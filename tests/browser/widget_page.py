@@ -1,0 +1,99 @@
+"""The `<llmgw-chat>` element as a test sees it, and a gateway with chosen settings."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gateway_server import running_gateway
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from gateway_server import GatewayHandle
+    from playwright.sync_api import Locator, Page, Request
+    from sim_process import SimHandle
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+class Widget:
+    """The `<llmgw-chat>` element of a page, driven the way a visitor drives it."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.host = page.locator("llmgw-chat")
+        self.input = page.get_by_role("textbox", name="Your message")
+        self.send_button = page.get_by_role("button", name="Send")
+        self.stop_button = page.get_by_role("button", name="Stop")
+        self.notice = self.host.locator(".notice")
+        self.countdown = self.host.locator(".countdown")
+        self.chat_requests: list[Request] = []
+        page.on("request", self._record)
+
+    def _record(self, request: Request) -> None:
+        if request.url.endswith("/api/chat") and request.method == "POST":
+            self.chat_requests.append(request)
+
+    def open(self, url: str) -> Widget:
+        """Load the demo page and wait for the element to be defined."""
+        self.page.goto(url + "/")
+        self.page.wait_for_function("() => customElements.get('llmgw-chat') !== undefined")
+        return self
+
+    def ask(self, text: str) -> None:
+        """Type a question and press Enter."""
+        self.input.fill(text)
+        self.input.press("Enter")
+
+    def answers(self) -> Locator:
+        return self.host.locator(".answer")
+
+    def last_answer_text(self) -> str:
+        return self.answers().last.text_content() or ""
+
+    def wait_for_answer(self, chars: int) -> None:
+        """Wait, checking every frame, until the last answer shows at least this many characters."""
+        self.page.wait_for_function(
+            """([host, chars]) => {
+                const answers = host.shadowRoot.querySelectorAll(".answer");
+                const last = answers[answers.length - 1];
+                return last !== undefined && last.textContent.length >= chars;
+            }""",
+            arg=[self.host.element_handle(), chars],
+        )
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The detail of every widget DOM event of this name so far."""
+        events: list[dict[str, Any]] = self.page.evaluate("window.llmgwEvents")
+        return [event for event in events if event["name"] == name]
+
+    def wait_for_events(self, name: str, count: int = 1, timeout: float = 10_000) -> None:
+        """Wait until the widget has dispatched `count` events of this name."""
+        # A function, not an expression: the demo page's CSP forbids eval'd strings.
+        self.page.wait_for_function(
+            "([name, count]) => window.llmgwEvents.filter((e) => e.name === name).length >= count",
+            arg=[name, count],
+            timeout=timeout,
+        )
+
+    def request_body(self, index: int) -> dict[str, Any]:
+        """The JSON body of the index-th POST /api/chat the page made."""
+        body: dict[str, Any] = json.loads(self.chat_requests[index].post_data or "{}")
+        return body
+
+    def screenshot(self, name: str) -> Path:
+        """Save the page as test-artifacts/widget-<name>.png."""
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / f"widget-{name}.png"
+        self.page.screenshot(path=path)
+        return path
+
+
+@contextmanager
+def gateway_with(sim: SimHandle, redis_url: str, **settings: object) -> Iterator[GatewayHandle]:
+    """A gateway in front of the sim, with these setting overrides."""
+    with running_gateway(upstream_url=sim.url, redis_url=redis_url, **settings) as handle:
+        yield handle
