@@ -149,7 +149,12 @@ def _start_metrics(
 ) -> None:
     if settings.probe_metrics_port == 0:
         return
-    server, _ = serve_metrics(metrics, settings.probe_metrics_host, settings.probe_metrics_port)
+    host, port = settings.probe_metrics_host, settings.probe_metrics_port
+    try:
+        server, _ = serve_metrics(metrics, host, port)
+    except OSError as exc:  # publishing matters more than our own /metrics: carry on
+        LOG.error("cannot serve /metrics on %s:%d: %s", host, port, exc)  # noqa: TRY400 - no traceback
+        return
     stack.callback(server.server_close)
     stack.callback(server.shutdown)
-    LOG.info("serving /metrics on %s:%d", settings.probe_metrics_host, settings.probe_metrics_port)
+    LOG.info("serving /metrics on %s:%d", host, port)

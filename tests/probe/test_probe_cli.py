@@ -71,7 +71,13 @@ def test_once_prints_one_snapshot_as_json(sim: SimHandle) -> None:
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("LLMGW_PROBE_INTERVAL", "-1"), ("LLMGW_PROBE_GPU", "amd"), ("LLMGW_PROBE_HOST", "a{b}")],
+    [
+        ("LLMGW_PROBE_INTERVAL", "-1"),
+        ("LLMGW_PROBE_GPU", "amd"),
+        ("LLMGW_PROBE_HOST", "a{b}"),
+        ("LLMGW_REDIS_URL", "http://redis.example.net"),
+        ("LLMGW_PROBE_METRICS_PORT", "99999"),
+    ],
 )
 def test_invalid_setting_exits_2_naming_the_variable(
     variable: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import subprocess
 from typing import TYPE_CHECKING
 
@@ -14,9 +15,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from support import free_port, require_binary, wait_for_port
 
 from probe.agent import Agent, Identity
+from probe.assembly import open_agent
 from probe.metrics import ProbeMetrics
 from probe.publisher import RedisPublisher
 from probe.runner import CollectorRunner
+from probe.settings import load_settings
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -120,6 +123,29 @@ def test_run_survives_a_broken_tick_and_stops_when_asked(
     asyncio.run(scenario())
     assert steady.calls >= 3
     assert "probe tick failed" in caplog.text
+
+
+def test_metrics_port_taken_does_not_stop_publishing(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """If /metrics cannot listen, that is logged and snapshots are still published."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        settings = load_settings(
+            redis_url=redis_url,
+            probe_host="testhost",
+            probe_gpu="none",
+            probe_synthetic_interval=0,
+            probe_model_url=f"http://127.0.0.1:{taken.getsockname()[1]}",
+            probe_metrics_port=taken.getsockname()[1],
+        )
+
+        async def scenario() -> bool:
+            async with open_agent(settings) as agent:
+                await agent.tick()
+                return agent.metrics is not None and agent.metrics.last_publish is not None
+
+        assert asyncio.run(scenario()) is True
+    assert "cannot serve /metrics" in caplog.text
 
 
 def scrape(metrics: ProbeMetrics) -> str:
