@@ -153,7 +153,8 @@ def _start_metrics(
     try:
         server, _ = serve_metrics(metrics, host, port)
     except OSError as exc:  # publishing matters more than our own /metrics: carry on
-        LOG.error("cannot serve /metrics on %s:%d: %s", host, port, exc)  # noqa: TRY400 - no traceback
+        message = "cannot serve /metrics on %s:%d: %s"
+        LOG.error(message, host, port, exc)  # noqa: TRY400 - the reason is enough
         return
     stack.callback(server.server_close)
     stack.callback(server.shutdown)

@@ -13,6 +13,10 @@ if TYPE_CHECKING:
 IOREG = ("ioreg", "-r", "-d", "1", "-w", "0", "-c", "IOAccelerator")
 STATISTICS = '"PerformanceStatistics" = {'
 # Exact keys only: "In use system memory (driver)" sits right before "In use system memory".
+MEMORY_SIGNALS = {
+    "In use system memory": "gpu_memory_used_bytes",
+    "Alloc system memory": "gpu_memory_alloc_bytes",
+}
 NUMBER_ENTRY = re.compile(r'"([^"]+)"\s*=\s*(\d+(?:\.\d+)?)\s*(?=[,}])')
 
 
@@ -48,21 +52,18 @@ def parse_ioreg(text: str) -> Signals:
     if not dictionaries:
         raise ValueError("no PerformanceStatistics in the ioreg output")
     signals: Signals = {}
-    utilizations = [
-        stats["Device Utilization %"]
-        for stats in dictionaries
-        if 0 <= stats.get("Device Utilization %", -1) <= 100
-    ]
-    if utilizations:
-        signals["gpu_utilization_ratio"] = max(utilizations) / 100
-    for key, signal in (
-        ("In use system memory", "gpu_memory_used_bytes"),
-        ("Alloc system memory", "gpu_memory_alloc_bytes"),
-    ):
-        values = [stats[key] for stats in dictionaries if key in stats]
-        if values:
+    utilizations = [_utilization(stats) for stats in dictionaries]
+    if known := [value for value in utilizations if value is not None]:
+        signals["gpu_utilization_ratio"] = max(known)
+    for key, signal in MEMORY_SIGNALS.items():
+        if values := [stats[key] for stats in dictionaries if key in stats]:
             signals[signal] = sum(values)
     return signals
+
+
+def _utilization(stats: dict[str, float]) -> float | None:
+    percent = stats.get("Device Utilization %")
+    return percent / 100 if percent is not None and 0 <= percent <= 100 else None
 
 
 class MacGpuCollector:

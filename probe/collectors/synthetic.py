@@ -46,6 +46,18 @@ async def data_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]
             yield json.loads(payload)
 
 
+def request_body(model: str, effort: str) -> dict[str, Any]:
+    """The smallest streamed generation: a few tokens, reasoning as low as allowed, not stored."""
+    return {
+        "model": model,
+        "input": "ping",
+        "stream": True,
+        "store": False,
+        "max_output_tokens": 4,
+        "reasoning": {"effort": effort},
+    }
+
+
 class SyntheticCollector:
     """Starts a measurement every `every` seconds in the background; reports the latest one.
 
@@ -132,15 +144,8 @@ class SyntheticCollector:
         return models[0]
 
     async def _generate(self, model: str, effort: str) -> Measurement:
-        body = {
-            "model": model,
-            "input": "ping",
-            "stream": True,
-            "store": False,
-            "max_output_tokens": 4,
-            "reasoning": {"effort": effort},
-        }
         started = self._clock()
+        body = request_body(model, effort)
         async with self._client.stream("POST", "/v1/responses", json=body) as response:
             if response.is_error:
                 await response.aread()
