@@ -21,7 +21,7 @@ class MemoryCollector:
     name = "memory"
 
     def __init__(self) -> None:
-        psutil.cpu_percent(None)
+        psutil.cpu_percent(None)  # starts the window of the first reading
         self._primed_at = time.monotonic()
 
     async def collect(self) -> Signals:
@@ -29,7 +29,9 @@ class MemoryCollector:
         waited = time.monotonic() - self._primed_at
         if waited < CPU_WINDOW_SECONDS:
             await asyncio.sleep(CPU_WINDOW_SECONDS - waited)
-        return await asyncio.to_thread(read_memory)
+        # Here, not in the worker thread: psutil keeps the CPU baseline per thread.
+        cpu = {"cpu_ratio": psutil.cpu_percent(None) / 100}
+        return cpu | await asyncio.to_thread(read_memory)
 
 
 def read_memory() -> Signals:
@@ -39,7 +41,6 @@ def read_memory() -> Signals:
     signals = {
         "memory_used_ratio": (memory.total - memory.available) / memory.total,
         "swap_used_bytes": float(swap.used),
-        "cpu_ratio": psutil.cpu_percent(None) / 100,
     }
     if swap.total > 0:
         signals["swap_used_ratio"] = swap.used / swap.total

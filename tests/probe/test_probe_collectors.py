@@ -8,6 +8,8 @@ import logging
 import os
 import pathlib
 import shutil
+import time
+from typing import TYPE_CHECKING
 
 import psutil  # type: ignore[import-untyped]
 import pytest
@@ -16,6 +18,9 @@ from probe.collectors.gpu_macos import MacGpuCollector
 from probe.collectors.memory import MemoryCollector
 from probe.collectors.memory_pressure import LinuxPressureCollector, MacPressureCollector
 from probe.runner import CollectorRunner
+
+if TYPE_CHECKING:
+    from probe.collectors import Signals
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 HANG_SECONDS = "61.2345"  # unusual, so the test finds exactly its own process
@@ -132,3 +137,19 @@ def test_memory_collector_reads_this_machine() -> None:
     assert 0 <= signals["cpu_ratio"] <= 1
     assert signals["swap_used_bytes"] >= 0
     assert 0 <= signals.get("swap_used_ratio", 0) <= 1
+
+
+def test_cpu_ratio_sees_a_busy_core() -> None:
+    """CPU use measured across the collector's window includes a core kept busy meanwhile."""
+    collector = MemoryCollector()
+
+    def spin(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            pass
+
+    async def scenario() -> Signals:
+        await asyncio.to_thread(spin, 0.3)
+        return await collector.collect()
+
+    assert asyncio.run(scenario())["cpu_ratio"] > 0.5 / (psutil.cpu_count() or 1)
