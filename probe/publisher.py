@@ -46,8 +46,9 @@ class RedisPublisher:
     async def publish(self, snapshot: Snapshot) -> bool:
         """One round trip: DEL, HSET, PEXPIRE, PUBLISH; False (and counted) if Redis failed."""
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                # DEL first so a signal that became unknown disappears from the hash.
+            # MULTI/EXEC in the same round trip: a reader never sees the hash between DEL and
+            # HSET. DEL first so a signal that became unknown disappears from the hash.
+            async with self._client.pipeline(transaction=True) as pipe:
                 pipe.delete(self.key)
                 fields: dict[EncodableT, EncodableT] = dict(hash_fields(snapshot).items())
                 pipe.hset(self.key, mapping=fields)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -16,12 +17,15 @@ from sim_process import SimHandle, running_sim
 from support import eventually, free_port, wait_for_port
 
 from probe.cli import main
+from probe.collectors.model_server import ModelServerCollector
 
 if TYPE_CHECKING:
     import pathlib
     from collections.abc import Iterator
 
     import redis
+
+    from probe.collectors import Signals
 
 TOKEN = "sekrit-model-token"  # the secret the tests look for in every output
 
@@ -67,6 +71,18 @@ def test_once_prints_one_snapshot_as_json(sim: SimHandle) -> None:
     assert snapshot["synthetic_ttft_seconds"] > 0
     assert snapshot["unknown"] == ""
     assert TOKEN not in done.stdout + done.stderr
+
+
+def test_without_the_token_the_model_server_counts_as_down(sim: SimHandle) -> None:
+    """A server refusing the probe (401) is down for it, though it answered in measured time."""
+
+    async def scenario() -> Signals:
+        async with httpx.AsyncClient(base_url=sim.url, timeout=5.0) as http:
+            return await ModelServerCollector(http).collect()
+
+    signals = asyncio.run(scenario())
+    assert signals["model_server_up"] == 0
+    assert signals["model_server_latency_seconds"] > 0
 
 
 @pytest.mark.parametrize(

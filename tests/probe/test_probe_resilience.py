@@ -135,7 +135,7 @@ def test_metrics_port_taken_does_not_stop_publishing(
             probe_host="testhost",
             probe_gpu="none",
             probe_synthetic_interval=0,
-            probe_model_url=f"http://127.0.0.1:{taken.getsockname()[1]}",
+            probe_model_url=f"http://127.0.0.1:{free_port()}",
             probe_metrics_port=taken.getsockname()[1],
         )
 
