@@ -4,15 +4,21 @@ it sends, and its light and dark themes."""
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import httpx
-import pytest
 from playwright.sync_api import expect
+from support import free_port
+
+from browser.widget_page import gateway_with, serving_page
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from gateway_server import GatewayHandle
     from playwright.sync_api import ConsoleMessage
+    from sim_process import SimHandle
 
     from browser.widget_page import Widget
 
@@ -106,20 +112,19 @@ def test_generated_thumbmark_is_kept_and_sent(gateway: GatewayHandle, widget: Wi
     assert sent == [stored, stored]
 
 
-@pytest.mark.parametrize(
-    ("attribute", "sent_as_given"), [("visitor-42:a.b_c", True), ("not valid!", False)]
-)
-def test_thumbmark_attribute_is_sent_when_valid(
-    attribute: str, sent_as_given: bool, gateway: GatewayHandle, widget: Widget
-) -> None:
+def test_thumbmark_attribute_is_sent_when_valid(gateway: GatewayHandle, widget: Widget) -> None:
     """A valid thumbmark attribute is sent as it is; an invalid one is replaced by a stored id."""
     widget.open(gateway.url)
-    widget.host.evaluate("(element, value) => element.setAttribute('thumbmark', value)", attribute)
-    widget.ask("Hello")
-    widget.wait_for_events("llmgw-completed")
-    sent = widget.chat_requests[0].headers["x-thumbmark-id"]
-    assert (sent == attribute) is sent_as_given
-    assert THUMBMARK.fullmatch(sent)
+    for attribute in ("visitor-42:a.b_c", "not valid!"):
+        widget.host.evaluate(
+            "(element, value) => element.setAttribute('thumbmark', value)", attribute
+        )
+        widget.ask(f"Hello as {attribute}")
+        widget.wait_for_events("llmgw-completed", len(widget.chat_requests))
+    valid, invalid = (request.headers["x-thumbmark-id"] for request in widget.chat_requests)
+    assert valid == "visitor-42:a.b_c"
+    assert invalid == widget.page.evaluate("localStorage.getItem('llmgw-thumbmark')")
+    assert THUMBMARK.fullmatch(invalid)
 
 
 def _panel_lightness(widget: Widget) -> float:
@@ -162,3 +167,29 @@ def test_custom_properties_theme_the_widget(gateway: GatewayHandle, widget: Widg
     panel = widget.host.locator(".panel")
     expect(panel).to_have_css("background-color", "rgb(250, 240, 220)")
     expect(panel).to_have_css("border-top-left-radius", "2px")
+
+
+def test_blog_on_another_origin_embeds_it_with_one_tag(
+    sim: SimHandle, redis_url: str, widget: Widget
+) -> None:
+    """A page on another origin loads the script from the gateway and chats with it through CORS."""
+    with running_gateway_for_blog(sim, redis_url) as (gateway, blog):
+        widget.open(blog)
+        widget.ask("Hello from the blog")
+        widget.wait_for_events("llmgw-completed")
+    assert widget.chat_requests[0].url == f"{gateway.url}/api/chat"
+    assert widget.chat_requests[0].all_headers()["origin"] == blog
+    assert widget.last_answer_text().startswith("You said: Hello from the blog")
+
+
+@contextmanager
+def running_gateway_for_blog(sim: SimHandle, redis_url: str) -> Iterator[tuple[GatewayHandle, str]]:
+    blog_port = free_port()
+    blog = f"http://127.0.0.1:{blog_port}"
+    with gateway_with(sim, redis_url, cors_origins=blog) as gateway:
+        page = (
+            f'<script src="{gateway.url}/llmgw-chat.js" defer></script>'
+            f'<llmgw-chat gateway="{gateway.url}/" heading="Ask my blog"></llmgw-chat>'
+        )
+        with serving_page(page, port=blog_port) as url:
+            yield gateway, url

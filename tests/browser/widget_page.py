@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,3 +99,29 @@ def gateway_with(sim: SimHandle, redis_url: str, **settings: object) -> Iterator
     """A gateway in front of the sim, with these setting overrides."""
     with running_gateway(upstream_url=sim.url, redis_url=redis_url, **settings) as handle:
         yield handle
+
+
+@contextmanager
+def serving_page(html: str, port: int = 0) -> Iterator[str]:
+    """Serve one HTML page on a loopback port of its own: another origin than the gateway's."""
+    body = html.encode()
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
