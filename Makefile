@@ -27,7 +27,8 @@ test: lint
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	$(BIN)/python tests/bench/run.py
+	command -v wrk >/dev/null || apt-get install -y -qq wrk
+	PYTHONPATH=tests:tests/bench $(BIN)/python tests/bench/run.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache bench-report

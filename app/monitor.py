@@ -69,18 +69,28 @@ class UpstreamMonitor:
         self._ttft = ttft
         self._interval = interval
         self.outage: OutageClass | None = None
+        self._seen_from_here: OutageClass | None = None
         self.checked = False
 
     def observe(self, outage: OutageClass | None) -> None:
-        """A diagnosis from a request or a health check; the probe's word can sharpen it."""
+        """What a request or a health check just showed (None: the model side answered)."""
+        self._seen_from_here = outage
+        self._diagnose()
+
+    def _diagnose(self) -> None:
+        """Combine what we saw with the probe's word; open the breaker on an outage, and let
+        trials in when it has passed."""
         probe = self._watcher.merged()
-        diagnosis = refine(outage, probe, self._watcher.ever_seen()) or from_probe(probe)
-        if diagnosis != self.outage:
+        seen = self._seen_from_here
+        diagnosis = refine(seen, probe, self._watcher.ever_seen()) or from_probe(probe)
+        previous, self.outage = self.outage, diagnosis
+        if diagnosis != previous:
             log.warning("upstream outage: %s", diagnosis or "none (recovered)")
-        self.outage = diagnosis
         if diagnosis is not None:
             self._breaker.force_open()
-        elif self._breaker.state is BreakerState.OPEN:
+        elif previous is not None and self._breaker.state is BreakerState.OPEN:
+            # The outage is over: no need to sit out the cooldown. A breaker opened by
+            # failing requests alone keeps its cooldown.
             self._breaker.health_restored()
 
     async def check_once(self) -> None:
@@ -89,9 +99,10 @@ class UpstreamMonitor:
         self.checked = True
 
     def tick(self) -> None:
-        """Feed the governor the latest probe and gateway readings."""
+        """Feed the governor the latest readings, and act on what the probe says by itself."""
         now = time.monotonic()
         self._governor.update(now, self._watcher.merged(now), self._ttft.current(now))
+        self._diagnose()
 
     async def run(self) -> None:
         """Check every interval and tick every second, for the life of the app."""

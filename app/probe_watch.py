@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("llmgw.probe")
 RETRY_SECONDS = 2.0
+# Numeric fields of a snapshot that describe it rather than the host's load.
+NOT_SIGNALS = frozenset({"ts", "interval"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,8 @@ def parse_signals(fields: Mapping[str | bytes, object]) -> dict[str, float]:
     signals: dict[str, float] = {}
     for key, value in fields.items():
         name = key.decode() if isinstance(key, bytes) else key
+        if name in NOT_SIGNALS:
+            continue
         text = value.decode() if isinstance(value, bytes) else value
         try:
             signals[name] = float(text)  # type: ignore[arg-type]

@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     max_input_chars: int = Field(default=8_000, ge=1)
     max_messages: int = Field(default=32, ge=1, le=1_000)
 
-    max_inflight: int = Field(default=4, ge=1, le=10_000)
+    max_inflight: int = Field(default=4, ge=1, le=1_000_000)
     lease_seconds: float = Field(default=30.0, ge=3, le=3_600)
     fallback_share: float = Field(default=0.5, gt=0, le=1)
 

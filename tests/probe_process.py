@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 @contextmanager
 def running_probe(
-    redis_url: str, model_url: str, interval: float = 0.3
+    redis_url: str, model_url: str, interval: float = 0.3, timeout: float = 0.5
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A probe agent publishing every `interval` seconds, reading the sim at `model_url`."""
     env = {
@@ -22,7 +22,7 @@ def running_probe(
         "LLMGW_REDIS_URL": redis_url,
         "LLMGW_PROBE_MODEL_URL": model_url,
         "LLMGW_PROBE_INTERVAL": str(interval),
-        "LLMGW_PROBE_TIMEOUT": "0.5",
+        "LLMGW_PROBE_TIMEOUT": str(timeout),
         "LLMGW_PROBE_GPU": "sim",
         "LLMGW_PROBE_HOST": "test-host",
         "LLMGW_PROBE_METRICS_PORT": "0",

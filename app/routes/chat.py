@@ -79,6 +79,7 @@ def _finisher(services: Services, permit: Permit, decision: Decision) -> Any:
             services.breaker.failure(permit)
         elif record.first_token_at is not None:
             services.breaker.success(permit)
+            services.monitor.observe(None)
             services.ttft.observe(record.first_token_at - record.started, time.monotonic())
         else:
             services.breaker.give_back(permit)

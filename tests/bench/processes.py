@@ -9,8 +9,6 @@ import sys
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))  # noqa: PTH120 - tests/ helpers
-
 from support import free_port, wait_for_port
 
 if TYPE_CHECKING:
