@@ -8,6 +8,7 @@ OpenMetrics exposition, which `exposition` picks when the scraper asks for it.
 
 from __future__ import annotations
 
+import itertools
 import math
 from functools import partial
 from typing import TYPE_CHECKING, Final
@@ -159,6 +160,8 @@ class GatewayMetrics:
             self._tokens.labels(token_type)
         for outage_class in OUTAGE_CLASSES:
             self._upstream_failures.labels(outage_class)
+        for old, new in itertools.permutations(BREAKER_STATES, 2):
+            self._breaker_transitions.labels(old, new)
         self._breaker_state.set("closed")
         self._upstream_outage.set(None)
         self._upstream_up.set(UNKNOWN)

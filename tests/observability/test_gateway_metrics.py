@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import math
 from enum import Enum
-from typing import TYPE_CHECKING
 
 import pytest
 
+from app.telemetry import GatewayMetrics
 from app.telemetry.labels import MAX_PROBE_HOSTS
-
-if TYPE_CHECKING:
-    from app.telemetry import GatewayMetrics
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
@@ -46,6 +43,12 @@ EXPECTED = {
 GENAI_TTFT = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0]
 GENAI_TTFT += [7.5, 10.0]
 GENAI_TPOT = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5]
+
+
+@pytest.fixture
+def metrics() -> GatewayMetrics:
+    """A GatewayMetrics with its own registry: every test starts from zero."""
+    return GatewayMetrics()
 
 
 def exercise(metrics: GatewayMetrics) -> None:

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+import pytest
 from litestar.datastructures import State
 from litestar.testing import create_test_client
 
 from app.routes.metrics import metrics as metrics_route
-
-if TYPE_CHECKING:
-    from app.telemetry import GatewayMetrics
+from app.telemetry import GatewayMetrics
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
     "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 )
+
+
+@pytest.fixture
+def metrics() -> GatewayMetrics:
+    """A GatewayMetrics with its own registry: every test starts from zero."""
+    return GatewayMetrics()
 
 
 def scrape(metrics: GatewayMetrics, accept: str | None) -> tuple[int, str, str]:

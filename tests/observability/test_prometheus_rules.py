@@ -18,13 +18,20 @@ from promql_names import (
 )
 from support import require_binary
 
+from app.telemetry import GatewayMetrics
+
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from app.telemetry import GatewayMetrics
 
 UNIT_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*.test.yml"))
 RUNBOOK = PROMETHEUS_DIR / "RUNBOOK.md"
+
+
+@pytest.fixture
+def metrics() -> GatewayMetrics:
+    """A GatewayMetrics with its own registry: every test starts from zero."""
+    return GatewayMetrics()
 
 
 def run(*command: str | Path) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,165 @@
+"""Grafana dashboards: they load, refer to the provisioned datasource only, and every query parses
+(promtool) and names only metrics and label values that exist."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from observability_files import (
+    DASHBOARDS_DIR,
+    as_promql,
+    load_dashboard,
+    load_yaml,
+    panels,
+    queries,
+    rules,
+)
+from promql_names import (
+    BLACKBOX,
+    PROBE_AGENT,
+    PROMETHEUS,
+    metric_names,
+    registry_names,
+    unknown_label_values,
+)
+from support import require_binary
+
+from app.telemetry import GatewayMetrics
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+
+DATASOURCE_UID = "llmgw-prometheus"
+ALLOWED_DATASOURCES = [
+    {"type": "prometheus", "uid": DATASOURCE_UID},
+    {"type": "prometheus", "uid": "${datasource}"},
+    {"type": "grafana", "uid": "-- Grafana --"},  # the built-in annotations
+]
+DASHBOARDS = sorted(DASHBOARDS_DIR.glob("*.json"))
+LABEL_VALUES_QUERY = re.compile(r"label_values\((?P<metric>[a-zA-Z_:][\w:]*)\s*,\s*\w+\)")
+
+
+@pytest.fixture
+def metrics() -> GatewayMetrics:
+    """A GatewayMetrics with its own registry: every test starts from zero."""
+    return GatewayMetrics()
+
+
+def variable_metrics(model: dict[str, Any]) -> set[str]:
+    """Metrics the template variables query with label_values(metric, label)."""
+    names = set()
+    for variable in model["templating"]["list"]:
+        if variable["type"] == "query":
+            match = LABEL_VALUES_QUERY.fullmatch(variable["query"]["query"])
+            assert match, variable["query"]
+            names.add(match["metric"])
+    return names
+
+
+def datasources(model: dict[str, Any]) -> Iterator[object]:
+    """Every datasource reference: panels, targets, annotations and variables."""
+    for panel in panels(model):
+        if panel["type"] != "row":
+            yield panel.get("datasource")
+        for target in panel.get("targets", []):
+            yield target.get("datasource", panel.get("datasource"))
+    for annotation in model["annotations"]["list"]:
+        yield annotation["datasource"]
+    for variable in model["templating"]["list"]:
+        if "datasource" in variable:
+            yield variable["datasource"]
+
+
+def test_both_dashboards_exist() -> None:
+    """There is a gateway and a model-host dashboard."""
+    titles = {load_dashboard(path)["title"] for path in DASHBOARDS}
+    assert titles == {"llmgw / gateway", "llmgw / model host"}
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.name)
+def test_dashboard_is_provisionable(path: Path) -> None:
+    """A fixed uid, no import-time __inputs, unique panel ids, panels within the 24-column grid."""
+    model = load_dashboard(path)
+    assert re.fullmatch(r"llmgw-[a-z-]+", model["uid"])
+    assert "__inputs" not in model
+    assert "__requires" not in model
+    ids = [panel["id"] for panel in panels(model)]
+    assert len(ids) == len(set(ids))
+    for panel in panels(model):
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.name)
+def test_dashboard_uses_only_the_provisioned_datasource(path: Path) -> None:
+    """Every reference is the fixed uid or the `datasource` variable, which defaults to it."""
+    model = load_dashboard(path)
+    assert all(reference in ALLOWED_DATASOURCES for reference in datasources(model))
+    variable = next(v for v in model["templating"]["list"] if v["name"] == "datasource")
+    assert variable["type"] == "datasource"
+    assert variable["query"] == "prometheus"
+    assert variable["current"]["value"] == DATASOURCE_UID
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.name)
+def test_dashboard_queries_parse(path: Path, tmp_path: Path) -> None:
+    """promtool parses every query (each as a recording rule, variables filled in)."""
+    promtool = require_binary("promtool")
+    exprs = [as_promql(expr) for expr in queries(load_dashboard(path))]
+    rules_file = tmp_path / "dashboard.rules.yml"
+    records = [{"record": f"dashboard:query_{i}", "expr": e} for i, e in enumerate(exprs)]
+    rules_file.write_text(json.dumps({"groups": [{"name": path.stem, "rules": records}]}))
+    result = subprocess.run(
+        [promtool, "check", "rules", str(rules_file)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.name)
+def test_dashboard_queries_use_only_metrics_that_exist(path: Path, metrics: GatewayMetrics) -> None:
+    """Every metric is one GatewayMetrics defines, a recording rule, blackbox's or Prometheus's."""
+    model = load_dashboard(path)
+    recorded = {rule["record"] for rule in rules() if "record" in rule}
+    known = registry_names(metrics.registry) | recorded | BLACKBOX | PROMETHEUS
+    used = {name for expr in queries(model) for name in metric_names(expr)}
+    assert (used | variable_metrics(model)) - known == set()
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.name)
+def test_dashboard_queries_match_only_label_values_that_exist(path: Path) -> None:
+    """Label matchers use values the gateway can emit (outcomes, classes, signals, states)."""
+    assert [
+        bad for expr in queries(load_dashboard(path)) for bad in unknown_label_values(expr)
+    ] == []
+
+
+def test_model_host_dashboard_needs_only_the_gateway_scraped() -> None:
+    """It reads the gateway's re-exported probe signals, never the probe agent's own metrics."""
+    model = load_dashboard(DASHBOARDS_DIR / "llmgw-model-host.json")
+    used = {name for expr in queries(model) for name in metric_names(expr)}
+    assert used & PROBE_AGENT == set()
+    assert "llmgw_probe_signal" in used
+    assert "llmgw_probe_last_seen_timestamp_seconds" in used
+    host = next(v for v in model["templating"]["list"] if v["name"] == "host")
+    assert host["query"]["query"] == "label_values(llmgw_probe_last_seen_timestamp_seconds, host)"
+
+
+def test_provisioning_points_at_the_fixed_uid_and_the_dashboards() -> None:
+    """The provisioned datasource has the uid the dashboards use; the provider reads files."""
+    datasources_file = load_yaml(DASHBOARDS_DIR / "provisioning" / "datasources.yml")
+    (datasource,) = datasources_file["datasources"]
+    assert datasource["uid"] == DATASOURCE_UID
+    assert datasource["type"] == "prometheus"
+    (provider,) = load_yaml(DASHBOARDS_DIR / "provisioning" / "dashboards.yml")["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"]
