@@ -3,7 +3,6 @@ no model loaded; each time the visitor's text is kept and the box comes back by 
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from typing import TYPE_CHECKING
@@ -14,6 +13,8 @@ from playwright.sync_api import expect
 from browser.widget_page import gateway_with
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from gateway_server import GatewayHandle
     from playwright.sync_api import Route
     from sim_process import SimHandle
@@ -74,14 +75,10 @@ STATES = {
 def test_status_busy_or_down_holds_the_question(
     state: str, gateway: GatewayHandle, sim: SimHandle, widget: Widget
 ) -> None:
-    """When /api/status says busy or down, nothing is sent, the widget says when to try again, and
-    polls until the status is ok (here: the endpoint is gone, a 404, which counts as ok)."""
-    body = json.dumps({"state": state, "retry_after": 1})
-
-    def answer(route: Route) -> None:
-        route.fulfill(status=200, content_type="application/json", body=body)
-
-    widget.page.route("**/api/status", answer)
+    """When /api/status says busy or down, nothing is sent, the widget says when to try again and
+    asks again then; a status it cannot read (404, network error) counts as ok."""
+    said = {"state": state, "retry_after": 1}
+    widget.page.route("**/api/status", lambda route: route.fulfill(json=said))
     widget.open(gateway.url)
     widget.ask("Is anyone there?")
     expect(widget.notice).to_contain_text(STATES[state])
@@ -91,10 +88,18 @@ def test_status_busy_or_down_holds_the_question(
     if state == "busy":
         widget.screenshot("busy")
     widget.page.unroute("**/api/status")
+    widget.page.route("**/api/status", _unreadable_status(state))
     expect(widget.notice).to_be_hidden(timeout=5_000)
     expect(widget.send_button).to_be_enabled()
     assert widget.chat_requests == []
     assert sim.stats()["started"] == 0
+
+
+def _unreadable_status(state: str) -> Callable[[Route], None]:
+    """A status endpoint that is not there yet (404), or not reachable at all."""
+    if state == "busy":
+        return lambda route: route.fulfill(status=404, json={"error": "not found"})
+    return lambda route: route.abort("connectionrefused")
 
 
 def test_no_model_loaded_says_when_to_try_again(
