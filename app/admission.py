@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 
 ADMIT_SCRIPT = resources.files("app").joinpath("lua/admit.lua").read_text()
 RENEW_SCRIPT = resources.files("app").joinpath("lua/renew.lua").read_text()
-SHED, GLOBAL_FULL = 3, 2
+SHED, GLOBAL_FULL, NOT_OWNER = 3, 2, 4
+# How long a visitor may continue a conversation (LM Studio keeps stored responses longer).
+CONVERSATION_SECONDS = 24 * 3600
 
 
 class Limit(StrEnum):
@@ -26,6 +28,7 @@ class Limit(StrEnum):
     VISITOR = "visitor"
     GLOBAL = "global"
     INFLIGHT = "inflight"
+    CONVERSATION = "conversation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,7 @@ class RedisAdmitter:
         self._global_key = f"{{{prefix}}}:window:global"
         self.inflight_key = f"{{{prefix}}}:inflight"
         self._visitor_prefix = f"{{{prefix}}}:window:visitor:"
+        self._conversation_prefix = f"{{{prefix}}}:conversation:"
         self._window_ms = window_seconds * 1000
         self._lease_ms = int(lease_seconds * 1000)
         self._global_closed_until = 0.0
@@ -83,14 +87,22 @@ class RedisAdmitter:
         await self._redis.script_load(ADMIT_SCRIPT)
         await self._redis.script_load(RENEW_SCRIPT)
 
-    async def admit(self, visitor_ids: Sequence[str], limits: Limits) -> Decision:
-        """Admit one request for a visitor known by these (hashed) ids, or say why not."""
+    async def admit(
+        self,
+        visitor_ids: Sequence[str],
+        limits: Limits,
+        continues: str | None = None,
+        owner: str = "",
+    ) -> Decision:
+        """Admit one request for a visitor known by these (hashed) ids, or say why not.
+        `continues` is a previous response id, which must have been given to `owner`."""
         now = time.monotonic()
         if now < self._global_closed_until and limits.global_limit <= self._closed_at_limit:
             reset = self._global_closed_until - now
             return refusal(Limit.GLOBAL, limits.global_limit, reset, path="local")
         lease = secrets.token_hex(8)
-        keys = [self._global_key, self.inflight_key]
+        conversation = self._conversation_prefix + (continues or "-")
+        keys = [self._global_key, self.inflight_key, conversation]
         keys += [self._visitor_prefix + vid for vid in visitor_ids]
         args: list[int | str] = [
             self._window_ms,
@@ -100,6 +112,7 @@ class RedisAdmitter:
             lease,
             self._lease_ms,
             1000,
+            owner if continues else "",
         ]
         status, ttl_ms, remaining, binding = await self._admit(keys=keys, args=args)
         return self._decision(now, limits, lease, (status, ttl_ms, remaining, binding))
@@ -109,6 +122,8 @@ class RedisAdmitter:
     ) -> Decision:
         status, ttl_ms, remaining, binding = result
         reset = max(int(ttl_ms), 0) / 1000
+        if status == NOT_OWNER:
+            return refusal(Limit.CONVERSATION, 0, 0)
         if status == SHED:
             return refusal(Limit.INFLIGHT, limits.inflight_cap, reset)
         if status == GLOBAL_FULL:
@@ -119,6 +134,11 @@ class RedisAdmitter:
         if status != 0:
             return refusal(limit, quota, reset)
         return Decision(True, limit, quota, int(remaining), reset, lease)  # noqa: FBT003
+
+    async def remember_conversation(self, response_id: str, owner: str) -> None:
+        """Bind a response to the visitor it answered, so only they can continue it."""
+        key = self._conversation_prefix + response_id
+        await self._redis.set(key, owner, ex=CONVERSATION_SECONDS)
 
     async def release(self, lease: str) -> None:
         """Give an in-flight place back at the end of a stream."""

@@ -2,6 +2,7 @@
 
 GatewayError            any refusal or failure, with status, code and a safe message
 ├── BadRequest          400: the client sent something we will not pass on
+├── NotFound            404: a conversation that is not this visitor's (or none at all)
 ├── ServiceUnavailable  503: we cannot take the request now
 │   ├── BreakerOpen     503: the model's side is down; we do not even try
 │   └── Shed            503: the in-flight cap is full (distinct from a 429)
@@ -46,6 +47,11 @@ class GatewayError(Exception):
 class BadRequest(GatewayError):
     status_code = 400
     code = "bad_request"
+
+
+class NotFound(GatewayError):
+    status_code = 404
+    code = "unknown_conversation"
 
 
 class ServiceUnavailable(GatewayError):

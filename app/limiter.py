@@ -45,11 +45,17 @@ class Limiter:
         self.leases: dict[str, float] = {}
         self._lease_max_age = lease_max_age
 
-    async def admit(self, visitor_ids: Sequence[str], limits: Limits) -> Decision:
+    async def admit(
+        self,
+        visitor_ids: Sequence[str],
+        limits: Limits,
+        continues: str | None = None,
+        owner: str = "",
+    ) -> Decision:
         """The decision, from Redis while it answers and from the fallback while it does not."""
         if not self.fallback_active:
             try:
-                decision = await self._shared.admit(visitor_ids, limits)
+                decision = await self._shared.admit(visitor_ids, limits, continues, owner)
             except (RedisError, OSError) as exc:
                 log.warning(
                     "Redis unavailable (%s): admitting from the fallback", type(exc).__name__
@@ -58,7 +64,7 @@ class Limiter:
             else:
                 self._hold(decision)
                 return decision
-        decision = self._local.admit(visitor_ids, self.fallback_limits(limits))
+        decision = self._local.admit(visitor_ids, self.fallback_limits(limits), continues, owner)
         self._hold(decision)
         return decision
 
@@ -69,6 +75,14 @@ class Limiter:
             global_limit=max(1, int(limits.global_limit * self._share)),
             inflight_cap=max(1, int(limits.inflight_cap * self._share)),
         )
+
+    async def remember_conversation(self, response_id: str, owner: str) -> None:
+        """Bind an answered response to its visitor, here and (when it answers) in Redis."""
+        self._local.remember_conversation(response_id, owner)
+        try:
+            await self._shared.remember_conversation(response_id, owner)
+        except (RedisError, OSError):
+            log.debug("conversation owner not stored in Redis")
 
     async def release(self, decision: Decision) -> None:
         """Give the in-flight place back; a lease Redis cannot take back expires by itself."""

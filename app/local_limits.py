@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from app.admission import Decision, Limit, Limits, refusal
@@ -23,10 +24,19 @@ class LocalAdmitter:
         self._window = float(window_seconds)
         self._windows: dict[str, tuple[float, int]] = {}
         self._leases: set[str] = set()
+        self._conversations: OrderedDict[str, str] = OrderedDict()
 
-    def admit(self, visitor_ids: Sequence[str], limits: Limits) -> Decision:
+    def admit(
+        self,
+        visitor_ids: Sequence[str],
+        limits: Limits,
+        continues: str | None = None,
+        owner: str = "",
+    ) -> Decision:
         """Same rules as the Redis script: check everything, then spend."""
         now = time.monotonic()
+        if continues is not None and self._conversations.get(continues) != owner:
+            return refusal(Limit.CONVERSATION, 0, 0, path="fallback")
         if len(self._windows) > PRUNE_AT:
             self._prune(now)
         checks = [
@@ -55,6 +65,13 @@ class LocalAdmitter:
             lease=lease,
             path="fallback",
         )
+
+    def remember_conversation(self, response_id: str, owner: str) -> None:
+        """Bind a response to its visitor here too, for follow-ups while Redis is away."""
+        self._conversations[response_id] = owner
+        self._conversations.move_to_end(response_id)
+        while len(self._conversations) > PRUNE_AT:
+            self._conversations.popitem(last=False)
 
     def release(self, lease: str) -> None:
         """Give an in-flight place back."""

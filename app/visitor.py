@@ -27,6 +27,11 @@ class Visitor:
     thumbmark_id: str | None
 
     @property
+    def owner(self) -> str:
+        """Who a conversation belongs to: the browser when it says, else the address."""
+        return self.thumbmark_id or self.address_id
+
+    @property
     def ids(self) -> list[str]:
         """Every id that is limited; rotating thumbmarks does not escape the address limit."""
         if self.thumbmark_id is None:

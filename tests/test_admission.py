@@ -220,3 +220,25 @@ def test_a_raised_limit_is_not_refused_from_memory(redis_url: str) -> None:
     relaxed = Limits(global_limit=2, visitor_limit=10, inflight_cap=10)
     calls = [(["a"], tight), (["b"], tight), (["c"], relaxed)]
     assert [d.admitted for d in run_admissions(redis_url, calls)] == [True, False, True]
+
+
+def test_a_conversation_continues_only_for_its_owner(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """Another visitor presenting a response id is refused, and spends nothing doing so."""
+
+    async def scenario() -> list[tuple[bool, Limit]]:
+        admitter = make_admitter(redis_url)
+        await admitter.remember_conversation("resp_abc", "owner-a")
+        decisions = [
+            await admitter.admit(["b"], ROOMY, continues="resp_abc", owner="owner-b"),
+            await admitter.admit(["c"], ROOMY, continues="resp_unknown", owner="owner-c"),
+            await admitter.admit(["a"], ROOMY, continues="resp_abc", owner="owner-a"),
+        ]
+        return [(d.admitted, d.limit) for d in decisions]
+
+    results = asyncio.run(scenario())
+    assert results[0] == (False, Limit.CONVERSATION)
+    assert results[1] == (False, Limit.CONVERSATION)
+    assert results[2][0] is True
+    assert int(redis_client.get(GLOBAL_KEY) or 0) == 1

@@ -1,12 +1,14 @@
 -- Admission for one chat request, atomic and in one round trip: the global fixed window,
 -- the visitor's fixed windows and the in-flight lease set.
 -- KEYS[1]: global window; KEYS[2]: in-flight leases (sorted set, score = expiry in ms);
--- KEYS[3..n]: the visitor's windows (client address, thumbmark).
--- ARGV: window ms, global limit, visitor limit, in-flight cap, lease id, lease ms, shed retry ms.
+-- KEYS[3]: the owner of the conversation being continued; KEYS[4..n]: the visitor's windows
+-- (client address, thumbmark).
+-- ARGV: window ms, global limit, visitor limit, in-flight cap, lease id, lease ms, shed retry
+-- ms, and the visitor id that must own the conversation ('' when none is continued).
 -- Every check runs before any write, so a request refused by its visitor limit spends no
 -- global budget and a shed request spends no window. Times come from Redis's clock.
 -- Returns {status, ttl_ms, remaining, binding}: status 0 admitted, 1 visitor limit, 2 global
--- limit, 3 shed (in-flight cap); binding is the index of the window that decided (the
+-- limit, 3 shed (in-flight cap), 4 not this visitor's conversation; binding is the index of the window that decided (the
 -- tightest one when admitted), ttl_ms is when it resets and remaining is what it has left.
 local window = tonumber(ARGV[1])
 local cap = tonumber(ARGV[4])
@@ -15,8 +17,11 @@ local function limit_of(index)
   return tonumber(ARGV[3])
 end
 
+-- Another visitor's conversation (or none at all) is not to be continued: nothing is spent.
+if ARGV[8] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[8] then return {4, 0, 0, 0} end
+
 local windows = {KEYS[1]}
-for index = 3, #KEYS do windows[#windows + 1] = KEYS[index] end
+for index = 4, #KEYS do windows[#windows + 1] = KEYS[index] end
 local used = redis.call('MGET', unpack(windows))
 local status, retry, binding = 0, 0, 0
 -- Visitor windows first: a visitor over their own limit is told so even when all are full.

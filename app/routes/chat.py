@@ -11,7 +11,7 @@ from litestar.response import Stream
 
 from app.admission import Decision, Limit
 from app.chat_request import parse_chat_request
-from app.errors import BreakerOpen, Shed, UpstreamError, UpstreamTimeout
+from app.errors import BreakerOpen, NotFound, Shed, UpstreamError, UpstreamTimeout
 from app.relay import StreamRecord, relay
 from app.upstream import build_payload, open_stream
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from app.breaker import Permit
     from app.services import Services
+    from app.visitor import Visitor
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 # Outcomes after which the upstream counts as failing, for the breaker.
@@ -40,7 +41,12 @@ async def chat(request: Request[Any, Any, Any]) -> Response[Any]:
     if permit is None:  # the local fast path: no Redis, no upstream
         wait = max(1, round(services.breaker.retry_after()))
         raise BreakerOpen("the model is unavailable right now, try again soon", retry_after=wait)
-    decision = await services.limiter.admit(visitor.ids, services.governor.limits())
+    decision = await services.limiter.admit(
+        visitor.ids,
+        services.governor.limits(),
+        continues=chat_request.previous_response_id,
+        owner=visitor.owner,
+    )
     headers = rate_limit_headers(decision, services.settings.window_seconds)
     if not decision.admitted:
         services.breaker.give_back(permit)
@@ -50,7 +56,7 @@ async def chat(request: Request[Any, Any, Any]) -> Response[Any]:
         services, build_payload(chat_request, services.settings), permit, decision
     )
     return Stream(
-        relay(upstream, services.timeouts, record, _finisher(services, permit, decision)),
+        relay(upstream, services.timeouts, record, _finisher(services, permit, decision, visitor)),
         media_type="text/event-stream",
         headers={**SSE_HEADERS, **headers},
     )
@@ -72,9 +78,11 @@ async def _open(
         raise UpstreamTimeout("the model server did not answer in time") from None
 
 
-def _finisher(services: Services, permit: Permit, decision: Decision) -> Any:
+def _finisher(services: Services, permit: Permit, decision: Decision, visitor: Visitor) -> Any:
     async def finish(record: StreamRecord) -> None:
         await services.limiter.release(decision)
+        if record.response_id is not None and record.usage is not None:
+            await services.limiter.remember_conversation(record.response_id, visitor.owner)
         if record.outcome in UPSTREAM_FAILURES:
             services.breaker.failure(permit)
         elif record.first_token_at is not None:
@@ -89,7 +97,7 @@ def _finisher(services: Services, permit: Permit, decision: Decision) -> Any:
 
 def rate_limit_headers(decision: Decision, window_seconds: int) -> dict[str, str]:
     """RateLimit headers (IETF draft) for the window that decided; none for the in-flight cap."""
-    if decision.limit is Limit.INFLIGHT:
+    if decision.limit in (Limit.INFLIGHT, Limit.CONVERSATION):
         return {}
     return {
         "RateLimit-Limit": str(decision.quota),
@@ -102,6 +110,8 @@ def rate_limit_headers(decision: Decision, window_seconds: int) -> dict[str, str
 def rejection(decision: Decision, headers: dict[str, str]) -> Response[dict[str, object]]:
     """A 429 saying whose limit it was and when to come back; a 503 when shed."""
     wait = decision.retry_after
+    if decision.limit is Limit.CONVERSATION:
+        raise NotFound("no such conversation: previous_response_id is unknown or not yours")
     if decision.limit is Limit.INFLIGHT:
         raise Shed("the model is busy right now, try again in a moment", retry_after=wait)
     whose = "your" if decision.limit is Limit.VISITOR else "everyone's"
