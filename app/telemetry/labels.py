@@ -28,7 +28,9 @@ OUTCOMES: Final = frozenset(
     }
 )
 TOKEN_TYPES: Final = ("input", "output", "reasoning")
-DECISIONS: Final = frozenset({"admitted", "visitor", "global", "shed"})
+DECISIONS: Final = frozenset({"admitted", "visitor", "global", "shed", "conversation"})
+# The admission's own names for a decision, where they differ from the label (Limit.INFLIGHT).
+DECISION_ALIASES: Final = {"inflight": "shed"}
 ADMISSION_PATHS: Final = frozenset({"redis", "local", "fallback"})
 LIMIT_KINDS: Final = ("base", "effective")
 PRESSURE_SIGNALS: Final = frozenset(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from enum import Enum
 from functools import partial
 from typing import TYPE_CHECKING, Final
 
@@ -22,6 +23,7 @@ from prometheus_client.process_collector import ProcessCollector
 from app.telemetry.labels import (
     ADMISSION_PATHS,
     BREAKER_STATES,
+    DECISION_ALIASES,
     DECISIONS,
     HOST_NAME,
     MAX_PROBE_HOSTS,
@@ -38,7 +40,6 @@ from app.telemetry.series import OneHot, observe, replace_series
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from enum import Enum
 
 # Bucket advice of the OpenTelemetry GenAI semantic conventions (docs/gen-ai/gen-ai-metrics.md).
 # (The inner tuples only keep each list on one line under the formatter.)
@@ -207,8 +208,11 @@ class GatewayMetrics:
     # -- admission and the governor -----------------------------------------------------------
 
     def admission(self, decision: str | Enum, path: str | Enum) -> None:
-        """Admission decided: admitted, or refused by the visitor, global or shed limit."""
-        self._admissions.labels(bounded(decision, DECISIONS), bounded(path, ADMISSION_PATHS)).inc()
+        """Admission decided: admitted, or refused by the visitor, global, in-flight (`shed`,
+        also accepted as `inflight`) or conversation check; by Redis, locally or the fallback."""
+        name = decision.value if isinstance(decision, Enum) else decision
+        label = bounded(DECISION_ALIASES.get(name, name), DECISIONS)
+        self._admissions.labels(label, bounded(path, ADMISSION_PATHS)).inc()
 
     def limits(
         self, *, base_global: float, effective_global: float, base_cap: float, effective_cap: float

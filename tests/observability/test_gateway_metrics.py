@@ -176,6 +176,20 @@ def test_enum_members_are_recorded_by_their_value(metrics: GatewayMetrics) -> No
     assert value(metrics, "llmgw_requests_total", route="/api/chat", outcome="ok") == 1
 
 
+class Limit(Enum):
+    INFLIGHT = "inflight"
+    GLOBAL = "global"
+
+
+def test_admission_takes_the_admissions_own_names(metrics: GatewayMetrics) -> None:
+    """The in-flight refusal (Limit.INFLIGHT) counts as `shed`; other limits by their value."""
+    metrics.admission(Limit.INFLIGHT, "redis")
+    metrics.admission(Limit.GLOBAL, "local")
+    sample = "llmgw_admission_decisions_total"
+    assert value(metrics, sample, decision="shed", path="redis") == 1
+    assert value(metrics, sample, decision="global", path="local") == 1
+
+
 def test_no_label_value_escapes_its_set(metrics: GatewayMetrics) -> None:
     """After hostile input everywhere, every exported label value is from a fixed set or `other`."""
     hostile = "visitor 203.0.113.9 says <script>"
