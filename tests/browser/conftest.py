@@ -51,9 +51,11 @@ for (const name of ["llmgw-sent", "llmgw-completed", "llmgw-error"]) {
 """
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
-    """One headless Chromium for the whole run: launching it costs about a second."""
+    """One headless Chromium for the browser tests: launching it costs about a second."""
+    # Not session-wide: Playwright's sync API keeps an event loop running in this thread until
+    # it stops, and the test folders after this one call asyncio.run().
     executable = require_binary("chromium")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
@@ -61,14 +63,14 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def paced_sim() -> Iterator[SimHandle]:
     """A sim decoding at a small model's pace, shared by the run; `paced` cleans it per test."""
     with running_sim(*PACED) as handle:
         yield handle
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def quick_sim() -> Iterator[SimHandle]:
     """A sim that answers at once, shared by the run; `sim` cleans it per test."""
     with running_sim(*QUICK) as handle:
