@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("sim", help="run the simulated LM Studio server", add_help=False)
     commands.add_parser("probe", help="run the probe agent on the model host", add_help=False)
     commands.add_parser("demo", help="run the simulated model server and the gateway together")
+    commands.add_parser(
+        "doctor", help="check every hop from here to the model, in order", add_help=False
+    )
     args, rest = parser.parse_known_args(argv)
     if args.command == "sim":
         from sim.cli import main as sim_main  # noqa: PLC0415 - the sim's own options
@@ -31,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         from probe.cli import main as probe_main  # noqa: PLC0415 - needs no Litestar
 
         return probe_main(rest)
+    if args.command == "doctor":
+        from app.doctor import main as doctor_main  # noqa: PLC0415 - needs no Litestar
+
+        return doctor_main(rest)
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     return serve() if args.command == "serve" else demo()
