@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING
 from redis.exceptions import RedisError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from redis.asyncio import Redis
 
     from app.admission import Decision, Limits, RedisAdmitter
     from app.local_limits import LocalAdmitter
+    from app.telemetry import GatewayMetrics
 
 log = logging.getLogger("llmgw.limiter")
 
@@ -33,13 +34,13 @@ class Limiter:
         *,
         fallback_share: float,
         lease_max_age: float,
-        on_fallback: Callable[[bool], None] | None = None,
+        metrics: GatewayMetrics,
     ) -> None:
         self._redis = redis
         self._shared = shared
         self._local = local
         self._share = fallback_share
-        self._on_fallback = on_fallback
+        self._metrics = metrics
         self.fallback_active = False
         # lease -> when it was taken: a stream that never ran its cleanup stops being renewed.
         self.leases: dict[str, float] = {}
@@ -54,14 +55,16 @@ class Limiter:
     ) -> Decision:
         """The decision, from Redis while it answers and from the fallback while it does not."""
         if not self.fallback_active:
+            started = time.perf_counter()
             try:
                 decision = await self._shared.admit(visitor_ids, limits, continues, owner)
             except (RedisError, OSError) as exc:
-                log.warning(
-                    "Redis unavailable (%s): admitting from the fallback", type(exc).__name__
-                )
-                self._set_fallback(active=True)
+                self._metrics.redis_command(time.perf_counter() - started, ok=False)
+                log.warning("Redis unavailable (%s): admitting from fallback", type(exc).__name__)
+                self.enter_fallback()
             else:
+                if decision.path == "redis":
+                    self._metrics.redis_command(time.perf_counter() - started, ok=True)
                 self._hold(decision)
                 return decision
         decision = self._local.admit(visitor_ids, self.fallback_limits(limits), continues, owner)
@@ -110,7 +113,7 @@ class Limiter:
                     self._set_fallback(active=False)
                 await self._shared.renew(self._live_shared_leases())
             except (RedisError, OSError):
-                self._set_fallback(active=True)
+                self.enter_fallback()
 
     def _live_shared_leases(self) -> list[str]:
         oldest = time.monotonic() - self._lease_max_age
@@ -121,7 +124,10 @@ class Limiter:
         if decision.lease is not None:
             self.leases[decision.lease] = time.monotonic()
 
+    def enter_fallback(self) -> None:
+        """Admit from this process until Redis answers a ping again."""
+        self._set_fallback(active=True)
+
     def _set_fallback(self, *, active: bool) -> None:
-        if active != self.fallback_active and self._on_fallback is not None:
-            self._on_fallback(active)
         self.fallback_active = active
+        self._metrics.redis_state(up=not active, fallback_active=active)

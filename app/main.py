@@ -13,9 +13,11 @@ from litestar.exceptions import HTTPException
 from app.errors import GatewayError
 from app.routes.chat import chat
 from app.routes.health import healthz, readyz
+from app.routes.metrics import metrics
 from app.routes.status import status
 from app.routes.widget import demo_page, widget_script
 from app.services import running_services
+from app.telemetry import GatewayMetrics
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -28,9 +30,12 @@ log = logging.getLogger("llmgw")
 def create_app(settings: Settings) -> Litestar:
     """Build the gateway for these settings; clients are opened in the lifespan."""
 
+    gateway_metrics = GatewayMetrics()
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with running_services(settings) as services:
+        app.state.metrics = gateway_metrics
+        async with running_services(settings, gateway_metrics) as services:
             app.state.services = services
             yield
 
@@ -49,7 +54,7 @@ def create_app(settings: Settings) -> Litestar:
             max_age=600,
         )
     return Litestar(
-        route_handlers=[chat, healthz, readyz, status, demo_page, widget_script],
+        route_handlers=[chat, healthz, readyz, status, metrics, demo_page, widget_script],
         lifespan=[lifespan],
         cors_config=cors,
         request_max_body_size=settings.max_body_bytes,

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from app.breaker import CircuitBreaker
     from app.governor import PressureGovernor, TtftTracker
     from app.probe_watch import ProbeWatcher
+    from app.telemetry import GatewayMetrics
 
 log = logging.getLogger("llmgw.monitor")
 CHECK_TIMEOUT = 3.0
@@ -55,11 +56,12 @@ class UpstreamMonitor:
     def __init__(
         self,
         client: httpx.AsyncClient,
+        *,
         breaker: CircuitBreaker,
         watcher: ProbeWatcher,
         governor: PressureGovernor,
         ttft: TtftTracker,
-        *,
+        metrics: GatewayMetrics,
         interval: float,
     ) -> None:
         self._client = client
@@ -67,6 +69,7 @@ class UpstreamMonitor:
         self._watcher = watcher
         self._governor = governor
         self._ttft = ttft
+        self._metrics = metrics
         self._interval = interval
         self.outage: OutageClass | None = None
         self._seen_from_here: OutageClass | None = None
@@ -84,6 +87,7 @@ class UpstreamMonitor:
         seen = self._seen_from_here
         diagnosis = refine(seen, probe, self._watcher.ever_seen()) or from_probe(probe)
         previous, self.outage = self.outage, diagnosis
+        self._metrics.upstream_outage(diagnosis)
         if diagnosis != previous:
             log.warning("upstream outage: %s", diagnosis or "none (recovered)")
         if diagnosis is not None:
@@ -95,13 +99,26 @@ class UpstreamMonitor:
 
     async def check_once(self) -> None:
         """Run the active check and act on what it finds."""
-        self.observe(await check_upstream(self._client))
+        outage = await check_upstream(self._client)
+        if outage is not None:
+            self._metrics.upstream_failure(outage)
+        self.observe(outage)
         self.checked = True
 
     def tick(self) -> None:
         """Feed the governor the latest readings, and act on what the probe says by itself."""
         now = time.monotonic()
-        self._governor.update(now, self._watcher.merged(now), self._ttft.current(now))
+        governor = self._governor
+        governor.update(now, self._watcher.merged(now), self._ttft.current(now))
+        self._metrics.pressure(governor.signals, governor.pressure, governor.factor)
+        base, effective = governor.base, governor.limits()
+        self._metrics.limits(
+            base_global=base.global_limit,
+            effective_global=effective.global_limit,
+            base_cap=base.inflight_cap,
+            effective_cap=effective.inflight_cap,
+        )
+        self._watcher.forget_stale(now)
         self._diagnose()
 
     async def run(self) -> None:

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
     from redis.asyncio import Redis
 
+    from app.telemetry import GatewayMetrics
+
 log = logging.getLogger("llmgw.probe")
 RETRY_SECONDS = 2.0
 # Numeric fields of a snapshot that describe it rather than the host's load.
@@ -47,16 +49,34 @@ def parse_signals(fields: Mapping[str | bytes, object]) -> dict[str, float]:
     return signals
 
 
+def _timestamp(fields: Mapping[str | bytes, object]) -> float:
+    raw = fields.get("ts", fields.get(b"ts"))
+    try:
+        return float(raw.decode() if isinstance(raw, bytes) else raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return time.time()
+
+
 class ProbeWatcher:
     """Keeps the latest snapshot per host; a host not seen for `stale_after` is stale."""
 
-    def __init__(self, redis: Redis, *, prefix: str, stale_after: float, poll_every: float) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str,
+        stale_after: float,
+        poll_every: float,
+        metrics: GatewayMetrics,
+    ) -> None:
         self._redis = redis
         self._channel = f"{{{prefix}}}:probe"
         self._pattern = f"{{{prefix}}}:probe:*"
         self._stale_after = stale_after
         self._poll_every = poll_every
+        self._metrics = metrics
         self.snapshots: dict[str, Snapshot] = {}
+        self._reported: set[str] = set()
 
     def fresh(self, now: float | None = None) -> list[Snapshot]:
         """Snapshots seen within the staleness limit."""
@@ -81,7 +101,17 @@ class ProbeWatcher:
 
     def record(self, host: str, fields: Mapping[str | bytes, object]) -> None:
         """Take one snapshot in (from either path)."""
-        self.snapshots[host] = Snapshot(host, parse_signals(fields), time.monotonic())
+        signals = parse_signals(fields)
+        self.snapshots[host] = Snapshot(host, signals, time.monotonic())
+        self._metrics.probe_snapshot(host, _timestamp(fields), signals)
+        self._reported.add(host)
+
+    def forget_stale(self, now: float) -> None:
+        """Stop exporting the signals of hosts gone stale (their last-seen time stays)."""
+        fresh = {snapshot.host for snapshot in self.fresh(now)}
+        for host in self._reported - fresh:
+            self._metrics.probe_gone(host)
+        self._reported &= fresh
 
     async def run(self) -> None:
         """Both paths, for the life of the app."""

@@ -91,9 +91,13 @@ async def relay(
     timeouts: Timeouts,
     record: StreamRecord,
     finish: Callable[[StreamRecord], Awaitable[None]] | None = None,
+    started: Callable[[], None] | None = None,
 ) -> AsyncIterator[bytes]:
     """Yield browser-ready SSE frames; always closes the upstream response and then runs
-    `finish` (release the lease, record the outcome), shielded from cancellation."""
+    `finish` (release the lease, record the outcome), shielded from cancellation. `started`
+    runs when the body starts to flow, so it pairs with `finish` exactly."""
+    if started is not None:
+        started()
     events = EventSource(response).aiter_sse()
     try:
         async for frame in _frames(events, timeouts, record):

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import httpx
 
     from app.settings import Settings
+    from app.telemetry import GatewayMetrics
 
 log = logging.getLogger("llmgw")
 
@@ -50,17 +51,18 @@ class Services:
     watcher: ProbeWatcher
     monitor: UpstreamMonitor
     ttft: TtftTracker
+    metrics: GatewayMetrics
 
 
 @asynccontextmanager
-async def running_services(settings: Settings) -> AsyncIterator[Services]:
+async def running_services(settings: Settings, metrics: GatewayMetrics) -> AsyncIterator[Services]:
     """Open Redis (shared or embedded) and the upstream client, start the background loops;
     stop and close all of it on the way out."""
     async with AsyncExitStack() as stack:
         redis = await stack.enter_async_context(_redis(settings))
         upstream = create_client(settings)
         stack.push_async_callback(upstream.aclose)
-        services = await _assemble(settings, redis, upstream)
+        services = await _assemble(settings, redis, upstream, metrics)
         tasks = [
             _background(services.watcher.run()),
             _background(services.monitor.run()),
@@ -71,7 +73,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
 
 
 async def _assemble(
-    settings: Settings, redis: aioredis.Redis, upstream: httpx.AsyncClient
+    settings: Settings, redis: aioredis.Redis, upstream: httpx.AsyncClient, metrics: GatewayMetrics
 ) -> Services:
     shared = RedisAdmitter(
         redis,
@@ -85,6 +87,7 @@ async def _assemble(
         LocalAdmitter(settings.window_seconds),
         fallback_share=settings.fallback_share,
         lease_max_age=settings.total_timeout + settings.lease_seconds,
+        metrics=metrics,
     )
     try:
         await shared.load()
@@ -93,19 +96,29 @@ async def _assemble(
         log.warning(
             "Redis unavailable at start (%s): admitting from the fallback", type(exc).__name__
         )
-        limiter.fallback_active = True
+        limiter.enter_fallback()
         hash_key = _configured_hash_key(settings) or secrets.token_bytes(32)
+    else:
+        metrics.redis_state(up=True, fallback_active=False)
     governor = PressureGovernor(_base_limits(settings), _governor_config(settings))
-    breaker = CircuitBreaker(_breaker_config(settings))
+    breaker = CircuitBreaker(_breaker_config(settings), on_change=metrics.breaker_changed)
+    metrics.breaker_changed(breaker.state, breaker.state)
     watcher = ProbeWatcher(
         redis,
         prefix=settings.key_prefix,
         stale_after=settings.probe_stale_seconds,
         poll_every=settings.probe_poll_seconds,
+        metrics=metrics,
     )
     ttft = TtftTracker()
     monitor = UpstreamMonitor(
-        upstream, breaker, watcher, governor, ttft, interval=settings.health_interval
+        upstream,
+        breaker=breaker,
+        watcher=watcher,
+        governor=governor,
+        ttft=ttft,
+        metrics=metrics,
+        interval=settings.health_interval,
     )
     return Services(
         settings=settings,
@@ -125,6 +138,7 @@ async def _assemble(
         watcher=watcher,
         monitor=monitor,
         ttft=ttft,
+        metrics=metrics,
     )
 
 
