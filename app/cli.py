@@ -61,8 +61,12 @@ def serve(**overrides: object) -> int:
     import uvicorn  # noqa: PLC0415 - keeps `llmgw sim --help` light
 
     from app.main import create_app  # noqa: PLC0415
+    from app.telemetry.logs import configure_logging  # noqa: PLC0415
+    from app.telemetry.tracing import configure_tracing  # noqa: PLC0415
 
     configure_logging(settings.log_level)
+    if configure_tracing():
+        logging.getLogger("llmgw").info("tracing on, exporter chosen by OTEL_* variables")
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -77,13 +81,6 @@ def serve(**overrides: object) -> int:
         timeout_graceful_shutdown=5,
     )
     return 0
-
-
-def configure_logging(level: str) -> None:
-    """Plain lines on stderr; httpx's per-request INFO lines would log every upstream call."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for chatty in ("httpx", "httpcore"):
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def demo() -> int:

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65_535)
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_content: bool = False
 
     max_body_bytes: int = Field(default=32_768, ge=256, le=10_000_000)
     max_input_chars: int = Field(default=8_000, ge=1)

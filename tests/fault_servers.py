@@ -41,12 +41,19 @@ def silent_server() -> Iterator[str]:
 
 
 @contextmanager
-def answering_server(status: int, headers: dict[str, str], body: bytes = b"") -> Iterator[str]:
+def answering_server(
+    status: int,
+    headers: dict[str, str],
+    body: bytes = b"",
+    seen: list[dict[str, str]] | None = None,
+) -> Iterator[str]:
     """An HTTP server that answers every request with this status, these headers and body:
     a tunnel proxy whose backend is gone, or an nginx whose upstream is."""
 
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
+            if seen is not None:
+                seen.append(dict(self.headers.items()))
             length = int(self.headers.get("Content-Length") or 0)
             self.rfile.read(length)
             self.send_response_only(status)

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from litestar import Request, Response, post
 from litestar.exceptions import HTTPException
 from litestar.response import Stream
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
 
 from app.admission import Decision, Limit
 from app.chat_request import parse_chat_request
@@ -22,6 +24,8 @@ from app.errors import (
     UpstreamTimeout,
 )
 from app.relay import StreamRecord, relay
+from app.telemetry.request import ROUTE, Call, outcome_of
+from app.telemetry.tracing import incoming_context, outgoing_headers, tracer
 from app.upstream import build_payload, open_stream
 
 if TYPE_CHECKING:
@@ -31,7 +35,6 @@ if TYPE_CHECKING:
     from app.services import Services
     from app.visitor import Visitor
 
-ROUTE = "/api/chat"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 # Outcomes after which the upstream counts as failing, for the breaker.
 UPSTREAM_FAILURES = frozenset({"upstream_error", "timeout"})
@@ -41,54 +44,56 @@ UPSTREAM_FAILURES = frozenset({"upstream_error", "timeout"})
 async def chat(request: Request[Any, Any, Any]) -> Response[Any]:
     """Stream the model's answer as Server-Sent Events, or refuse with a JSON error."""
     services: Services = request.app.state.services
-    arrived = time.monotonic()
+    span = tracer().start_span(
+        f"POST {ROUTE}",
+        context=incoming_context(request.headers),  # type: ignore[arg-type]
+        kind=SpanKind.SERVER,
+        attributes={"http.request.method": "POST", "http.route": ROUTE},
+    )
+    call = Call(services, span)
     try:
-        return await _chat(request, services, arrived)
+        with trace.use_span(span, end_on_exit=False):
+            response = await _chat(request, call)
     except (GatewayError, HTTPException) as exc:
-        services.metrics.request_finished(ROUTE, outcome_of(exc), time.monotonic() - arrived)
+        status = exc.status_code
+        call.done(outcome_of(exc), status)
         raise
+    if not isinstance(response, Stream):
+        call.done(f"rate_limited_{call.refused_by}", response.status_code or 429)
+    return response
 
 
-def outcome_of(exc: Exception) -> str:
-    """The outcome label of a refusal or failure that happened before the stream."""
-    match exc:
-        case BreakerOpen():
-            return "breaker_open"
-        case Shed():
-            return "shed"
-        case UpstreamTimeout():
-            return "timeout"
-        case UpstreamError():
-            return "upstream_error"
-        case _:
-            return "bad_request"
-
-
-async def _chat(
-    request: Request[Any, Any, Any], services: Services, arrived: float
-) -> Response[Any]:
+async def _chat(request: Request[Any, Any, Any], call: Call) -> Response[Any]:
+    services = call.services
     chat_request = parse_chat_request(await request.body(), services.bounds)
     visitor = services.identifier.identify(
         request.client.host if request.client else None,
         request.headers.get("x-forwarded-for"),
         request.headers.get("x-thumbmark-id"),
     )
+    call.visitor = visitor.owner[:12]  # a short prefix of the keyed hash: enough to follow one
+    if services.settings.log_content:
+        call.content = str(chat_request.input)[:500]
     permit = services.breaker.permit()
     if permit is None:  # the local fast path: no Redis, no upstream
         wait = max(1, round(services.breaker.retry_after()))
         raise BreakerOpen("the model is unavailable right now, try again soon", retry_after=wait)
-    decision = await services.limiter.admit(
-        visitor.ids,
-        services.governor.limits(),
-        continues=chat_request.previous_response_id,
-        owner=visitor.owner,
-    )
+    with tracer().start_as_current_span("admission") as admission_span:
+        decision = await services.limiter.admit(
+            visitor.ids,
+            services.governor.limits(),
+            continues=chat_request.previous_response_id,
+            owner=visitor.owner,
+        )
+        admission_span.set_attribute("llmgw.admission.admitted", decision.admitted)
+        admission_span.set_attribute("llmgw.admission.path", decision.path)
     services.metrics.admission("admitted" if decision.admitted else decision.limit, decision.path)
     headers = rate_limit_headers(decision, services.settings.window_seconds)
     if not decision.admitted:
         services.breaker.give_back(permit)
-        return rejection(decision, headers, services, arrived)
-    exchange = Exchange(services, permit, decision, visitor, arrived)
+        call.refused_by = str(decision.limit)
+        return rejection(decision, headers)
+    exchange = Exchange(call, permit, decision, visitor)
     upstream = await exchange.open(build_payload(chat_request, services.settings))
     return Stream(
         relay(upstream, services.timeouts, exchange.record, exchange.finish, exchange.started),
@@ -101,20 +106,32 @@ async def _chat(
 class Exchange:
     """One admitted chat: what it holds (a breaker permit, a lease) and how it ends."""
 
-    services: Services
+    call: Call
     permit: Permit
     decision: Decision
     visitor: Visitor
-    arrived: float
     record: StreamRecord = field(default_factory=lambda: StreamRecord(started=time.monotonic()))
+    genai: trace.Span = field(default=trace.INVALID_SPAN)
+
+    @property
+    def services(self) -> Services:
+        return self.call.services
 
     async def open(self, payload: bytes) -> httpx.Response:
         """Open the upstream stream; on failure give back what was taken and say why."""
-        services, timeouts = self.services, self.services.timeouts
+        services = self.services
+        model = services.settings.model
+        self.genai = tracer().start_span(
+            f"chat {model}",
+            kind=SpanKind.CLIENT,
+            attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": model},
+        )
         try:
-            async with asyncio.timeout(min(timeouts.first_token, timeouts.total)):
-                return await open_stream(services.upstream, payload)
+            with trace.use_span(self.genai, end_on_exit=False):
+                return await self._send(payload)
         except (UpstreamError, TimeoutError) as exc:
+            self.genai.set_status(StatusCode.ERROR, type(exc).__name__)
+            self.genai.end()
             await services.limiter.release(self.decision)
             services.breaker.failure(self.permit)
             if isinstance(exc, UpstreamError):
@@ -123,6 +140,17 @@ class Exchange:
                     services.monitor.observe(exc.outage)
                 raise
             raise UpstreamTimeout("the model server did not answer in time") from None
+
+    async def _send(self, payload: bytes) -> httpx.Response:
+        timeouts = self.services.timeouts
+        with tracer().start_as_current_span("POST", kind=SpanKind.CLIENT) as http_span:
+            http_span.set_attribute("http.request.method", "POST")
+            async with asyncio.timeout(min(timeouts.first_token, timeouts.total)):
+                response = await open_stream(
+                    self.services.upstream, payload, outgoing_headers(http_span)
+                )
+            http_span.set_attribute("http.response.status_code", response.status_code)
+            return response
 
     def started(self) -> None:
         """The body began to flow."""
@@ -143,23 +171,39 @@ class Exchange:
         if record.response_id is not None and record.usage is not None:
             await services.limiter.remember_conversation(record.response_id, self.visitor.owner)
         self._record(record)
+        self.call.done(record.outcome, 200, record)
 
     def _record(self, record: StreamRecord) -> None:
-        metrics, now = self.services.metrics, time.monotonic()
+        metrics, now, trace_id = self.services.metrics, time.monotonic(), self.call.trace_id
         metrics.stream_ended()
-        metrics.request_finished(ROUTE, record.outcome, now - self.arrived)
-        if record.first_token_at is None:
-            return
-        metrics.first_token(record.first_token_at - record.started)
         usage = record.usage or {}
         output = int(usage.get("output_tokens") or 0)
-        metrics.time_per_output_token(now - record.first_token_at, output)
         details = usage.get("output_tokens_details") or {}
+        self._end_genai_span(record, output)
+        if record.first_token_at is None:
+            return
+        metrics.first_token(record.first_token_at - record.started, trace_id)
+        metrics.time_per_output_token(now - record.first_token_at, output, trace_id)
         metrics.tokens(
             input_tokens=int(usage.get("input_tokens") or 0),
             output_tokens=output,
             reasoning_tokens=int(details.get("reasoning_tokens") or 0),
         )
+
+    def _end_genai_span(self, record: StreamRecord, output_tokens: int) -> None:
+        span = self.genai
+        if record.response_id:
+            span.set_attribute("gen_ai.response.id", record.response_id)
+        if record.usage:
+            span.set_attribute(
+                "gen_ai.usage.input_tokens", int(record.usage.get("input_tokens") or 0)
+            )
+            span.set_attribute("gen_ai.usage.output_tokens", output_tokens)
+        if record.ttft is not None:
+            span.set_attribute("gen_ai.response.time_to_first_chunk", record.ttft)
+        if record.outcome not in ("ok", "client_cancelled"):
+            span.set_status(StatusCode.ERROR, record.outcome)
+        span.end()
 
 
 def rate_limit_headers(decision: Decision, window_seconds: int) -> dict[str, str]:
@@ -174,9 +218,7 @@ def rate_limit_headers(decision: Decision, window_seconds: int) -> dict[str, str
     }
 
 
-def rejection(
-    decision: Decision, headers: dict[str, str], services: Services, arrived: float
-) -> Response[dict[str, object]]:
+def rejection(decision: Decision, headers: dict[str, str]) -> Response[dict[str, object]]:
     """A 429 saying whose limit it was and when to come back; a 503 when shed; 404 for a
     conversation that is not this visitor's."""
     wait = decision.retry_after
@@ -185,8 +227,6 @@ def rejection(
     if decision.limit is Limit.INFLIGHT:
         raise Shed("the model is busy right now, try again in a moment", retry_after=wait)
     whose = "your" if decision.limit is Limit.VISITOR else "everyone's"
-    outcome = f"rate_limited_{decision.limit}"
-    services.metrics.request_finished(ROUTE, outcome, time.monotonic() - arrived)
     body: dict[str, object] = {
         "error": f"too many requests: {whose} limit is spent, try again in {wait} s",
         "limit": str(decision.limit),

@@ -1,0 +1,74 @@
+"""Traces, configured by the standard OTEL_* variables: OTLP when an endpoint or exporter is
+set, nothing by default (the API's no-op tracer then costs next to nothing on the hot path)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from opentelemetry import propagate, trace
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+TRACER_NAME = "llmgw"
+
+
+def configure_tracing() -> bool:
+    """Install an SDK tracer provider when OTEL_* asks for one; return whether it did."""
+    exporter_name = os.environ.get("OTEL_TRACES_EXPORTER", "")
+    wants_otlp = exporter_name == "otlp" or (
+        not exporter_name
+        and bool(
+            os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+            or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        )
+    )
+    if exporter_name in ("", "none") and not wants_otlp:
+        return False
+    from opentelemetry.sdk.resources import Resource  # noqa: PLC0415 - only when tracing
+    from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export import (  # noqa: PLC0415
+        BatchSpanProcessor,
+        ConsoleSpanExporter,
+        SpanExporter,
+    )
+
+    exporter: SpanExporter
+    if wants_otlp:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
+            OTLPSpanExporter,
+        )
+
+        exporter = OTLPSpanExporter()
+    else:
+        exporter = ConsoleSpanExporter()
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "llmgw")})
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return True
+
+
+def tracer() -> trace.Tracer:
+    """The gateway's tracer (a no-op one unless tracing was configured)."""
+    return trace.get_tracer(TRACER_NAME)
+
+
+def incoming_context(headers: Mapping[str, str]) -> object:
+    """The caller's trace context from its `traceparent`, if it sent one."""
+    return propagate.extract(headers)
+
+
+def outgoing_headers(span: trace.Span) -> dict[str, str]:
+    """`traceparent` (and friends) for the upstream request, when a span is recording."""
+    carrier: dict[str, str] = {}
+    if span.is_recording():
+        propagate.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier
+
+
+def trace_id_of(span: trace.Span) -> str | None:
+    """The span's trace id as 32 hex digits, for exemplars and logs; None when not tracing."""
+    context = span.get_span_context()
+    return f"{context.trace_id:032x}" if context.is_valid else None
