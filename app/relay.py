@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import httpx
 import msgspec
-from httpx_sse import EventSource, ServerSentEvent
+
+from app.sse import Event, event_batches
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -42,6 +43,7 @@ PASSED_EVENTS = TOKEN_EVENTS | {
     "response.reasoning_summary_text.done",
 }
 FAILED_EVENTS = frozenset({"error", "response.failed", "response.incomplete"})
+DRAIN_SECONDS = 0.5
 
 
 class _Response(msgspec.Struct):
@@ -98,30 +100,31 @@ async def relay(
     runs when the body starts to flow, so it pairs with `finish` exactly."""
     if started is not None:
         started()
-    events = EventSource(response).aiter_sse()
+    batches = event_batches(response.aiter_bytes())
     try:
-        async for frame in _frames(events, timeouts, record):
-            yield frame
+        async for frames in _frames(batches, timeouts, record):
+            yield frames
     except asyncio.CancelledError:
         record.outcome = "client_cancelled"
         raise
     finally:
         with anyio.CancelScope(shield=True):
-            await events.aclose()
+            await batches.aclose()
             await response.aclose()
             if finish is not None:
                 await finish(record)
 
 
 async def _frames(
-    events: AsyncIterator[ServerSentEvent], timeouts: Timeouts, record: StreamRecord
+    batches: AsyncIterator[list[Event]], timeouts: Timeouts, record: StreamRecord
 ) -> AsyncIterator[bytes]:
+    """Browser-ready frames, one write per batch of upstream events that arrived together."""
     total_deadline = record.started + timeouts.total
     deadline = min(record.started + timeouts.first_token, total_deadline)
     while True:
         try:
             async with asyncio.timeout_at(_loop_time(deadline)):
-                event = await anext(events)
+                batch = await anext(batches)
         except StopAsyncIteration:
             if record.outcome == "ok" and record.usage is None:
                 record.outcome = "upstream_error"
@@ -135,16 +138,43 @@ async def _frames(
             record.outcome = "upstream_error"
             yield error_frame("upstream_failed", "the connection to the model was lost")
             return
-        frame = _translate(event, record)
+        frames, last = _translate_batch(batch, record)
         if record.first_token_at is not None:
             deadline = min(time.monotonic() + timeouts.idle, total_deadline)
-        if frame is not None:
-            yield frame
-        if event.event in FAILED_EVENTS or event.event == "response.completed":
+        if frames:
+            yield frames
+        if last == "response.completed":
+            await _drain(batches)
+            return
+        if last in FAILED_EVENTS:
             return
 
 
-def _translate(event: ServerSentEvent, record: StreamRecord) -> bytes | None:
+def _translate_batch(batch: list[Event], record: StreamRecord) -> tuple[bytes, str | None]:
+    """The frames of a batch up to its last event that ends the stream, and that event."""
+    frames = []
+    for event in batch:
+        frame = _translate(event, record)
+        if frame is not None:
+            frames.append(frame)
+        if event.event == "response.completed" or event.event in FAILED_EVENTS:
+            return b"".join(frames), event.event
+    return b"".join(frames), None
+
+
+async def _drain(batches: AsyncIterator[list[Event]]) -> None:
+    """Read what follows the last event (the chunked terminator), briefly, so the upstream
+    connection goes back to the pool instead of being closed: a new TCP (and TLS) handshake
+    per chat would cost more than the rest of the relay."""
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in batches:
+                pass
+    except (TimeoutError, httpx.HTTPError):
+        return
+
+
+def _translate(event: Event, record: StreamRecord) -> bytes | None:
     record.events += 1
     kind = event.event
     if kind in TOKEN_EVENTS:
