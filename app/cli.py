@@ -91,15 +91,21 @@ def demo() -> int:
     )
     try:
         _wait_for(sim_port)
-        settings = _settings(upstream_url=f"http://127.0.0.1:{sim_port}")
+        # No probe runs in the demo: without this the governor would stay conservative.
+        overrides: dict[str, object] = {
+            "upstream_url": f"http://127.0.0.1:{sim_port}",
+            "probe_stale_factor": 1.0,
+        }
+        settings = _settings(**overrides)
         if settings is None:
             return 2
         url = f"http://{settings.host}:{settings.port}"
         body = '{"input": "Hello!"}'
         print(f"llmgw demo: gateway on {url}, simulated model server on port {sim_port}")
-        print(f"try: curl -N {url}/api/chat -H 'Content-Type: application/json' -d '{body}'")
+        print(f"open {url}/ for the chat widget, or try:")
+        print(f"curl -N {url}/api/chat -H 'Content-Type: application/json' -d '{body}'")
         sys.stdout.flush()
-        return serve(upstream_url=f"http://127.0.0.1:{sim_port}")
+        return serve(**overrides)
     finally:
         sim.terminate()
         sim.wait(timeout=5)

@@ -70,9 +70,9 @@ def test_demo_command_serves_a_chat() -> None:
     )
     try:
         assert process.stdout is not None
-        banner = [process.stdout.readline() for _ in range(2)]
+        banner = [process.stdout.readline() for _ in range(3)]
         assert f"http://127.0.0.1:{port}" in banner[0]
-        assert banner[1].startswith("try: curl")
+        assert banner[2].startswith("curl -N")
         wait_for_port(port)
         received = chat(f"http://127.0.0.1:{port}")
         assert received.status == 200
