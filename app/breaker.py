@@ -117,15 +117,23 @@ class CircuitBreaker:
             self._trip()
 
     def force_open(self) -> None:
-        """The health check or the probe says the model server is down: open now."""
-        if self.state is not BreakerState.OPEN:
+        """The health check or the probe says the model server is down: open now, and stay
+        open while they keep saying so (no trials against a model side known to be down)."""
+        if self._state is BreakerState.OPEN:
+            self._open_until = max(self._open_until, self._clock() + self.config.cooldown)
+        else:
             self._trip()
 
     def health_restored(self) -> None:
-        """The health check passes again: stop waiting, let the trials decide."""
+        """The outage is over: stop waiting, let the trials decide."""
         if self.state is BreakerState.OPEN:
             self._open_until = self._clock()
             self._move(BreakerState.HALF_OPEN)
+
+    def health_confirmed(self) -> None:
+        """An active check passed: on a quiet site with no trial under way, that is the trial."""
+        if self.state is BreakerState.HALF_OPEN and self._trials_out == 0:
+            self._close()
 
     def _should_trip(self) -> bool:
         if self._consecutive >= self.config.consecutive_failures:

@@ -76,9 +76,12 @@ class UpstreamMonitor:
         self.checked = False
 
     def observe(self, outage: OutageClass | None) -> None:
-        """What a request or a health check just showed (None: the model side answered)."""
+        """What a request or a health check just showed (None: the model side answered);
+        a failure is counted under the class it is diagnosed as."""
         self._seen_from_here = outage
         self._diagnose()
+        if outage is not None:
+            self._metrics.upstream_failure(self.outage or outage)
 
     def _diagnose(self) -> None:
         """Combine what we saw with the probe's word; open the breaker on an outage, and let
@@ -100,9 +103,9 @@ class UpstreamMonitor:
     async def check_once(self) -> None:
         """Run the active check and act on what it finds."""
         outage = await check_upstream(self._client)
-        if outage is not None:
-            self._metrics.upstream_failure(outage)
         self.observe(outage)
+        if self.outage is None:
+            self._breaker.health_confirmed()
         self.checked = True
 
     def tick(self) -> None:

@@ -199,14 +199,17 @@ async def _redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
         await client.aclose()
 
 
-def redis_client(url: str, max_connections: int = 64) -> aioredis.Redis:
-    """A client whose pool waits for a free connection under bursts instead of failing."""
+def redis_client(url: str, max_connections: int = 128) -> aioredis.Redis:
+    """A client whose pool waits for a free connection under bursts instead of failing.
+    A burst that waits for a pooled connection is not Redis being down: the pool waits long
+    (a timeout there would send admissions to the fallback and break exactness), while a
+    dead Redis is found at once by the connect timeout."""
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
-        timeout=1,
+        timeout=10,
         socket_connect_timeout=0.5,
-        socket_timeout=1,
+        socket_timeout=3,
         health_check_interval=30,
     )
     return aioredis.Redis(connection_pool=pool)

@@ -138,3 +138,22 @@ def test_transitions_are_reported(clock: Clock) -> None:
     assert permit is not None
     breaker.success(permit)
     assert changes == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+
+
+def test_a_diagnosed_outage_keeps_it_open(clock: Clock) -> None:
+    """While the health check keeps saying down, no trial is let through, and no trip counted."""
+    changes: list[tuple[str, str]] = []
+    breaker = CircuitBreaker(CONFIG, clock=clock, on_change=lambda a, b: changes.append((a, b)))
+    for _ in range(30):
+        breaker.force_open()
+        clock.now += 1.0
+        assert breaker.permit() is None
+    assert changes == [("closed", "open")]
+
+
+def test_a_passing_check_closes_an_idle_half_open_breaker(breaker: CircuitBreaker) -> None:
+    """After an outage, a passing health check closes it when no trial is under way."""
+    breaker.force_open()
+    breaker.health_restored()
+    breaker.health_confirmed()
+    assert state(breaker) is BreakerState.CLOSED

@@ -136,7 +136,6 @@ class Exchange:
             services.breaker.failure(self.permit)
             if isinstance(exc, UpstreamError):
                 if exc.outage is not None:
-                    services.metrics.upstream_failure(exc.outage)
                     services.monitor.observe(exc.outage)
                 raise
             raise UpstreamTimeout("the model server did not answer in time") from None

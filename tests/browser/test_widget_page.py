@@ -115,12 +115,15 @@ def test_generated_thumbmark_is_kept_and_sent(gateway: GatewayHandle, widget: Wi
 def test_thumbmark_attribute_is_sent_when_valid(gateway: GatewayHandle, widget: Widget) -> None:
     """A valid thumbmark attribute is sent as it is; an invalid one is replaced by a stored id."""
     widget.open(gateway.url)
-    for attribute in ("visitor-42:a.b_c", "not valid!"):
+    for asked, attribute in enumerate(("visitor-42:a.b_c", "not valid!"), start=1):
         widget.host.evaluate(
             "(element, value) => element.setAttribute('thumbmark', value)", attribute
         )
         widget.ask(f"Hello as {attribute}")
-        widget.wait_for_events("llmgw-completed", len(widget.chat_requests))
+        # The count asked so far, not len(chat_requests): request events arrive asynchronously.
+        widget.wait_for_events("llmgw-completed", asked)
+        # A conversation is bound to the browser that began it: a new id starts a new chat.
+        widget.host.evaluate("(element) => element.reset()")
     valid, invalid = (request.headers["x-thumbmark-id"] for request in widget.chat_requests)
     assert valid == "visitor-42:a.b_c"
     assert invalid == widget.page.evaluate("localStorage.getItem('llmgw-thumbmark')")
