@@ -113,19 +113,6 @@ class Clients:
 
 
 Check = Callable[[Settings, Clients], Awaitable[Finding]]
-HOPS = (
-    "redis",
-    "admit-script",
-    "dns",
-    "tunnel",
-    "tls",
-    "nginx",
-    "token",
-    "models",
-    "model-loaded",
-    "generation",
-    "probe",
-)
 
 
 def ok(detail: str, advice: str = "") -> Finding:
@@ -570,6 +557,7 @@ CHECKS: dict[str, Check] = {
     "generation": check_generation,
     "probe": check_probe,
 }
+HOPS = tuple(CHECKS)  # in order, after config
 
 
 def hops(settings: Settings) -> list[str]:
