@@ -55,12 +55,19 @@ def _check_input(value: str | list[Message], bounds: InputBounds) -> None:
     texts = [value] if isinstance(value, str) else [message.content for message in value]
     if isinstance(value, list) and len(value) > bounds.max_messages:
         raise BadRequest(f"too many messages: at most {bounds.max_messages}")
-    if not any(text.strip() for text in texts):
+    if not any(_visible(text) for text in texts):
         raise BadRequest("input is empty")
+    if isinstance(value, list) and not any(message.role == "user" for message in value):
+        raise BadRequest("input has no user message")
     if sum(len(text) for text in texts) > bounds.max_chars:
         raise BadRequest(f"input is too long: at most {bounds.max_chars} characters")
     if any(CONTROL.search(text) for text in texts):
         raise BadRequest("input contains control characters")
+
+
+def _visible(text: str) -> bool:
+    # Zero-width and other format characters are not words: "\u200b" alone is empty input.
+    return any(char.isprintable() and not char.isspace() for char in text)
 
 
 def _check_previous(value: str | None) -> None:

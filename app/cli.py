@@ -72,7 +72,8 @@ def serve(**overrides: object) -> int:
         host=settings.host,
         port=settings.port,
         loop="auto",
-        http="httptools",
+        http=settings.http_parser,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
         # The gateway reads X-Forwarded-For itself, and only from LLMGW_TRUSTED_PROXIES.
         proxy_headers=False,
         server_header=False,

@@ -199,16 +199,17 @@ async def _redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
         await client.aclose()
 
 
-def redis_client(url: str, max_connections: int = 128) -> aioredis.Redis:
+def redis_client(url: str, max_connections: int = 32) -> aioredis.Redis:
     """A client whose pool waits for a free connection under bursts instead of failing.
-    A burst that waits for a pooled connection is not Redis being down: the pool waits long
-    (a timeout there would send admissions to the fallback and break exactness), while a
-    dead Redis is found at once by the connect timeout."""
+    A burst is not Redis being down: admissions queue for one of a few connections (each
+    EVALSHA takes well under a millisecond) rather than opening hundreds at once, whose slow
+    connects would time out and send admissions to the fallback, breaking exactness. A Redis
+    that is down refuses the connection at once; one that is unreachable times out in 2 s."""
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
         timeout=10,
-        socket_connect_timeout=0.5,
+        socket_connect_timeout=2,
         socket_timeout=3,
         health_check_interval=30,
     )

@@ -21,6 +21,14 @@ CASES: list[tuple[str, bytes, dict[str, str], int, str]] = [
     ("input missing", b"{}", JSON, 400, "missing required field `input`"),
     ("input wrong type", b'{"input": 42}', JSON, 400, "$.input"),
     ("input empty", b'{"input": "   "}', JSON, 400, "input is empty"),
+    ("input only invisible", b'{"input": "\\u200b\\u200b"}', JSON, 400, "input is empty"),
+    (
+        "no user message",
+        b'{"input": [{"role": "assistant", "content": "hi"}]}',
+        JSON,
+        400,
+        "no user message",
+    ),
     ("input too long", b'{"input": "' + b"a" * 2001 + b'"}', JSON, 400, "too long"),
     (
         "too many messages",
