@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from support import free_port, wait_for_port
+from support import eventually, free_port, wait_for_port
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -35,6 +35,13 @@ class SimHandle:
     def set_fault(self, mode: str, **extra: Any) -> None:
         """`POST /_sim/fault` with `mode` and e.g. `share=0.5`."""
         self._call("POST", "/_sim/fault", {"mode": mode, **extra})
+
+    def healthy(self) -> SimHandle:
+        """A clean slate for the next test: no fault, no generation left, zeroed counters."""
+        self.set_fault("ok")
+        eventually(lambda: self.stats()["active"] == 0)
+        self.reset()
+        return self
 
     def reset(self) -> None:
         """`POST /_sim/reset`: zero the counters."""

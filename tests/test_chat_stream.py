@@ -36,22 +36,16 @@ def roomy_sim() -> Iterator[SimHandle]:
         yield handle
 
 
-def _clean(handle: SimHandle) -> SimHandle:
-    handle.set_fault("ok")
-    handle.reset()
-    return handle
-
-
 @pytest.fixture
 def sim(paced_sim: SimHandle) -> SimHandle:
     """A paced sim, healthy and with zeroed counters."""
-    return _clean(paced_sim)
+    return paced_sim.healthy()
 
 
 @pytest.fixture
 def fast_sim(roomy_sim: SimHandle) -> SimHandle:
     """A sim with room for bursts, healthy and with zeroed counters."""
-    return _clean(roomy_sim)
+    return roomy_sim.healthy()
 
 
 def test_stream_is_incremental(sim: SimHandle, redis_url: str) -> None:

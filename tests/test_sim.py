@@ -11,9 +11,10 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 from sim_process import SimHandle, running_sim
+from support import eventually
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
 
 FAST = ("--decode-rate", "400", "--prefill-rate", "20000")
 NO_MODELS = (
@@ -38,35 +39,19 @@ def single_slot() -> Iterator[SimHandle]:
 @pytest.fixture
 def sim(shared_sim: SimHandle) -> SimHandle:
     """The shared simulator, healthy, idle and with zeroed counters."""
-    return _clean(shared_sim)
+    return shared_sim.healthy()
 
 
 @pytest.fixture
 def one_slot(single_slot: SimHandle) -> SimHandle:
     """The one-slot simulator, healthy, idle and with zeroed counters."""
-    return _clean(single_slot)
+    return single_slot.healthy()
 
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=10.0) as http:
         yield http
-
-
-def _clean(handle: SimHandle) -> SimHandle:
-    handle.set_fault("ok")
-    assert _eventually(lambda: handle.stats()["active"] == 0)
-    handle.reset()
-    return handle
-
-
-def _eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def _events(client: httpx.Client, url: str, body: dict[str, Any]) -> list[Any]:
@@ -313,7 +298,7 @@ def test_stall_fault_stops_the_stream_midway_until_the_client_leaves(sim: SimHan
     kinds = [event.event for event in _events_until_silent(f"{sim.url}/v1/responses", body)]
     assert kinds.count(TEXT_DELTA) == 10
     assert "response.completed" not in kinds
-    assert _eventually(lambda: sim.stats()["active"] == 0)
+    assert eventually(lambda: sim.stats()["active"] == 0)
     assert sim.stats()["cancelled"] == 1
 
 
@@ -327,7 +312,7 @@ def test_client_disconnect_cancels_the_generation_at_once(
         deltas = (event for event in events if event.event == TEXT_DELTA)
         assert len([next(deltas) for _ in range(5)]) == 5
         assert one_slot.stats()["busy_slots"] == 1
-    assert _eventually(lambda: one_slot.stats()["active"] == 0, timeout=2.0)
+    assert eventually(lambda: one_slot.stats()["active"] == 0, timeout=2.0)
     stats = one_slot.stats()
     assert (stats["cancelled"], stats["completed"], stats["busy_slots"]) == (1, 0, 0)
     assert stats["output_tokens"] < 4000
@@ -347,9 +332,9 @@ def test_second_request_waits_for_the_only_slot(one_slot: SimHandle) -> None:
     body = {"input": "x", "stream": True, "max_output_tokens": 200}
     with ThreadPoolExecutor(max_workers=2) as pool:
         first = pool.submit(_first_delta_seconds, url, body)
-        assert _eventually(lambda: one_slot.stats()["busy_slots"] == 1)
+        assert eventually(lambda: one_slot.stats()["busy_slots"] == 1)
         second = pool.submit(_first_delta_seconds, url, body)
-        assert _eventually(lambda: one_slot.stats()["queued"] == 1)
+        assert eventually(lambda: one_slot.stats()["queued"] == 1)
         first_wait, second_wait = first.result(), second.result()
     assert second_wait > first_wait
     assert second_wait > 0.2  # most of the first request's 0.5 s of decoding
@@ -362,16 +347,16 @@ def test_full_queue_refuses_and_a_queued_client_can_leave(
     url = f"{one_slot.url}/v1/responses"
     body = {"input": "x", "stream": True, "max_output_tokens": 4000}
     with client.stream("POST", url, json=body) as running:
-        assert _eventually(lambda: one_slot.stats()["busy_slots"] == 1)
+        assert eventually(lambda: one_slot.stats()["busy_slots"] == 1)
         with httpx.Client(timeout=10.0) as other, other.stream("POST", url, json=body):
-            assert _eventually(lambda: one_slot.stats()["queued"] == 1)
+            assert eventually(lambda: one_slot.stats()["queued"] == 1)
             refused = client.post(url, json=body)
             assert refused.status_code == 503
             assert refused.json()["error"]["type"] == "server_error"
-        assert _eventually(lambda: one_slot.stats()["queued"] == 0)
+        assert eventually(lambda: one_slot.stats()["queued"] == 0)
         assert one_slot.stats()["cancelled"] == 1
         assert running.status_code == 200
-    assert _eventually(lambda: one_slot.stats()["active"] == 0)
+    assert eventually(lambda: one_slot.stats()["active"] == 0)
     assert one_slot.stats()["rejected"] == 1
 
 
@@ -388,7 +373,7 @@ def test_a_burst_beyond_slots_and_queue_is_refused(one_slot: SimHandle) -> None:
     with ThreadPoolExecutor(max_workers=6) as pool:
         statuses = list(pool.map(lambda _: status(), range(6)))
     assert sorted(statuses) == [200, 200, 503, 503, 503, 503]
-    assert _eventually(lambda: one_slot.stats()["active"] == 0)
+    assert eventually(lambda: one_slot.stats()["active"] == 0)
     assert one_slot.stats()["reserved"] == 0
 
 

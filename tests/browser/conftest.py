@@ -77,22 +77,16 @@ def quick_sim() -> Iterator[SimHandle]:
         yield handle
 
 
-def _clean(handle: SimHandle) -> SimHandle:
-    handle.set_fault("ok")
-    handle.reset()
-    return handle
-
-
 @pytest.fixture
 def sim(quick_sim: SimHandle) -> SimHandle:
     """The quick sim, healthy and with zeroed counters."""
-    return _clean(quick_sim)
+    return quick_sim.healthy()
 
 
 @pytest.fixture
 def paced(paced_sim: SimHandle) -> SimHandle:
     """The paced sim, healthy and with zeroed counters."""
-    return _clean(paced_sim)
+    return paced_sim.healthy()
 
 
 @pytest.fixture
