@@ -109,7 +109,11 @@ def demo() -> int:
         return serve(**overrides)
     finally:
         sim.terminate()
-        sim.wait(timeout=5)
+        try:
+            sim.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # never leave the sim running behind the demo
+            sim.kill()
+            sim.wait()
 
 
 def _free_port() -> int:
