@@ -8,6 +8,7 @@ import random
 import statistics
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from probe_process import running_probe
@@ -149,3 +150,33 @@ def compare(redis_url: str) -> dict[str, object]:
         "static": static.summary(tokens_per_s),
         "adaptive": adaptive.summary(tokens_per_s),
     }
+
+
+def markdown(result: dict[str, Any]) -> list[str]:
+    """The static-versus-adaptive table."""
+    rows = [
+        "",
+        "## Adaptive versus static limits at three times the sim's capacity",
+        "",
+        (
+            f"Sim capacity {result['capacity_requests_per_s']:.2f} chats/s "
+            f"({result['capacity_tokens_per_s']:.0f} tokens/s, 4 slots); offered "
+            f"{result['offered_requests_per_s']:.2f} chats/s as Poisson arrivals for 30 s; "
+            f"unloaded TTFT {result['unloaded_ttft_s'] * 1000:.0f} ms."
+        ),
+        "",
+        (
+            "| limits | admitted TTFT p50 | admitted TTFT p95 | p95 / unloaded | goodput | "
+            "of capacity | shed or refused |"
+        ),
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name in ("static", "adaptive"):
+        run = result[name]
+        rows.append(
+            f"| {name} | {run['ttft_p50_s'] * 1000:.0f} ms | {run['ttft_p95_s'] * 1000:.0f} ms | "
+            f"{run['ttft_p95_s'] / result['unloaded_ttft_s']:.1f}x | "
+            f"{run['goodput_tokens_per_s']:.0f} tok/s | {run['goodput_share_of_capacity']:.0%} | "
+            f"{run['shed_share']:.0%} |"
+        )
+    return [*rows, "", f"Adaptive settings: `{result['adaptive_settings']}`."]

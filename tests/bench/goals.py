@@ -1,0 +1,171 @@
+"""The goals the gateway is held to, each with its measured value, its reference from the same
+run, and whether it was met (or by how much it was missed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One goal: `measured` against `limit`, lower is better unless `at_least`."""
+
+    name: str
+    limit: float
+    measured: float
+    unit: str
+    reference: str
+    at_least: bool = False
+
+    @property
+    def met(self) -> bool:
+        return self.measured >= self.limit if self.at_least else self.measured <= self.limit
+
+    def target(self) -> str:
+        return f"{'>=' if self.at_least else '<='} {number(self.limit)} {self.unit}".rstrip()
+
+    def verdict(self) -> str:
+        if self.met:
+            return "met"
+        by = abs(self.measured - self.limit)
+        share = self.measured / self.limit if self.limit else float("inf")
+        relation = f"{share:.0%} of the target" if self.at_least else f"{share:.1f}x the target"
+        return f"**missed** by {number(by)} {self.unit} ({relation})".replace("  ", " ")
+
+
+def number(value: float) -> str:
+    """Few digits for big numbers, more for small ones."""
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.2f}"
+
+
+def level(results: dict[str, Any], streams: int) -> dict[str, float]:
+    return next(item for item in results["levels"] if item["streams"] == streams)
+
+
+def goals(results: dict[str, Any]) -> list[Goal]:
+    """Every goal of the issue, from the results of one run."""
+    one, hundred = level(results, 1), level(results, 100)
+    admitted, memory = results["admitted"], results["memory"]
+    visitor, local, healthz = results["visitor_429"], results["global_429"], results["healthz"]
+    trips = results["round_trips"]
+    return [
+        Goal(
+            "added first-byte latency, 1 stream, p50",
+            1.0,
+            one["first_byte_added_p50_ms"],
+            "ms",
+            _paths(one, "p50"),
+        ),
+        Goal(
+            "added first-byte latency, 1 stream, p99",
+            5.0,
+            one["first_byte_added_p99_ms"],
+            "ms",
+            _paths(one, "p99"),
+        ),
+        Goal(
+            "first-byte p50 at 100 streams, gateway / sim direct",
+            1.5,
+            hundred["first_byte_ratio_p50"],
+            "x",
+            _paths(hundred, "p50"),
+        ),
+        Goal(
+            "gateway CPU per relayed chat",
+            1.0,
+            admitted["gateway"]["cpu_ms_per_request"],
+            "ms",
+            f"sim: {admitted['direct']['cpu_ms_per_request']:.2f} ms per chat it serves",
+        ),
+        Goal(
+            "429 path on one core (visitor limit, via Redis)",
+            3000,
+            visitor["rps"],
+            "req/s",
+            f"GET /healthz on the same gateway: {healthz['rps']:,.0f} req/s",
+            at_least=True,
+        ),
+        Goal(
+            "429 path on one core (global limit, local deny cache)",
+            3000,
+            local["rps"],
+            "req/s",
+            f"GET /healthz: {healthz['rps']:,.0f} req/s",
+            at_least=True,
+        ),
+        Goal(
+            "memory per active stream",
+            64,
+            memory["gateway"]["per_stream_kib"],
+            "KiB",
+            f"sim holding the same streams: {memory['sim']['per_stream_kib']:.1f} KiB each",
+        ),
+        Goal(
+            "Redis round trips per admission",
+            1,
+            trips["evalsha"] / max(1, trips["requests"]),
+            "",
+            f"{trips['evalsha']} EVALSHA for {trips['requests']} requests",
+        ),
+    ]
+
+
+def _paths(summary: dict[str, float], name: str) -> str:
+    direct = summary[f"first_byte_direct_{name}_ms"]
+    gateway = summary[f"first_byte_gateway_{name}_ms"]
+    return f"sim direct {direct:.2f} ms, through llmgw {gateway:.2f} ms"
+
+
+def table(items: list[Goal]) -> list[str]:
+    """The summary table, in Markdown."""
+    rows = [
+        "| goal | target | measured | reference (same run) | verdict |",
+        "| --- | ---: | ---: | --- | --- |",
+    ]
+    rows += [
+        f"| {goal.name} | {goal.target()} | {f'{number(goal.measured)} {goal.unit}'.rstrip()} | "
+        f"{goal.reference} | {goal.verdict()} |"
+        for goal in items
+    ]
+    return rows
+
+
+def other_figures(results: dict[str, Any]) -> list[str]:
+    """Figures without a goal, beside their references, for the summary."""
+    admitted, memory = results["admitted"], results["memory"]
+    rows = [
+        "| figure | measured | reference (same run) |",
+        "| --- | ---: | --- |",
+        (
+            f"| admitted chats per second, gateway on one core | {admitted['gateway']['rps']:,.0f} "
+            f"(core {admitted['gateway']['busy_share']:.0%} busy) | sim direct: "
+            f"{admitted['direct']['rps']:,.0f} |"
+        ),
+        (
+            f"| resident memory at rest | {memory['gateway']['rest_kib'] / 1024:.1f} MiB | sim: "
+            f"{memory['sim']['rest_kib'] / 1024:.1f} MiB |"
+        ),
+    ]
+    rows += [
+        f"| added inter-event gap p50 / p99, {item['streams']:.0f} stream(s) | "
+        f"{item['gaps_added_p50_ms']:.2f} / {item['gaps_added_p99_ms']:.2f} ms | sim direct "
+        f"{item['gaps_direct_p50_ms']:.2f} / {item['gaps_direct_p99_ms']:.2f} ms |"
+        for item in results["levels"]
+    ]
+    if soak := results.get("soak"):
+        rss, sockets = soak["rss_kib"], soak["connections"]
+        rows += [
+            (
+                f"| soak RSS first / last / max | {rss['first'] / 1024:.1f} / "
+                f"{rss['last'] / 1024:.1f} / {rss['max'] / 1024:.1f} MiB | "
+                f"{soak['chats']} chats in {soak['seconds']:.0f} s |"
+            ),
+            (
+                f"| soak open TCP sockets first / last / max | {sockets['first']} / "
+                f"{sockets['last']} / {sockets['max']} | |"
+            ),
+        ]
+    return rows
