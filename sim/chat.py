@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from sim.engine import Generation, Plan, is_cut, make_plan, paced
+from sim.engine import Generation, Plan, generate_all, is_cut, make_plan, paced
 from sim.schemas import ChatBody, prompt_of
 from sim.text import count_tokens, json_string
 
@@ -104,11 +104,7 @@ async def complete_chat(
     state: SimState, call: ChatCall, reservation: Reservation
 ) -> dict[str, Any]:
     """Run the generation to its end and return the `chat.completion` object."""
-    async with Generation(state, call.plan, reservation) as generation:
-        await generation.prefill()
-        for _ in range(call.plan.output_tokens):
-            await generation.next_token()
-        generation.finish()
+    await generate_all(state, call.plan, reservation)
     message = {"role": "assistant", "content": "".join(call.plan.script.answer)}
     choice = {"index": 0, "logprobs": None, "finish_reason": call.finish_reason, "message": message}
     return {**call.header("chat.completion"), "choices": [choice], "usage": call.usage()}

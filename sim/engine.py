@@ -133,3 +133,12 @@ async def paced(
 
 def _is_cancellation(exc: BaseException) -> bool:
     return isinstance(exc, asyncio.CancelledError | GeneratorExit)
+
+
+async def generate_all(state: SimState, plan: Plan, reservation: Reservation) -> None:
+    """Run a whole generation without streaming it (the non-streaming endpoints)."""
+    async with Generation(state, plan, reservation) as generation:
+        await generation.prefill()
+        for _ in range(plan.output_tokens):
+            await generation.next_token()
+        generation.finish()

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from sim.engine import Generation, paced
+from sim.engine import Generation, generate_all, paced
 from sim.responses_objects import (
     ResponseCall,
     message_item,
@@ -142,10 +142,6 @@ async def complete_response(
     state: SimState, call: ResponseCall, reservation: Reservation
 ) -> dict[str, Any]:
     """Run the generation to its end and return the final response object."""
-    async with Generation(state, call.plan, reservation) as generation:
-        await generation.prefill()
-        for _ in range(call.plan.output_tokens):
-            await generation.next_token()
-        generation.finish()
+    await generate_all(state, call.plan, reservation)
     remember(state, call)
     return response_object(call, completed=True)
