@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -14,11 +12,13 @@ import pytest
 import redis
 from chat_client import chat
 from gateway_server import running_gateway
+from gateway_subprocess import gateway_process
 from sim_process import SimHandle, running_sim
 from support import eventually, free_port, require_binary, wait_for_port
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 
 @contextmanager
@@ -83,41 +83,26 @@ def readyz(url: str) -> dict[str, Any]:
     return body
 
 
-@contextmanager
-def gateway_process(**settings: object) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`llmgw serve` as a real process that a test can kill -9."""
-    port = free_port()
-    env = {**os.environ, "LLMGW_PORT": str(port), "LLMGW_HEALTH_INTERVAL": "0"}
-    env.update({f"LLMGW_{name.upper()}": str(value) for name, value in settings.items()})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve"], env=env, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_for_port(port)
-        yield f"http://127.0.0.1:{port}", process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-
-
-def test_gateway_killed_mid_stream_leaks_no_lease(redis_url: str) -> None:
+def test_gateway_killed_mid_stream_leaks_no_lease(redis_url: str, tmp_path: Path) -> None:
     """A gateway killed mid-stream holds its in-flight place only until the lease expires."""
     settings = {
         "redis_url": redis_url,
-        "max_inflight": 1,
-        "lease_seconds": 3,
-        "probe_stale_factor": 1,
+        "max_inflight": "1",
+        "lease_seconds": "3",
+        "probe_stale_factor": "1",
+        "health_interval": "0",
     }
     with running_sim("--decode-rate", "10", "--output-tokens", "300") as slow:
         with (
-            gateway_process(upstream_url=slow.url, **settings) as (doomed_url, doomed),
+            gateway_process(tmp_path / "doomed.log", upstream_url=slow.url, **settings) as doomed,
             httpx.Client(timeout=30) as client,
-            client.stream("POST", f"{doomed_url}/api/chat", json={"input": "hi"}) as stream,
+            client.stream("POST", f"{doomed.url}/api/chat", json={"input": "hi"}) as stream,
         ):
             next(line for line in stream.iter_lines() if "delta" in line)
-            doomed.kill()
-        with gateway_process(upstream_url=slow.url, **settings) as (survivor_url, _):
+            doomed.process.kill()
+        log = tmp_path / "survivor.log"
+        with gateway_process(log, upstream_url=slow.url, **settings) as survivor:
+            survivor_url = survivor.url
             first = chat(survivor_url, timeout=5)
             assert first.status == 503
             assert first.json["code"] == "shed"

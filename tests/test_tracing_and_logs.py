@@ -4,21 +4,18 @@ the one JSON log line per request."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 import pytest
 from chat_client import chat
 from fault_servers import answering_server
 from gateway_server import running_gateway
+from gateway_subprocess import gateway_process
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sim_process import running_sim
-from support import free_port, wait_for_port
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -76,28 +73,18 @@ def test_traceparent_goes_upstream(spans: InMemorySpanExporter, redis_url: str) 
 
 
 def run_logged_gateway(sim_url: str, redis_url: str, log: Path, **extra: str) -> None:
-    """`llmgw serve` as a process, its stderr in `log`, through one chat and one refusal."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "LLMGW_PORT": str(port),
-        "LLMGW_UPSTREAM_URL": sim_url,
-        "LLMGW_REDIS_URL": redis_url,
-        "LLMGW_UPSTREAM_TOKEN": "tok-secret-in-logs?",
-        "LLMGW_VISITOR_LIMIT": "1",
-        "LLMGW_HEALTH_INTERVAL": "0",
+    """`llmgw serve` as a process, what it writes in `log`, through one chat and one refusal."""
+    with gateway_process(
+        log,
+        upstream_url=sim_url,
+        redis_url=redis_url,
+        upstream_token="tok-secret-in-logs?",
+        visitor_limit="1",
+        health_interval="0",
         **extra,
-    }
-    with log.open("w") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "app", "serve"], env=env, stderr=sink)
-        try:
-            wait_for_port(port)
-            url = f"http://127.0.0.1:{port}"
-            assert chat(url, {"input": "my private words"}).status == 200
-            assert chat(url, {"input": "my private words"}).status == 429
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+    ) as gateway:
+        assert chat(gateway.url, {"input": "my private words"}).status == 200
+        assert chat(gateway.url, {"input": "my private words"}).status == 429
 
 
 def test_one_json_line_per_request(redis_url: str, tmp_path: Path) -> None:
@@ -121,5 +108,5 @@ def test_content_is_logged_only_when_turned_on(redis_url: str, tmp_path: Path) -
     """With LLMGW_LOG_CONTENT=true the visitor's words appear in the request line."""
     log = tmp_path / "gateway.log"
     with running_sim("--decode-rate", "400") as sim:
-        run_logged_gateway(sim.url, redis_url, log, LLMGW_LOG_CONTENT="true")
+        run_logged_gateway(sim.url, redis_url, log, log_content="true")
     assert "my private words" in log.read_text()
