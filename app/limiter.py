@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from redis.exceptions import RedisError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from redis.asyncio import Redis
 
@@ -35,8 +35,10 @@ class Limiter:
         fallback_share: float,
         lease_max_age: float,
         metrics: GatewayMetrics,
+        on_release: Callable[[], None] | None = None,
     ) -> None:
         self._redis = redis
+        self._on_release = on_release
         self._shared = shared
         self._local = local
         self._share = fallback_share
@@ -95,11 +97,13 @@ class Limiter:
         self.leases.pop(lease, None)
         if lease.startswith("local:"):
             self._local.release(lease)
-            return
-        try:
-            await self._shared.release(lease)
-        except (RedisError, OSError):
-            log.debug("lease release failed; it will expire")
+        else:
+            try:
+                await self._shared.release(lease)
+            except (RedisError, OSError):
+                log.debug("lease release failed; it will expire")
+        if self._on_release is not None:
+            self._on_release()  # a request waiting for a place may take this one now
 
     async def maintain(self, every: float) -> None:
         """Renew leases while Redis answers; find the way back to it when it did not."""

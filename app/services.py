@@ -24,6 +24,7 @@ from app.monitor import UpstreamMonitor
 from app.probe_watch import ProbeWatcher
 from app.upstream import Timeouts, create_client
 from app.visitor import VisitorIdentifier
+from app.waiting_room import WaitingRoom
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Coroutine
@@ -52,6 +53,7 @@ class Services:
     monitor: UpstreamMonitor
     ttft: TtftTracker
     metrics: GatewayMetrics
+    waiting_room: WaitingRoom
 
 
 @asynccontextmanager
@@ -81,6 +83,7 @@ async def _assemble(
         window_seconds=settings.window_seconds,
         lease_seconds=settings.lease_seconds,
     )
+    waiting_room = WaitingRoom(size=settings.queue_size, wait_seconds=settings.queue_wait_seconds)
     limiter = Limiter(
         redis,
         shared,
@@ -88,6 +91,7 @@ async def _assemble(
         fallback_share=settings.fallback_share,
         lease_max_age=settings.total_timeout + settings.lease_seconds,
         metrics=metrics,
+        on_release=waiting_room.released,
     )
     try:
         await shared.load()
@@ -139,6 +143,7 @@ async def _assemble(
         monitor=monitor,
         ttft=ttft,
         metrics=metrics,
+        waiting_room=waiting_room,
     )
 
 

@@ -78,13 +78,21 @@ async def _chat(request: Request[Any, Any, Any], call: Call) -> Response[Any]:
     if permit is None:  # the local fast path: no Redis, no upstream
         wait = max(1, round(services.breaker.retry_after()))
         raise BreakerOpen("the model is unavailable right now, try again soon", retry_after=wait)
-    with tracer().start_as_current_span("admission") as admission_span:
-        decision = await services.limiter.admit(
+
+    async def attempt() -> Decision:
+        return await services.limiter.admit(
             visitor.ids,
             services.governor.limits(),
             continues=chat_request.previous_response_id,
             owner=visitor.owner,
         )
+
+    with tracer().start_as_current_span("admission") as admission_span:
+        decision = await attempt()
+        if decision.limit is Limit.INFLIGHT:  # shed: wait briefly in line for a place
+            decision, waited = await services.waiting_room.admit(attempt, decision)
+            services.metrics.queue_wait(waited, admitted=decision.admitted)
+            admission_span.set_attribute("llmgw.admission.queued_seconds", waited)
         admission_span.set_attribute("llmgw.admission.admitted", decision.admitted)
         admission_span.set_attribute("llmgw.admission.path", decision.path)
     services.metrics.admission("admitted" if decision.admitted else decision.limit, decision.path)

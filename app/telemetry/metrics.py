@@ -54,6 +54,7 @@ REQUEST_DURATION_BUCKETS: Final = (
     *(0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92),
     *(163.84, 327.68),
 )
+QUEUE_WAIT_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 REDIS_COMMAND_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 UNKNOWN: Final = math.nan  # an up-gauge nobody has reported on yet: neither up nor down
@@ -100,6 +101,12 @@ class GatewayMetrics:
             "llmgw_admission_decisions_total",
             "Admission decisions, by decision and by the path that decided.",
             ["decision", "path"],
+        )
+        self._queue_wait = histogram(
+            "llmgw_queue_wait_seconds",
+            "Time a shed request waited in line for an in-flight place, by whether it got one.",
+            ["result"],
+            buckets=QUEUE_WAIT_BUCKETS,
         )
         self._global_limit = gauge(
             "llmgw_global_limit", "Chats admitted per window for everyone.", ["kind"]
@@ -159,6 +166,8 @@ class GatewayMetrics:
                 self._admissions.labels(decision, path)
         for token_type in TOKEN_TYPES:
             self._tokens.labels(token_type)
+        for result in ("admitted", "refused"):
+            self._queue_wait.labels(result)
         for outage_class in OUTAGE_CLASSES:
             self._upstream_failures.labels(outage_class)
         for old, new in itertools.permutations(BREAKER_STATES, 2):
@@ -213,6 +222,10 @@ class GatewayMetrics:
         name = decision.value if isinstance(decision, Enum) else decision
         label = bounded(DECISION_ALIASES.get(name, name), DECISIONS)
         self._admissions.labels(label, bounded(path, ADMISSION_PATHS)).inc()
+
+    def queue_wait(self, seconds: float, *, admitted: bool) -> None:
+        """A shed request left the waiting room, with a place or without one."""
+        self._queue_wait.labels("admitted" if admitted else "refused").observe(seconds)
 
     def limits(
         self, *, base_global: float, effective_global: float, base_cap: float, effective_cap: float

@@ -34,6 +34,7 @@ EXPECTED = {
     "llmgw_upstream_outage": ("gauge", {"class"}),
     "llmgw_redis_up": ("gauge", set()),
     "llmgw_redis_command_duration_seconds": ("histogram", set()),
+    "llmgw_queue_wait_seconds": ("histogram", {"result"}),
     "llmgw_redis_errors": ("counter", set()),
     "llmgw_redis_fallback_active": ("gauge", set()),
     "llmgw_probe_last_seen_timestamp_seconds": ("gauge", {"host"}),
@@ -59,6 +60,7 @@ def exercise(metrics: GatewayMetrics) -> None:
     metrics.tokens(input_tokens=10, output_tokens=20, reasoning_tokens=5)
     metrics.stream_started()
     metrics.admission("admitted", "redis")
+    metrics.queue_wait(0.2, admitted=True)
     metrics.limits(base_global=30, effective_global=15, base_cap=4, effective_cap=2)
     metrics.pressure({"gpu": 0.7, "memory": 0.2}, combined=0.7, factor=0.5)
     metrics.breaker_changed("closed", "open")
