@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     max_inflight: int = Field(default=4, ge=1, le=1_000_000)
     lease_seconds: float = Field(default=30.0, ge=3, le=3_600)
     fallback_share: float = Field(default=0.5, gt=0, le=1)
-    queue_wait_seconds: float = Field(default=1.0, ge=0, le=60)  # 0: shed at once
+    queue_wait_seconds: float = Field(default=0.5, ge=0, le=60)  # 0: shed at once
     queue_size: int = Field(default=8, ge=0, le=10_000)
 
     governor_soft: float = Field(default=0.6, ge=0, lt=1)

@@ -47,11 +47,12 @@ class WaitingRoom:
 
     async def admit(
         self, attempt: Callable[[], Awaitable[Decision]], shed: Decision
-    ) -> tuple[Decision, float]:
+    ) -> tuple[Decision, float | None]:
         """Wait in line for a place, retrying with `attempt`; return the last decision (the
-        first that is not a shed, or `shed` itself when the wait ran out) and the time waited."""
+        first that is not a shed, or `shed` itself when the wait ran out) and the time waited,
+        None when the line was closed (no wait configured) or full."""
         if self.wait_seconds <= 0 or len(self._line) >= self.size:
-            return shed, 0.0
+            return shed, None
         started = time.monotonic()
         deadline = started + self.wait_seconds
         turn = asyncio.Event()

@@ -28,6 +28,8 @@ class ResponseCall:
     model: str
     previous_response_id: str | None
     store: bool
+    # Input tokens of the system prompt: prefilled, but not carried into a follow-up.
+    instruction_tokens: int = 0
     max_output_tokens: int | None
     reasoning_effort: str | None
     # LM Studio's ids are "resp_" + 48 hex digits (lmstudio-bug-tracker#1188).
@@ -45,7 +47,11 @@ class ResponseCall:
 def build_call(state: SimState, body: ResponsesBody) -> ResponseCall:
     """Resolve the stored conversation and size the generation; 400 on a bad request."""
     prompt, chars = prompt_of(body.messages(), "input")
-    input_tokens = count_tokens(chars) + _stored_context(state, body.previous_response_id)
+    # The system prompt is prefilled with the input, as a real model server does.
+    instruction_tokens = count_tokens(len(body.instructions)) if body.instructions else 0
+    input_tokens = (
+        count_tokens(chars) + instruction_tokens + _stored_context(state, body.previous_response_id)
+    )
     reasoning = body.wants_reasoning()
     plan = make_plan(state, prompt, input_tokens, body.max_output_tokens, reasoning=reasoning)
     effort = (body.reasoning.effort if body.reasoning else None) or "medium"
@@ -56,6 +62,7 @@ def build_call(state: SimState, body: ResponsesBody) -> ResponseCall:
         store=body.store,
         max_output_tokens=body.max_output_tokens,
         reasoning_effort=effort if reasoning else None,
+        instruction_tokens=instruction_tokens,
     )
 
 
@@ -71,7 +78,8 @@ def _stored_context(state: SimState, previous_response_id: str | None) -> int:
 def remember(state: SimState, call: ResponseCall) -> None:
     """Store a completed response so a follow-up can name it (unless `store` is false)."""
     if call.store:
-        state.store.put(call.response_id, call.plan.input_tokens + len(call.plan.script.answer))
+        conversation = max(0, call.plan.input_tokens - call.instruction_tokens)
+        state.store.put(call.response_id, conversation + len(call.plan.script.answer))
 
 
 def response_object(call: ResponseCall, *, completed: bool) -> dict[str, Any]:

@@ -37,6 +37,7 @@ class ResponsesBody(msgspec.Struct):
     """`POST /v1/responses`."""
 
     input: str | list[Message] | None = None
+    instructions: str | None = None
     stream: bool = False
     store: bool = True
     previous_response_id: str | None = None

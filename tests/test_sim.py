@@ -194,6 +194,26 @@ def test_previous_response_id_counts_the_stored_conversation(
     assert text != first["output"][0]["content"][0]["text"]
 
 
+def test_instructions_are_prefilled_with_the_input_but_not_carried_into_a_follow_up(
+    sim: SimHandle, client: httpx.Client
+) -> None:
+    """A system prompt counts as input (about four characters a token), as on a real model
+    server; a follow-up carries the earlier conversation but not the earlier instructions."""
+    url = f"{sim.url}/v1/responses"
+    instructions = "Answer briefly. " * 50  # 800 characters: 200 tokens
+    bare = client.post(url, json={"input": "Hi there"}).json()
+    briefed = client.post(url, json={"input": "Hi there", "instructions": instructions}).json()
+    assert briefed["usage"]["input_tokens"] == bare["usage"]["input_tokens"] + 200
+    body = {"input": "Hi there", "instructions": instructions, "previous_response_id": bare["id"]}
+    follow_up = client.post(url, json=body).json()
+    context = bare["usage"]["input_tokens"] + bare["usage"]["output_tokens"]
+    assert follow_up["usage"]["input_tokens"] == briefed["usage"]["input_tokens"] + context
+    second = {"input": "Hi there", "previous_response_id": briefed["id"]}
+    carried = client.post(url, json=second).json()
+    briefed_context = bare["usage"]["input_tokens"] + briefed["usage"]["output_tokens"]
+    assert carried["usage"]["input_tokens"] == bare["usage"]["input_tokens"] + briefed_context
+
+
 def test_unknown_previous_response_id_is_an_openai_style_error(
     sim: SimHandle, client: httpx.Client
 ) -> None:

@@ -91,8 +91,9 @@ async def _chat(request: Request[Any, Any, Any], call: Call) -> Response[Any]:
         decision = await attempt()
         if decision.limit is Limit.INFLIGHT:  # shed: wait briefly in line for a place
             decision, waited = await services.waiting_room.admit(attempt, decision)
-            services.metrics.queue_wait(waited, admitted=decision.admitted)
-            admission_span.set_attribute("llmgw.admission.queued_seconds", waited)
+            if waited is not None:
+                services.metrics.queue_wait(waited, admitted=decision.admitted)
+                admission_span.set_attribute("llmgw.admission.queued_seconds", waited)
         admission_span.set_attribute("llmgw.admission.admitted", decision.admitted)
         admission_span.set_attribute("llmgw.admission.path", decision.path)
     services.metrics.admission("admitted" if decision.admitted else decision.limit, decision.path)

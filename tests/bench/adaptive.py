@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import statistics
 import time
@@ -16,6 +17,7 @@ from processes import gateway, sim
 
 SIM_ARGS = ("--slots", "4", "--decode-rate", "200", "--output-tokens", "48", "--queue", "64")
 SECONDS = 30.0
+QUEUE_SHARE = float(os.environ.get("LLMGW_BENCH_QUEUE_SHARE", "0.25"))
 # A blog assistant's system prompt (about 300 tokens), so prefill costs what it does in real use.
 INSTRUCTIONS = "You are the friendly assistant of a personal blog. Answer briefly. " * 18
 
@@ -134,6 +136,9 @@ def compare(redis_url: str) -> dict[str, object]:
             "max_inflight": 4,  # the model server's parallel slots: the base the governor shrinks
             # Pressure counts from a tenfold slowdown, as 5 s does for a Mac's ~0.5 s.
             "governor_ttft_limit_seconds": round(max(0.5, 10 * unloaded), 3),
+            # A shed request waits in line for a freed slot a fraction of the unloaded TTFT, as
+            # the README advises: that wait is part of the admitted requests' TTFT.
+            "queue_wait_seconds": round(QUEUE_SHARE * unloaded, 3),
         }
         with (
             running_probe(redis_url, sim_url, interval=1.0, timeout=3.0),
