@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 ADMIT_SCRIPT = resources.files("app").joinpath("lua/admit.lua").read_text()
 RENEW_SCRIPT = resources.files("app").joinpath("lua/renew.lua").read_text()
+FINISH_SCRIPT = resources.files("app").joinpath("lua/finish.lua").read_text()
 SHED, GLOBAL_FULL, NOT_OWNER = 3, 2, 4
 # How long a visitor may continue a conversation (LM Studio keeps stored responses longer).
 CONVERSATION_SECONDS = 24 * 3600
@@ -58,6 +59,14 @@ class Decision:
         return max(1, int(-(-self.reset_seconds // 1)))
 
 
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """An answered response and the (hashed) visitor it answered: only they may continue it."""
+
+    response_id: str
+    owner: str
+
+
 def refusal(limit: Limit, quota: int, reset_seconds: float, path: str = "redis") -> Decision:
     """A refused admission."""
     return Decision(False, limit, quota, 0, reset_seconds, path=path)  # noqa: FBT003
@@ -72,6 +81,7 @@ class RedisAdmitter:
         self._redis = redis
         self._admit = redis.register_script(ADMIT_SCRIPT)
         self._renew = redis.register_script(RENEW_SCRIPT)
+        self._finish = redis.register_script(FINISH_SCRIPT)
         # One hash tag for every key of an admission, so a Redis Cluster keeps them in one slot.
         self._global_key = f"{{{prefix}}}:window:global"
         self.inflight_key = f"{{{prefix}}}:inflight"
@@ -86,6 +96,7 @@ class RedisAdmitter:
         """Load the scripts into Redis now, so the first request needs a single EVALSHA."""
         await self._redis.script_load(ADMIT_SCRIPT)
         await self._redis.script_load(RENEW_SCRIPT)
+        await self._redis.script_load(FINISH_SCRIPT)
 
     async def admit(
         self,
@@ -135,14 +146,19 @@ class RedisAdmitter:
             return refusal(limit, quota, reset)
         return Decision(True, limit, quota, int(remaining), reset, lease)  # noqa: FBT003
 
-    async def remember_conversation(self, response_id: str, owner: str) -> None:
+    async def remember_conversation(self, conversation: Conversation) -> None:
         """Bind a response to the visitor it answered, so only they can continue it."""
-        key = self._conversation_prefix + response_id
-        await self._redis.set(key, owner, ex=CONVERSATION_SECONDS)
+        key = self._conversation_prefix + conversation.response_id
+        await self._redis.set(key, conversation.owner, ex=CONVERSATION_SECONDS)
 
-    async def release(self, lease: str) -> None:
-        """Give an in-flight place back at the end of a stream."""
-        await self._redis.zrem(self.inflight_key, lease)
+    async def release(self, lease: str, conversation: Conversation | None = None) -> None:
+        """Give an in-flight place back at the end of a stream and, when it answered, bind
+        the response to its visitor: one round trip for both (app/lua/finish.lua)."""
+        keys, args = [self.inflight_key], [lease]
+        if conversation is not None:
+            keys.append(self._conversation_prefix + conversation.response_id)
+            args += [conversation.owner, str(CONVERSATION_SECONDS)]
+        await self._finish(keys=keys, args=args)
 
     async def renew(self, leases: Collection[str]) -> None:
         """Keep this process's live leases from expiring (one call for all of them)."""

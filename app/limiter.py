@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 from redis.exceptions import RedisError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from redis.asyncio import Redis
 
-    from app.admission import Decision, Limits, RedisAdmitter
+    from app.admission import Conversation, Decision, Limits, RedisAdmitter
     from app.local_limits import LocalAdmitter
     from app.telemetry import GatewayMetrics
 
@@ -81,29 +81,35 @@ class Limiter:
             inflight_cap=max(1, int(limits.inflight_cap * self._share)),
         )
 
-    async def remember_conversation(self, response_id: str, owner: str) -> None:
-        """Bind an answered response to its visitor, here and (when it answers) in Redis."""
-        self._local.remember_conversation(response_id, owner)
-        try:
-            await self._shared.remember_conversation(response_id, owner)
-        except (RedisError, OSError):
-            log.debug("conversation owner not stored in Redis")
-
-    async def release(self, decision: Decision) -> None:
-        """Give the in-flight place back; a lease Redis cannot take back expires by itself."""
+    async def release(self, decision: Decision, conversation: Conversation | None = None) -> None:
+        """Give the in-flight place back and, for an answered stream, remember whose
+        conversation it is, here and in Redis: one round trip for both. A lease Redis cannot
+        take back expires by itself; an owner it cannot store is still known to this process."""
         lease = decision.lease
-        if lease is None:
+        if lease is not None:
+            self.leases.pop(lease, None)
+        if conversation is not None:
+            self._local.remember_conversation(conversation.response_id, conversation.owner)
+        if lease is not None and not lease.startswith("local:"):
+            await self._in_redis(self._shared.release(lease, conversation))
+            self._released()
             return
-        self.leases.pop(lease, None)
-        if lease.startswith("local:"):
+        if lease is not None:
             self._local.release(lease)
-        else:
-            try:
-                await self._shared.release(lease)
-            except (RedisError, OSError):
-                log.debug("lease release failed; it will expire")
+            self._released()
+        if conversation is not None:
+            await self._in_redis(self._shared.remember_conversation(conversation))
+
+    def _released(self) -> None:
         if self._on_release is not None:
             self._on_release()  # a request waiting for a place may take this one now
+
+    @staticmethod
+    async def _in_redis(write: Awaitable[None]) -> None:
+        try:
+            await write
+        except (RedisError, OSError):
+            log.debug("end of stream not written to Redis; a lease left there expires")
 
     async def maintain(self, every: float) -> None:
         """Renew leases while Redis answers; find the way back to it when it did not."""

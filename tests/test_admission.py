@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from app.admission import Limit, Limits, RedisAdmitter
+from app.admission import Conversation, Limit, Limits, RedisAdmitter
 from app.services import redis_client
 
 if TYPE_CHECKING:
@@ -109,6 +109,33 @@ def test_released_lease_frees_its_place(redis_url: str) -> None:
         return [first.admitted, blocked.admitted, again.admitted]
 
     assert asyncio.run(scenario()) == [True, False, True]
+
+
+def test_end_of_stream_is_one_round_trip(redis_url: str, redis_client: redis.Redis) -> None:
+    """Releasing the lease and binding the answered response to its visitor is one EVALSHA,
+    after which the place is free and only that visitor can continue the conversation."""
+    limits = Limits(global_limit=100, visitor_limit=100, inflight_cap=1)
+
+    async def scenario() -> list[tuple[bool, Limit]]:
+        admitter = make_admitter(redis_url)
+        await admitter.load()
+        first = await admitter.admit(["a"], limits)
+        assert first.lease is not None
+        redis_client.config_resetstat()
+        await admitter.release(first.lease, Conversation("resp_end", "owner-a"))
+        calls = {k: v["calls"] for k, v in redis_client.info("commandstats").items()}
+        calls.pop("cmdstat_config|resetstat", None)
+        assert calls == {"cmdstat_evalsha": 1, "cmdstat_zrem": 1, "cmdstat_set": 1}
+        decisions = [
+            await admitter.admit(["b"], limits, continues="resp_end", owner="owner-b"),
+            await admitter.admit(["a"], limits, continues="resp_end", owner="owner-a"),
+        ]
+        return [(d.admitted, d.limit) for d in decisions]
+
+    refused, continued = asyncio.run(scenario())
+    assert refused == (False, Limit.CONVERSATION)
+    assert continued[0] is True
+    assert 0 < redis_client.ttl("{llmgw}:conversation:resp_end") <= 24 * 3600
 
 
 def test_lease_of_a_crashed_gateway_expires(redis_url: str) -> None:
@@ -229,7 +256,7 @@ def test_a_conversation_continues_only_for_its_owner(
 
     async def scenario() -> list[tuple[bool, Limit]]:
         admitter = make_admitter(redis_url)
-        await admitter.remember_conversation("resp_abc", "owner-a")
+        await admitter.remember_conversation(Conversation("resp_abc", "owner-a"))
         decisions = [
             await admitter.admit(["b"], ROOMY, continues="resp_abc", owner="owner-b"),
             await admitter.admit(["c"], ROOMY, continues="resp_unknown", owner="owner-c"),

@@ -13,7 +13,7 @@ from litestar.response import Stream
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
-from app.admission import Decision, Limit
+from app.admission import Conversation, Decision, Limit
 from app.chat_request import parse_chat_request
 from app.errors import (
     BreakerOpen,
@@ -167,7 +167,10 @@ class Exchange:
     async def finish(self, record: StreamRecord) -> None:
         """Give back the lease, tell the breaker and the monitor, record what happened."""
         services = self.services
-        await services.limiter.release(self.decision)
+        conversation = None  # only an answered response can be continued
+        if record.response_id is not None and record.usage is not None:
+            conversation = Conversation(record.response_id, self.visitor.owner)
+        await services.limiter.release(self.decision, conversation)
         if record.outcome in UPSTREAM_FAILURES:
             services.breaker.failure(self.permit)
         elif record.first_token_at is not None:
@@ -176,8 +179,6 @@ class Exchange:
             services.ttft.observe(record.first_token_at - record.started, time.monotonic())
         else:
             services.breaker.give_back(self.permit)
-        if record.response_id is not None and record.usage is not None:
-            await services.limiter.remember_conversation(record.response_id, self.visitor.owner)
         self._record(record)
         self.call.done(record.outcome, 200, record)
 

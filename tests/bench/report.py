@@ -212,7 +212,9 @@ def round_trip_section(trips: dict[str, Any]) -> list[str]:
         (
             f"{trips['evalsha']} EVALSHA for {trips['requests']} requests ({trips['admitted']} "
             f"admitted): {trips['evalsha'] / trips['requests']:.2f} per admission. Off the "
-            f"admission path: {trips['other']} (zrem: lease release at stream end; set: the "
-            "conversation's owner; scan/hgetall/subscribe: the background probe reader)."
+            f"admission path: {trips.get('stream_end_evalsha', 0)} EVALSHA at stream ends (the "
+            "lease released and the conversation's owner stored in one round trip, "
+            f"{trips.get('conversations_stored', 0)} owners stored), and {trips['other']} "
+            "(scan/hgetall/subscribe: the background probe reader)."
         ),
     ]
