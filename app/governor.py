@@ -73,6 +73,7 @@ class PressureGovernor:
         self.pressure = 0.0
         self.signals: dict[str, float] = {}
         self._updated: float | None = None
+        self._informed = False  # no fresh probe reading yet since start
 
     def update(
         self,
@@ -88,7 +89,13 @@ class PressureGovernor:
             target = min(target, self.config.stale_factor)
         elapsed = 0.0 if self._updated is None else max(0.0, now - self._updated)
         self._updated = now
-        if target < self.factor:
+        if probe_signals is not None and not self._informed:
+            # Until the first reading the stale factor stood for "not known yet", not for a
+            # measured pressure: the first reading sets the factor outright, so a gateway that
+            # just started is not held at the stale factor while it relaxes (25 s by default).
+            self._informed = True
+            self.factor = target
+        elif target < self.factor:
             self.factor = target
         else:
             self.factor = min(target, self.factor + self.config.relax_per_second * elapsed)

@@ -95,6 +95,18 @@ def test_stale_after_fresh_tightens_to_the_stale_factor() -> None:
     assert governor.update(1.0, None, None) == CONFIG.stale_factor
 
 
+def test_the_first_reading_replaces_the_start_up_guess_at_once() -> None:
+    """A gateway starts at the stale factor; the first fresh reading sets the factor outright
+    (a restart is not throttled while it relaxes), but a probe back from silence relaxes slowly."""
+    governor = PressureGovernor(BASE, CONFIG)
+    assert governor.update(0.0, None, None) == CONFIG.stale_factor
+    assert governor.update(1.0, {"memory_pressure_level": 1}, None) == 1.0
+    assert governor.update(2.0, None, None) == CONFIG.stale_factor
+    assert governor.update(3.0, {"memory_pressure_level": 1}, None) == pytest.approx(0.52)
+    busy = PressureGovernor(BASE, CONFIG)
+    assert busy.update(0.0, {"memory_pressure_level": 4}, None) == CONFIG.floor
+
+
 def test_gateway_ttft_average_forgets_when_idle() -> None:
     """The gateway's own TTFT moves toward new samples and says nothing after a quiet minute."""
     tracker = TtftTracker(alpha=0.5, forget_after=60)
