@@ -269,3 +269,23 @@ def test_a_conversation_continues_only_for_its_owner(
     assert results[1] == (False, Limit.CONVERSATION)
     assert results[2][0] is True
     assert int(redis_client.get(GLOBAL_KEY) or 0) == 1
+
+
+def test_scripts_flushed_from_redis_are_loaded_again(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """After Redis forgets its scripts (a restart, SCRIPT FLUSH), admission goes on."""
+
+    async def scenario() -> list[bool]:
+        admitter = make_admitter(redis_url)
+        await admitter.load()
+        first = await admitter.admit(["a"], ROOMY)
+        redis_client.script_flush()
+        second = await admitter.admit(["a"], ROOMY)
+        assert second.lease is not None
+        redis_client.script_flush()
+        await admitter.release(second.lease)
+        return [first.admitted, second.admitted]
+
+    assert asyncio.run(scenario()) == [True, True]
+    assert redis_client.zcard(INFLIGHT_KEY) == 1
