@@ -46,7 +46,7 @@ async def chat(request: Request[Any, Any, Any]) -> Response[Any]:
     services: Services = request.app.state.services
     span = tracer().start_span(
         f"POST {ROUTE}",
-        context=incoming_context(request.headers),  # type: ignore[arg-type]
+        context=incoming_context(request.scope["headers"]),  # type: ignore[arg-type]
         kind=SpanKind.SERVER,
         attributes={"http.request.method": "POST", "http.route": ROUTE},
     )

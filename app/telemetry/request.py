@@ -3,6 +3,7 @@ one structured log line it leaves behind."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 from opentelemetry.trace import StatusCode
 
 from app.errors import BreakerOpen, Shed, UpstreamError, UpstreamTimeout
-from app.telemetry.logs import log_request
+from app.telemetry.logs import REQUEST_LOGGER, log_request
 from app.telemetry.tracing import trace_id_of
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from app.services import Services
 
 ROUTE = "/api/chat"
+REQUEST_LOG = logging.getLogger(REQUEST_LOGGER)
 
 
 def outcome_of(exc: Exception) -> str:
@@ -56,6 +58,15 @@ class Call:
         """Record the outcome in metrics, the log line and the span, and end the span."""
         seconds = time.monotonic() - self.arrived
         self.services.metrics.request_finished(ROUTE, outcome, seconds, self.trace_id)
+        if REQUEST_LOG.isEnabledFor(logging.INFO):
+            self._log(outcome, status, seconds, record)
+        self.span.set_attribute("http.response.status_code", status)
+        self.span.set_attribute("llmgw.outcome", outcome)
+        if outcome not in ("ok", "client_cancelled") and not outcome.startswith("rate_limited"):
+            self.span.set_status(StatusCode.ERROR, outcome)
+        self.span.end()
+
+    def _log(self, outcome: str, status: int, seconds: float, record: StreamRecord | None) -> None:
         ttft = None if record is None else record.ttft
         usage = (record.usage if record else None) or {}
         log_request(
@@ -71,8 +82,3 @@ class Call:
             response_id=record.response_id if record else None,
             input=self.content,
         )
-        self.span.set_attribute("http.response.status_code", status)
-        self.span.set_attribute("llmgw.outcome", outcome)
-        if outcome not in ("ok", "client_cancelled") and not outcome.startswith("rate_limited"):
-            self.span.set_status(StatusCode.ERROR, outcome)
-        self.span.end()

@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING
 from opentelemetry import propagate, trace
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable
 
 TRACER_NAME = "llmgw"
+# A proxy: it hands over to the SDK's tracer once a provider is installed, so one is enough.
+_TRACER = trace.get_tracer(TRACER_NAME)
 
 
 def configure_tracing() -> bool:
@@ -52,12 +54,19 @@ def configure_tracing() -> bool:
 
 def tracer() -> trace.Tracer:
     """The gateway's tracer (a no-op one unless tracing was configured)."""
-    return trace.get_tracer(TRACER_NAME)
+    return _TRACER
 
 
-def incoming_context(headers: Mapping[str, str]) -> object:
-    """The caller's trace context from its `traceparent`, if it sent one."""
-    return propagate.extract(headers)
+def incoming_context(raw_headers: Iterable[tuple[bytes, bytes]]) -> object:
+    """The caller's trace context from its `traceparent`, if it sent one. Reads the ASGI
+    headers as they are, picking only the propagator's own fields (no header map per request)."""
+    fields = propagate.get_global_textmap().fields
+    carrier: dict[str, str] = {}
+    for raw_name, raw_value in raw_headers:
+        name = raw_name.decode("latin-1")  # ASGI servers give header names in lower case
+        if name in fields:
+            carrier[name] = raw_value.decode("latin-1")
+    return propagate.extract(carrier)
 
 
 def outgoing_headers(span: trace.Span) -> dict[str, str]:
