@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from goals import Goal, table
 from probe_process import running_probe
 from processes import gateway, sim
 
@@ -140,12 +141,13 @@ def compare(redis_url: str) -> dict[str, object]:
             # the README advises: that wait is part of the admitted requests' TTFT.
             "queue_wait_seconds": round(QUEUE_SHARE * unloaded, 3),
         }
-        with (
-            running_probe(redis_url, sim_url, interval=1.0, timeout=3.0),
-            gateway(**base, **adaptive_settings) as url,
-        ):
-            time.sleep(3)  # the first snapshots arrive
-            adaptive = asyncio.run(open_loop(url, offered))
+        runs = {}
+        with running_probe(redis_url, sim_url, interval=1.0, timeout=3.0):
+            # The same governor with the waiting room closed: what the line itself buys.
+            for name, queue in (("adaptive", {}), ("adaptive_no_queue", {"queue_wait_seconds": 0})):
+                with gateway(**base, **{**adaptive_settings, **queue}) as url:
+                    time.sleep(3)  # the first snapshots arrive
+                    runs[name] = asyncio.run(open_loop(url, offered))
     return {
         "capacity_tokens_per_s": tokens_per_s,
         "capacity_requests_per_s": requests_per_s,
@@ -153,7 +155,7 @@ def compare(redis_url: str) -> dict[str, object]:
         "unloaded_ttft_s": unloaded,
         "adaptive_settings": adaptive_settings,
         "static": static.summary(tokens_per_s),
-        "adaptive": adaptive.summary(tokens_per_s),
+        **{name: run.summary(tokens_per_s) for name, run in runs.items()},
     }
 
 
@@ -176,12 +178,43 @@ def markdown(result: dict[str, Any]) -> list[str]:
         ),
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name in ("static", "adaptive"):
+    names = {"static": "static", "adaptive": "adaptive", "adaptive_no_queue": "adaptive, no line"}
+    for name, label in names.items():
+        if name not in result:
+            continue
         run = result[name]
         rows.append(
-            f"| {name} | {run['ttft_p50_s'] * 1000:.0f} ms | {run['ttft_p95_s'] * 1000:.0f} ms | "
+            f"| {label} | {run['ttft_p50_s'] * 1000:.0f} ms | {run['ttft_p95_s'] * 1000:.0f} ms | "
             f"{run['ttft_p95_s'] / result['unloaded_ttft_s']:.1f}x | "
             f"{run['goodput_tokens_per_s']:.0f} tok/s | {run['goodput_share_of_capacity']:.0%} | "
             f"{run['shed_share']:.0%} |"
         )
-    return [*rows, "", f"Adaptive settings: `{result['adaptive_settings']}`."]
+    return [
+        *rows,
+        "",
+        f"Adaptive settings: `{result['adaptive_settings']}`.",
+        "",
+        *table(adaptive_goals(result)),
+    ]
+
+
+def adaptive_goals(result: dict[str, Any]) -> list[Goal]:
+    """The load-adaptive goal: admitted TTFT p95 near unloaded while goodput stays high."""
+    run = result["adaptive"]
+    return [
+        Goal(
+            "adaptive: admitted TTFT p95 / unloaded TTFT",
+            1.5,
+            run["ttft_p95_s"] / result["unloaded_ttft_s"],
+            "x",
+            f"static limits: {result['static']['ttft_p95_s'] / result['unloaded_ttft_s']:.1f}x",
+        ),
+        Goal(
+            "adaptive: goodput / sim capacity",
+            90,
+            100 * run["goodput_share_of_capacity"],
+            "%",
+            f"static limits: {result['static']['goodput_share_of_capacity']:.0%}",
+            at_least=True,
+        ),
+    ]
