@@ -13,10 +13,10 @@ import anyio
 import httpx
 import msgspec
 
-from app.sse import Event, event_batches
+from app.sse import Event, EventBatcher
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
     from app.upstream import Timeouts
 
@@ -76,10 +76,9 @@ class StreamRecord:
         return None if self.first_token_at is None else self.first_token_at - self.started
 
 
-def sse_frame(event: str, data: bytes | str) -> bytes:
+def sse_frame(event: str, data: bytes) -> bytes:
     """One SSE frame; multi-line data becomes several data lines, as the format demands."""
-    text = data if isinstance(data, str) else data.decode()
-    return f"event: {event}\ndata: {text.replace(chr(10), chr(10) + 'data: ')}\n\n".encode()
+    return Event(event, data).frame()
 
 
 def error_frame(code: str, message: str) -> bytes:
@@ -95,59 +94,85 @@ async def relay(
     finish: Callable[[StreamRecord], Awaitable[None]] | None = None,
     started: Callable[[], None] | None = None,
 ) -> AsyncIterator[bytes]:
-    """Yield browser-ready SSE frames; always closes the upstream response and then runs
-    `finish` (release the lease, record the outcome), shielded from cancellation. `started`
-    runs when the body starts to flow, so it pairs with `finish` exactly."""
+    """Yield browser-ready SSE frames, one write per batch of upstream events that arrived
+    together; always closes the upstream response and then runs `finish` (release the lease,
+    record the outcome), shielded from cancellation. `started` runs when the body starts to
+    flow, so it pairs with `finish` exactly."""
     if started is not None:
         started()
-    batches = event_batches(response.aiter_bytes())
+    chunks = _body(response)
+    batcher = EventBatcher()
+    total_deadline = record.started + timeouts.total
+    deadline = min(record.started + timeouts.first_token, total_deadline)
     try:
-        async for frames in _frames(batches, timeouts, record):
-            yield frames
+        while True:
+            chunk = await _next_chunk(chunks, deadline, total_deadline, record)
+            if isinstance(chunk, _End):
+                if chunk.frame:
+                    yield chunk.frame
+                return
+            frames, last = _translate_batch(batcher.feed(chunk), record)
+            if record.first_token_at is not None:
+                deadline = min(time.monotonic() + timeouts.idle, total_deadline)
+            if frames:
+                yield frames
+            if last is not None:  # completed, or failed
+                if last == "response.completed":
+                    await _drain(chunks)
+                return
     except asyncio.CancelledError:
         record.outcome = "client_cancelled"
         raise
     finally:
         with anyio.CancelScope(shield=True):
-            await batches.aclose()
-            await response.aclose()
-            if finish is not None:
-                await finish(record)
+            await _close(chunks, response, finish, record)
 
 
-async def _frames(
-    batches: AsyncIterator[list[Event]], timeouts: Timeouts, record: StreamRecord
-) -> AsyncIterator[bytes]:
-    """Browser-ready frames, one write per batch of upstream events that arrived together."""
-    total_deadline = record.started + timeouts.total
-    deadline = min(record.started + timeouts.first_token, total_deadline)
-    while True:
-        try:
-            async with asyncio.timeout_at(_loop_time(deadline)):
-                batch = await anext(batches)
-        except StopAsyncIteration:
-            if record.outcome == "ok" and record.usage is None:
-                record.outcome = "upstream_error"
-                yield error_frame("upstream_closed", "the model stopped before finishing")
-            return
-        except TimeoutError:
-            yield _timeout_frame(record, total_deadline)
-            return
-        except httpx.HTTPError as exc:
-            log.warning("upstream stream failed: %s", type(exc).__name__)
+async def _close(
+    chunks: AsyncGenerator[bytes, None],
+    response: httpx.Response,
+    finish: Callable[[StreamRecord], Awaitable[None]] | None,
+    record: StreamRecord,
+) -> None:
+    await chunks.aclose()
+    await response.aclose()
+    if finish is not None:
+        await finish(record)
+
+
+@dataclass(frozen=True, slots=True)
+class _End:
+    """The upstream body ended (or failed, or ran out of time): the last frame to send."""
+
+    frame: bytes = b""
+
+
+def _body(response: httpx.Response) -> AsyncGenerator[bytes, None]:
+    """The body as it comes off the wire when it is not compressed (the client asks for
+    identity), skipping httpx's decoder and re-chunker; decoded when a server compressed it."""
+    if response.headers.get("content-encoding", "identity") == "identity":
+        return response.aiter_raw()  # type: ignore[return-value]  # an async generator
+    return response.aiter_bytes()  # type: ignore[return-value]
+
+
+async def _next_chunk(
+    chunks: AsyncIterator[bytes], deadline: float, total_deadline: float, record: StreamRecord
+) -> bytes | _End:
+    """The next network chunk by the deadline, or how the stream ends."""
+    try:
+        async with asyncio.timeout_at(_loop_time(deadline)):
+            return await anext(chunks)
+    except StopAsyncIteration:
+        if record.outcome == "ok" and record.usage is None:
             record.outcome = "upstream_error"
-            yield error_frame("upstream_failed", "the connection to the model was lost")
-            return
-        frames, last = _translate_batch(batch, record)
-        if record.first_token_at is not None:
-            deadline = min(time.monotonic() + timeouts.idle, total_deadline)
-        if frames:
-            yield frames
-        if last == "response.completed":
-            await _drain(batches)
-            return
-        if last in FAILED_EVENTS:
-            return
+            return _End(error_frame("upstream_closed", "the model stopped before finishing"))
+        return _End()
+    except TimeoutError:
+        return _End(_timeout_frame(record, total_deadline))
+    except httpx.HTTPError as exc:
+        log.warning("upstream stream failed: %s", type(exc).__name__)
+        record.outcome = "upstream_error"
+        return _End(error_frame("upstream_failed", "the connection to the model was lost"))
 
 
 def _translate_batch(batch: list[Event], record: StreamRecord) -> tuple[bytes, str | None]:
@@ -162,13 +187,13 @@ def _translate_batch(batch: list[Event], record: StreamRecord) -> tuple[bytes, s
     return b"".join(frames), None
 
 
-async def _drain(batches: AsyncIterator[list[Event]]) -> None:
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
     """Read what follows the last event (the chunked terminator), briefly, so the upstream
     connection goes back to the pool instead of being closed: a new TCP (and TLS) handshake
     per chat would cost more than the rest of the relay."""
     try:
         async with asyncio.timeout(DRAIN_SECONDS):
-            async for _ in batches:
+            async for _ in chunks:
                 pass
     except (TimeoutError, httpx.HTTPError):
         return
@@ -180,18 +205,18 @@ def _translate(event: Event, record: StreamRecord) -> bytes | None:
     if kind in TOKEN_EVENTS:
         if record.first_token_at is None:
             record.first_token_at = time.monotonic()
-        return sse_frame(kind, event.data)
+        return event.frame()  # passed on as it came: no decoding, no re-encoding
     if kind in PASSED_EVENTS:
-        return sse_frame(kind, event.data)
+        return event.frame()
     if kind in ("response.created", "response.completed"):
-        return _rebuilt(kind, event.data, record)
+        return _rebuilt(kind, event.raw, record)
     if kind in FAILED_EVENTS:
         record.outcome = "upstream_error"
         return error_frame("upstream_failed", "the model failed to answer")
     return None
 
 
-def _rebuilt(kind: str, data: str, record: StreamRecord) -> bytes:
+def _rebuilt(kind: str, data: bytes, record: StreamRecord) -> bytes:
     """Pass on only the id, status and usage: not the model's instructions or settings."""
     try:
         upstream = _envelope.decode(data).response

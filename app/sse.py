@@ -6,37 +6,59 @@ generators (text, lines, events) and cannot say which events arrived together; t
 cost is per write, and coalescing is what lets it stay small. It follows the WHATWG event
 stream format: LF or CRLF line ends, `event:` and `data:` fields (several `data:` lines join
 with LF), comments and other fields ignored, an event without `event:` being a `message`.
+Data stays bytes: the relay passes most events on as they came, without decoding them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterable
+EVENT_PREFIX = b"event: "
+DATA_PREFIX = b"data: "
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """One event: its type and its data lines as they came (joined with LF)."""
+
     event: str
-    data: str
+    raw: bytes
+
+    @property
+    def data(self) -> str:
+        """The data as text (invalid UTF-8 replaced, as a browser would)."""
+        return self.raw.decode("utf-8", "replace")
+
+    def frame(self) -> bytes:
+        """The event as a browser-ready SSE frame; multi-line data becomes several data lines."""
+        return b"".join(
+            (EVENT_PREFIX, self.event.encode(), b"\n", DATA_PREFIX, self._data_lines(), b"\n\n")
+        )
+
+    def _data_lines(self) -> bytes:
+        return self.raw.replace(b"\n", b"\n" + DATA_PREFIX) if b"\n" in self.raw else self.raw
 
 
 def parse_block(block: bytes) -> Event | None:
     """One event from the lines between two blank lines (None for a comment-only block)."""
+    if block.startswith(EVENT_PREFIX):  # the usual shape, one event line and one data line
+        end = block.find(b"\n")
+        if end > 0 and block.startswith(DATA_PREFIX, end + 1) and block.find(b"\n", end + 1) < 0:
+            return Event(
+                block[len(EVENT_PREFIX) : end].decode("utf-8", "replace"), block[end + 7 :]
+            )
     kind = "message"
-    data: list[str] = []
-    for raw in block.split(b"\n"):
-        name, _, value = raw.partition(b":")
+    data: list[bytes] = []
+    for line in block.split(b"\n"):
+        name, _, value = line.partition(b":")
         value = value.removeprefix(b" ")
         if name == b"data":
-            data.append(value.decode("utf-8", "replace"))
+            data.append(value)
         elif name == b"event":
             kind = value.decode("utf-8", "replace")
     if not data:
         return None
-    return Event(kind, "\n".join(data))
+    return Event(kind, b"\n".join(data))
 
 
 class EventBatcher:
@@ -47,19 +69,12 @@ class EventBatcher:
 
     def feed(self, chunk: bytes) -> list[Event]:
         """Take a network chunk; return the events it completed."""
-        buffer = self._buffer + chunk
+        buffer = self._buffer + chunk if self._buffer else chunk
         held = b""
-        if buffer.endswith(b"\r"):  # maybe half of a CRLF: decide with the next chunk
-            buffer, held = buffer[:-1], b"\r"
-        buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if b"\r" in buffer:
+            if buffer.endswith(b"\r"):  # maybe half of a CRLF: decide with the next chunk
+                buffer, held = buffer[:-1], b"\r"
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         *blocks, rest = buffer.split(b"\n\n")
         self._buffer = rest + held
         return [event for block in blocks if (event := parse_block(block)) is not None]
-
-
-async def event_batches(chunks: AsyncIterable[bytes]) -> AsyncGenerator[list[Event], None]:
-    """The events of a byte stream, one list per chunk that completed at least one."""
-    batcher = EventBatcher()
-    async for chunk in chunks:
-        if events := batcher.feed(chunk):
-            yield events

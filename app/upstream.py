@@ -33,7 +33,8 @@ class Timeouts:
 
 def create_client(settings: Settings) -> httpx.AsyncClient:
     """The one client the gateway talks to the model server with (made in the lifespan)."""
-    headers = {"Accept": "text/event-stream"}
+    # Identity: events must flow as they come (and the relay then reads the raw body).
+    headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
     if settings.upstream_token is not None:
         headers["Authorization"] = f"Bearer {settings.upstream_token.get_secret_value()}"
     timeout = httpx.Timeout(

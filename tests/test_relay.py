@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,9 @@ def frame(event: str, data: object) -> bytes:
 
 
 async def collect(
-    chunks: list[bytes], pauses: list[float] | None = None
+    chunks: list[bytes],
+    pauses: list[float] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], StreamRecord]:
     """Relay these upstream chunks (each after its pause) and decode what the browser gets."""
 
@@ -47,7 +50,8 @@ async def collect(
             yield chunk
 
     def handler(_: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+        sent = {"content-type": "text/event-stream", **(headers or {})}
+        return httpx.Response(200, headers=sent, content=body())
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         response = await client.send(
@@ -98,6 +102,16 @@ def test_frames_split_across_chunks_are_reassembled() -> None:
     chunks = [whole[:7], whole[7:30], whole[30:]]
     events, _ = asyncio.run(collect(chunks))
     assert [e["type"] for e in events] == ["response.output_text.delta", "response.completed"]
+
+
+def test_a_compressed_stream_is_decoded() -> None:
+    """An upstream that gzips its events anyway (a proxy in between) is still understood."""
+    whole = frame("response.output_text.delta", DELTA) + frame("response.completed", COMPLETED)
+    packed = gzip.compress(whole)
+    chunks = [packed[:20], packed[20:]]
+    events, record = asyncio.run(collect(chunks, headers={"content-encoding": "gzip"}))
+    assert [e["type"] for e in events] == ["response.output_text.delta", "response.completed"]
+    assert record.outcome == "ok"
 
 
 def test_upstream_error_event_becomes_a_safe_error() -> None:

@@ -14,10 +14,10 @@ STREAM = (
     b"id: 7\nretry: 100\nevent: response.completed\ndata:{}\n\n"
 )
 EXPECTED = [
-    Event("response.created", '{"a": 1}'),
-    Event("response.output_text.delta", "line one\nline two"),
-    Event("message", "no event name"),
-    Event("response.completed", "{}"),
+    Event("response.created", b'{"a": 1}'),
+    Event("response.output_text.delta", b"line one\nline two"),
+    Event("message", b"no event name"),
+    Event("response.completed", b"{}"),
 ]
 
 
@@ -41,4 +41,11 @@ def test_an_unfinished_event_waits_for_its_blank_line() -> None:
     """An event without its terminating blank line is not handed out yet."""
     batcher = EventBatcher()
     assert batcher.feed(b"event: x\ndata: 1\n") == []
-    assert batcher.feed(b"\n") == [Event("x", "1")]
+    assert batcher.feed(b"\n") == [Event("x", b"1")]
+
+
+def test_an_event_is_passed_on_as_the_frame_it_came_in() -> None:
+    """The browser gets the event's type and data as sent; several data lines stay several."""
+    one, two, *_ = EventBatcher().feed(STREAM)
+    assert one.frame() == b'event: response.created\ndata: {"a": 1}\n\n'
+    assert two.frame() == (b"event: response.output_text.delta\ndata: line one\ndata: line two\n\n")
