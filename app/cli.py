@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -72,7 +72,7 @@ def serve(**overrides: object) -> int:
         host=settings.host,
         port=settings.port,
         loop="auto",
-        http=settings.http_parser,
+        http=_http_protocol(settings),
         h11_max_incomplete_event_size=settings.max_header_bytes,
         # The gateway reads X-Forwarded-For itself, and only from LLMGW_TRUSTED_PROXIES.
         proxy_headers=False,
@@ -82,6 +82,15 @@ def serve(**overrides: object) -> int:
         timeout_graceful_shutdown=5,
     )
     return 0
+
+
+def _http_protocol(settings: Settings) -> Any:
+    """uvicorn's `http=`: h11 by name, or httptools with the same cap on a request's head."""
+    if settings.http_parser == "h11":
+        return "h11"
+    from app.http_protocol import capped_httptools  # noqa: PLC0415
+
+    return capped_httptools(settings.max_header_bytes)
 
 
 def demo() -> int:

@@ -1,0 +1,96 @@
+"""Both HTTP parsers the gateway offers cap a request's head at LLMGW_MAX_HEADER_BYTES: h11 by
+itself, httptools (the faster default) through app/http_protocol.py. Real `llmgw serve`
+processes, raw sockets."""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING
+
+import pytest
+from gateway_subprocess import GatewayProcess, gateway_process
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+CAP = 16_384
+HEAD = b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n"
+
+
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def gateway(
+    request: pytest.FixtureRequest, redis_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    log = tmp_path_factory.mktemp(f"parser-{request.param}") / "gateway.log"
+    with gateway_process(
+        log,
+        redis_url=redis_server,
+        http_parser=request.param,
+        max_header_bytes=str(CAP),
+        health_interval="0",
+    ) as process:
+        yield process
+        assert "Traceback" not in log.read_text(errors="replace")
+
+
+def port_of(gateway: GatewayProcess) -> int:
+    return int(gateway.url.rsplit(":", 1)[1])
+
+
+def exchange(gateway: GatewayProcess, request: bytes) -> bytes:
+    """Send a whole request on a fresh connection; read until the server closes it."""
+    received = b""
+    with socket.create_connection(("127.0.0.1", port_of(gateway)), timeout=10) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def pad(size: int) -> bytes:
+    return b"X-Pad: " + b"a" * size + b"\r\n"
+
+
+def test_a_head_within_the_cap_is_served(gateway: GatewayProcess) -> None:
+    """Headers of 12 KB in all are an ordinary request."""
+    answer = exchange(gateway, HEAD + pad(12_000) + b"Connection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize("gateway", ["httptools"], indirect=True)
+def test_a_head_over_the_cap_is_refused_with_a_400(gateway: GatewayProcess) -> None:
+    """A 20 KB header, sent whole: 400 and the connection closed, before any route runs.
+    (h11 caps only what it holds of an incomplete head, so there a head read whole passes.)"""
+    answer = exchange(gateway, HEAD + pad(20_000) + b"Connection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert b"healthz" not in answer
+
+
+def test_a_never_ending_header_is_cut_off_near_the_cap(gateway: GatewayProcess) -> None:
+    """A header that never ends: the server closes the connection instead of buffering whatever
+    comes (a megabyte is offered, 1 KB at a time; what it took is bounded by the cap plus the
+    sockets' buffers, and test_fuzz measures the memory)."""
+    sent, closed = 0, False
+    with socket.create_connection(("127.0.0.1", port_of(gateway)), timeout=10) as sock:
+        sock.sendall(HEAD + b"X-Pad: ")
+        try:
+            for _ in range(1024):
+                sock.sendall(b"a" * 1024)
+                sent += 1024
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True  # the server closed: our next writes were refused
+    assert closed, f"{sent} bytes of one header taken without closing"
+
+
+def test_a_body_larger_than_the_cap_is_not_taken_for_a_head(gateway: GatewayProcess) -> None:
+    """A 30 KB body sent with its head in one write reaches the gateway's own validation
+    (a JSON 400), not the parser's head cap."""
+    body = b'{"input": 1, "pad": "' + b"a" * 30_000 + b'"}'
+    head = (
+        b"POST /api/chat HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+    )
+    answer = exchange(gateway, head + body)
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert b"application/json" in answer.split(b"\r\n\r\n", 1)[0].lower()
