@@ -93,7 +93,7 @@ async def relay(
     record: StreamRecord,
     finish: Callable[[StreamRecord], Awaitable[None]] | None = None,
     started: Callable[[], None] | None = None,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Yield browser-ready SSE frames, one write per batch of upstream events that arrived
     together; always closes the upstream response and then runs `finish` (release the lease,
     record the outcome), shielded from cancellation. `started` runs when the body starts to

@@ -162,8 +162,11 @@ def test_rejection_body_headers_and_retry_after(
     assert "error" in refused.json
 
 
-def test_client_disconnect_cancels_the_generation(sim: SimHandle, redis_url: str) -> None:
-    """A visitor who leaves mid-stream makes the model stop generating."""
+def test_client_disconnect_cancels_the_generation(
+    sim: SimHandle, redis_url: str, redis_client: redis.Redis
+) -> None:
+    """A visitor who leaves mid-stream makes the model stop generating, gives the in-flight
+    place back and is counted as cancelled."""
     sim.set_fault("slow")
     with running_gateway(upstream_url=sim.url, redis_url=redis_url) as gateway:
         with (
@@ -175,4 +178,7 @@ def test_client_disconnect_cancels_the_generation(sim: SimHandle, redis_url: str
                     break
         assert eventually(lambda: sim.stats()["cancelled"] == 1)
         assert eventually(lambda: sim.stats()["active"] == 0)
+        assert eventually(lambda: redis_client.zcard("{llmgw}:inflight") == 0)
+        cancelled = 'llmgw_requests_total{outcome="client_cancelled",route="/api/chat"} 1.0'
+        assert eventually(lambda: cancelled in httpx.get(f"{gateway.url}/metrics").text)
     assert sim.stats()["completed"] == 0

@@ -7,9 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from litestar import Request, Response, post
+from litestar import Request, post
 from litestar.exceptions import HTTPException
-from litestar.response import Stream
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -24,12 +23,14 @@ from app.errors import (
     UpstreamTimeout,
 )
 from app.relay import StreamRecord, relay
+from app.routes.raw_responses import EventStream, JsonAnswer
 from app.telemetry.request import ROUTE, Call, outcome_of
 from app.telemetry.tracing import incoming_context, outgoing_headers, tracer
 from app.upstream import build_payload, open_stream
 
 if TYPE_CHECKING:
     import httpx
+    from litestar.types import ASGIApp
 
     from app.breaker import Permit
     from app.services import Services
@@ -41,7 +42,7 @@ UPSTREAM_FAILURES = frozenset({"upstream_error", "timeout"})
 
 
 @post(ROUTE, status_code=200, summary="Chat with the model (SSE stream)")
-async def chat(request: Request[Any, Any, Any]) -> Response[Any]:
+async def chat(request: Request[Any, Any, Any]) -> ASGIApp:
     """Stream the model's answer as Server-Sent Events, or refuse with a JSON error."""
     services: Services = request.app.state.services
     span = tracer().start_span(
@@ -58,12 +59,12 @@ async def chat(request: Request[Any, Any, Any]) -> Response[Any]:
         status = exc.status_code
         call.done(outcome_of(exc), status)
         raise
-    if not isinstance(response, Stream):
-        call.done(f"rate_limited_{call.refused_by}", response.status_code or 429)
+    if isinstance(response, JsonAnswer):
+        call.done(f"rate_limited_{call.refused_by}", response.status_code)
     return response
 
 
-async def _chat(request: Request[Any, Any, Any], call: Call) -> Response[Any]:
+async def _chat(request: Request[Any, Any, Any], call: Call) -> EventStream | JsonAnswer:
     services = call.services
     chat_request = parse_chat_request(await request.body(), services.bounds)
     visitor = services.identifier.identify(
@@ -104,10 +105,9 @@ async def _chat(request: Request[Any, Any, Any], call: Call) -> Response[Any]:
         return rejection(decision, headers)
     exchange = Exchange(call, permit, decision, visitor)
     upstream = await exchange.open(build_payload(chat_request, services.settings))
-    return Stream(
+    return EventStream(
         relay(upstream, services.timeouts, exchange.record, exchange.finish, exchange.started),
-        media_type="text/event-stream",
-        headers={**SSE_HEADERS, **headers},
+        SSE_HEADERS | headers,
     )
 
 
@@ -227,7 +227,7 @@ def rate_limit_headers(decision: Decision, window_seconds: int) -> dict[str, str
     }
 
 
-def rejection(decision: Decision, headers: dict[str, str]) -> Response[dict[str, object]]:
+def rejection(decision: Decision, headers: dict[str, str]) -> JsonAnswer:
     """A 429 saying whose limit it was and when to come back; a 503 when shed; 404 for a
     conversation that is not this visitor's."""
     wait = decision.retry_after
@@ -241,4 +241,4 @@ def rejection(decision: Decision, headers: dict[str, str]) -> Response[dict[str,
         "limit": str(decision.limit),
         "retry_after": wait,
     }
-    return Response(body, status_code=429, headers={**headers, "Retry-After": str(wait)})
+    return JsonAnswer(body, 429, headers | {"Retry-After": str(wait)})
