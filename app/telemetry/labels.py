@@ -32,6 +32,7 @@ DECISIONS: Final = frozenset({"admitted", "visitor", "global", "shed", "conversa
 # The admission's own names for a decision, where they differ from the label (Limit.INFLIGHT).
 DECISION_ALIASES: Final = {"inflight": "shed"}
 ADMISSION_PATHS: Final = frozenset({"redis", "local", "fallback"})
+QUEUE_RESULTS: Final = ("admitted", "refused")  # left the waiting room with a place or not
 LIMIT_KINDS: Final = ("base", "effective")
 PRESSURE_SIGNALS: Final = frozenset(
     {"gpu", "memory", "memory_psi", "swap", "cpu", "model_ttft", "gateway_ttft", "probe_stale"}

@@ -32,6 +32,7 @@ from app.telemetry.labels import (
     OUTCOMES,
     PRESSURE_SIGNALS,
     PROBE_SIGNALS,
+    QUEUE_RESULTS,
     ROUTES,
     TOKEN_TYPES,
     bounded,
@@ -166,7 +167,7 @@ class GatewayMetrics:
                 self._admissions.labels(decision, path)
         for token_type in TOKEN_TYPES:
             self._tokens.labels(token_type)
-        for result in ("admitted", "refused"):
+        for result in QUEUE_RESULTS:
             self._queue_wait.labels(result)
         for outage_class in OUTAGE_CLASSES:
             self._upstream_failures.labels(outage_class)
@@ -225,7 +226,7 @@ class GatewayMetrics:
 
     def queue_wait(self, seconds: float, *, admitted: bool) -> None:
         """A shed request left the waiting room, with a place or without one."""
-        self._queue_wait.labels("admitted" if admitted else "refused").observe(seconds)
+        self._queue_wait.labels(QUEUE_RESULTS[0] if admitted else QUEUE_RESULTS[1]).observe(seconds)
 
     def limits(
         self, *, base_global: float, effective_global: float, base_cap: float, effective_cap: float

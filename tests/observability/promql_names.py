@@ -59,6 +59,7 @@ LABEL_VALUES: Final = {
     "from_state": frozenset(labels.BREAKER_STATES),
     "to_state": frozenset(labels.BREAKER_STATES),
     "class": frozenset(labels.OUTAGE_CLASSES) | {labels.OTHER},
+    "result": frozenset(labels.QUEUE_RESULTS),
     "job": frozenset({"llmgw", "llmgw-probe", "funnel", "prometheus"}),
 }
 

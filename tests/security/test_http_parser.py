@@ -71,16 +71,17 @@ def test_a_never_ending_header_is_cut_off_near_the_cap(gateway: GatewayProcess) 
     """A header that never ends: the server closes the connection instead of buffering whatever
     comes (a megabyte is offered, 1 KB at a time; what it took is bounded by the cap plus the
     sockets' buffers, and test_fuzz measures the memory)."""
-    sent, closed = 0, False
-    with socket.create_connection(("127.0.0.1", port_of(gateway)), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", port_of(gateway)), timeout=5) as sock:
         sock.sendall(HEAD + b"X-Pad: ")
         try:
             for _ in range(1024):
                 sock.sendall(b"a" * 1024)
-                sent += 1024
+            # The kernel's buffers may have taken it all before the server read any: then the
+            # server's 400 or close comes now. A server that keeps reading times this out.
+            answer = sock.recv(65536)
         except (BrokenPipeError, ConnectionResetError):
-            closed = True  # the server closed: our next writes were refused
-    assert closed, f"{sent} bytes of one header taken without closing"
+            answer = b""  # the server closed: our writes were refused
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 400")
 
 
 def test_a_body_larger_than_the_cap_is_not_taken_for_a_head(gateway: GatewayProcess) -> None:
