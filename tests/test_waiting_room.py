@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import httpx
@@ -145,15 +146,35 @@ def test_a_request_that_leaves_the_line_passes_its_turn_on() -> None:
     assert places.taken == ["staying"]
 
 
-def _in_thread(url: str, results: dict[str, Received], name: str) -> threading.Thread:
-    thread = threading.Thread(target=lambda: results.__setitem__(name, chat(url)), daemon=True)
-    thread.start()
-    return thread
+@dataclass
+class Timed:
+    """A chat as received, and the monotonic time it was sent at (its `times` count from it)."""
+
+    sent: float
+    received: Received
+
+    def first_event_at(self) -> float:
+        return self.sent + self.received.times[0]
+
+    def last_event_at(self) -> float:
+        return self.sent + self.received.times[-1]
 
 
-def _timed_chat(url: str) -> tuple[float, Received]:
-    """A chat and the monotonic time it was sent at (its `times` count from there)."""
-    return time.monotonic(), chat(url)
+def timed_chat(url: str) -> Timed:
+    sent = time.monotonic()
+    return Timed(sent, chat(url))
+
+
+def second_while_first_streams(first_url: str, second_url: str) -> tuple[Timed, Timed]:
+    """A first chat, and a second one sent while the first is streaming."""
+    results: list[Timed] = []
+    first = threading.Thread(target=lambda: results.append(timed_chat(first_url)), daemon=True)
+    first.start()
+    time.sleep(0.3)  # the first answer is streaming (it takes 1.5 s)
+    second = timed_chat(second_url)
+    first.join(timeout=30)
+    assert results[0].received.status == 200
+    return results[0], second
 
 
 def _queue_waits(url: str, result: str) -> float:
@@ -171,17 +192,11 @@ def test_a_shed_chat_is_streamed_once_the_running_one_ends(redis_url: str) -> No
             upstream_url=sim.url, redis_url=redis_url, max_inflight=1, queue_wait_seconds=20
         ) as gateway,
     ):
-        results: dict[str, Received] = {}
-        first_sent = time.monotonic()
-        first = _in_thread(gateway.url, results, "first")
-        time.sleep(0.3)  # the first answer is streaming
-        second_sent, second = _timed_chat(gateway.url)
-        first.join(timeout=30)
-        assert results["first"].status == 200
-        assert second.status == 200
-        assert second.types()[-1] == "response.completed"
+        first, second = second_while_first_streams(gateway.url, gateway.url)
+        assert second.received.status == 200
+        assert second.received.types()[-1] == "response.completed"
         # The second answer began only after the first one ended: the cap held throughout.
-        assert second_sent + second.times[0] >= first_sent + results["first"].times[-1]
+        assert second.first_event_at() >= first.last_event_at()
         assert sim.stats()["completed"] == 2
         assert _queue_waits(gateway.url, "admitted") == 1
 
@@ -194,15 +209,10 @@ def test_past_the_wait_the_shed_chat_gets_its_503(redis_url: str) -> None:
             upstream_url=sim.url, redis_url=redis_url, max_inflight=1, queue_wait_seconds=0.2
         ) as gateway,
     ):
-        results: dict[str, Received] = {}
-        first = _in_thread(gateway.url, results, "first")
-        time.sleep(0.3)
-        second = chat(gateway.url)
-        first.join(timeout=30)
-        assert results["first"].status == 200
-        assert second.status == 503
-        assert second.json["code"] == "shed"
-        assert int(second.headers["retry-after"]) >= 1
+        _, second = second_while_first_streams(gateway.url, gateway.url)
+        assert second.received.status == 503
+        assert second.received.json["code"] == "shed"
+        assert int(second.received.headers["retry-after"]) >= 1
         assert _queue_waits(gateway.url, "refused") == 1
         assert sim.stats()["started"] == 1
 
@@ -217,11 +227,7 @@ def test_a_place_freed_on_another_replica_reaches_the_waiting_one(redis_url: str
             upstream_url=sim.url, redis_url=redis_url, max_inflight=1, queue_wait_seconds=20
         ) as two,
     ):
-        results: dict[str, Received] = {}
-        first = _in_thread(one.url, results, "first")
-        time.sleep(0.3)
-        second = chat(two.url)
-        first.join(timeout=30)
-        assert (results["first"].status, second.status) == (200, 200)
-        assert second.types()[-1] == "response.completed"
+        _, second = second_while_first_streams(one.url, two.url)
+        assert second.received.status == 200
+        assert second.received.types()[-1] == "response.completed"
         assert _queue_waits(two.url, "admitted") == 1
