@@ -47,20 +47,32 @@ def gateway_environment(port: int, settings: dict[str, str]) -> dict[str, str]:
 def gateway_process(log: Path, **settings: str) -> Iterator[GatewayProcess]:
     """`python -m app serve` with these settings, until the block ends; stdout and stderr go
     to `log`."""
-    port = free_port()
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve"],
-            env=gateway_environment(port, settings),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    gateway = GatewayProcess(f"http://127.0.0.1:{port}", process, log)
-    try:
-        _wait_healthy(gateway)
+    with gateway_processes([log], **settings) as (gateway,):
         yield gateway
+
+
+@contextlib.contextmanager
+def gateway_processes(logs: list[Path], **settings: str) -> Iterator[list[GatewayProcess]]:
+    """One gateway per log file, all started before any is waited for (replicas of one
+    deployment); each one's stdout and stderr go to its log."""
+    gateways = []
+    try:
+        for log in logs:
+            port = free_port()
+            with log.open("wb") as output:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "app", "serve"],
+                    env=gateway_environment(port, settings),
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )
+            gateways.append(GatewayProcess(f"http://127.0.0.1:{port}", process, log))
+        for gateway in gateways:
+            _wait_healthy(gateway)
+        yield gateways
     finally:
-        _stop(process)
+        for gateway in gateways:
+            _stop(gateway.process)
 
 
 def _wait_healthy(gateway: GatewayProcess) -> None:

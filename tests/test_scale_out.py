@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from gateway_subprocess import gateway_processes
 from prometheus_client.parser import text_string_to_metric_families
 from sim_process import running_sim
-from support import free_port, wait_for_port
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from pathlib import Path
 
     import redis
 
@@ -27,33 +23,6 @@ REQUESTS = 1_000
 GLOBAL_LIMIT = 100
 # Many fast slots: the sim must never be the reason a request is not admitted.
 FAST_SIM = ("--slots", "200", "--queue", "2000", "--decode-rate", "4000", "--output-tokens", "4")
-
-
-@contextmanager
-def gateway_processes(count: int, **settings: object) -> Iterator[list[str]]:
-    """`count` real `llmgw serve` processes, started together; yields their URLs."""
-    env = {**os.environ, "LLMGW_HEALTH_INTERVAL": "0", "LLMGW_PROBE_STALE_FACTOR": "1"}
-    env |= {"LLMGW_LOG_LEVEL": "WARNING"}
-    env |= {f"LLMGW_{name.upper()}": str(value) for name, value in settings.items()}
-    with ExitStack() as stack:
-        ports = [free_port() for _ in range(count)]
-        for port in ports:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "app", "serve"], env={**env, "LLMGW_PORT": str(port)}
-            )
-            stack.callback(_stop, process)
-        for port in ports:
-            wait_for_port(port, timeout=30)
-        yield [f"http://127.0.0.1:{port}" for port in ports]
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
 
 
 async def one_chat(client: httpx.AsyncClient, url: str) -> tuple[int, str | None]:
@@ -86,21 +55,25 @@ def fallback_admissions(urls: list[str]) -> int:
 
 
 def test_four_gateways_admit_exactly_the_global_limit(
-    redis_url: str, redis_client: redis.Redis
+    redis_url: str, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     """Four gateways on one Redis, 1,000 requests at once: exactly 100 admitted, 900 global 429."""
     with (
         running_sim(*FAST_SIM) as sim,
         gateway_processes(
-            GATEWAYS,
+            [tmp_path / f"gateway-{n}.log" for n in range(GATEWAYS)],
             redis_url=redis_url,
             upstream_url=sim.url,
-            global_limit=GLOBAL_LIMIT,
-            visitor_limit=10**6,
-            max_inflight=10**6,
-            window_seconds=600,  # the whole flood falls in one window
-        ) as urls,
+            global_limit=str(GLOBAL_LIMIT),
+            visitor_limit=str(10**6),
+            max_inflight=str(10**6),
+            window_seconds="600",  # the whole flood falls in one window
+            health_interval="0",
+            probe_stale_factor="1",
+            log_level="WARNING",
+        ) as gateways,
     ):
+        urls = [gateway.url for gateway in gateways]
         results = asyncio.run(flood(urls, REQUESTS))
         fallback = fallback_admissions(urls)
     assert fallback == 0, f"{fallback} admissions were decided by the in-process fallback"
