@@ -44,9 +44,26 @@ def create_client(settings: Settings) -> httpx.AsyncClient:
         pool=settings.connect_timeout,
     )
     limits = httpx.Limits(max_connections=512, max_keepalive_connections=64, keepalive_expiry=30)
-    return httpx.AsyncClient(
+    return UpstreamClient(
         base_url=settings.upstream_url, headers=headers, timeout=timeout, limits=limits
     )
+
+
+class UpstreamClient(httpx.AsyncClient):
+    """The shared client, with a short way for chats: the request is handed to the transport
+    directly, past the client's redirect, auth and cookie layers, which the model server's
+    answers never need (no redirects; auth is a default header; cookies are not kept)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.responses_url = self._merge_url(RESPONSES_PATH)
+        self._responses_transport = self._transport_for_url(self.responses_url)
+
+    async def open_responses(self, request: httpx.Request) -> httpx.Response:
+        """Send a request built for `responses_url` and return its streaming response."""
+        response = await self._responses_transport.handle_async_request(request)
+        response.request = request
+        return response
 
 
 def build_payload(chat: ChatRequest, settings: Settings) -> bytes:
@@ -74,12 +91,15 @@ async def open_stream(
     """Send the request and return the streaming response once its status says it is good."""
     request = client.build_request(
         "POST",
-        RESPONSES_PATH,
+        client.responses_url if isinstance(client, UpstreamClient) else RESPONSES_PATH,
         content=payload,
         headers={"Content-Type": "application/json", **(headers or {})},
     )
     with mapped_transport_errors():
-        response = await client.send(request, stream=True)
+        if isinstance(client, UpstreamClient):
+            response = await client.open_responses(request)
+        else:
+            response = await client.send(request, stream=True)
         if response.status_code == 200:
             return response
         try:
