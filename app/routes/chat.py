@@ -25,7 +25,13 @@ from app.errors import (
 from app.relay import StreamRecord, relay
 from app.routes.raw_responses import EventStream, JsonAnswer
 from app.telemetry.request import ROUTE, Call, outcome_of
-from app.telemetry.tracing import incoming_context, outgoing_headers, tracer
+from app.telemetry.tracing import (
+    current_span,
+    incoming_context,
+    outgoing_headers,
+    span_in_use,
+    tracer,
+)
 from app.upstream import build_payload, open_stream
 
 if TYPE_CHECKING:
@@ -53,7 +59,7 @@ async def chat(request: Request[Any, Any, Any]) -> ASGIApp:
     )
     call = Call(services, span)
     try:
-        with trace.use_span(span, end_on_exit=False):
+        with span_in_use(span):
             response = await _chat(request, call)
     except (GatewayError, HTTPException) as exc:
         status = exc.status_code
@@ -88,7 +94,7 @@ async def _chat(request: Request[Any, Any, Any], call: Call) -> EventStream | Js
             owner=visitor.owner,
         )
 
-    with tracer().start_as_current_span("admission") as admission_span:
+    with current_span("admission") as admission_span:
         decision = await attempt()
         if decision.limit is Limit.INFLIGHT:  # shed: wait briefly in line for a place
             decision, waited = await services.waiting_room.admit(attempt, decision)
@@ -136,7 +142,7 @@ class Exchange:
             attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": model},
         )
         try:
-            with trace.use_span(self.genai, end_on_exit=False):
+            with span_in_use(self.genai):
                 return await self._send(payload)
         except (UpstreamError, TimeoutError) as exc:
             self.genai.set_status(StatusCode.ERROR, type(exc).__name__)
@@ -151,7 +157,7 @@ class Exchange:
 
     async def _send(self, payload: bytes) -> httpx.Response:
         timeouts = self.services.timeouts
-        with tracer().start_as_current_span("POST", kind=SpanKind.CLIENT) as http_span:
+        with current_span("POST", kind=SpanKind.CLIENT) as http_span:
             http_span.set_attribute("http.request.method", "POST")
             async with asyncio.timeout(min(timeouts.first_token, timeouts.total)):
                 response = await open_stream(

@@ -4,6 +4,7 @@ set, nothing by default (the API's no-op tracer then costs next to nothing on th
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
 from opentelemetry import propagate, trace
@@ -57,9 +58,32 @@ def tracer() -> trace.Tracer:
     return _TRACER
 
 
+def tracing_on() -> bool:
+    """Whether a tracer provider was installed; until then every span is the invalid one."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+def current_span(
+    name: str, kind: trace.SpanKind = trace.SpanKind.INTERNAL
+) -> AbstractContextManager[trace.Span]:
+    """`start_as_current_span`, skipping its context-manager machinery while tracing is off."""
+    if not tracing_on():
+        return nullcontext(trace.INVALID_SPAN)
+    return _TRACER.start_as_current_span(name, kind=kind)
+
+
+def span_in_use(span: trace.Span) -> AbstractContextManager[object]:
+    """`use_span` (the caller ends the span), and nothing at all for the invalid span."""
+    if span is trace.INVALID_SPAN:
+        return nullcontext()
+    return trace.use_span(span, end_on_exit=False)
+
+
 def incoming_context(raw_headers: Iterable[tuple[bytes, bytes]]) -> object:
     """The caller's trace context from its `traceparent`, if it sent one. Reads the ASGI
     headers as they are, picking only the propagator's own fields (no header map per request)."""
+    if not tracing_on():
+        return None
     fields = propagate.get_global_textmap().fields
     carrier: dict[str, str] = {}
     for raw_name, raw_value in raw_headers:
