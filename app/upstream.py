@@ -10,6 +10,7 @@ import httpx
 import msgspec
 
 from app.errors import ModelNotLoaded, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from app.network_backend import LeanTransport
 from app.outage import OutageClass, classify_response
 
 if TYPE_CHECKING:
@@ -45,7 +46,10 @@ def create_client(settings: Settings) -> httpx.AsyncClient:
     )
     limits = httpx.Limits(max_connections=512, max_keepalive_connections=64, keepalive_expiry=30)
     return UpstreamClient(
-        base_url=settings.upstream_url, headers=headers, timeout=timeout, limits=limits
+        base_url=settings.upstream_url,
+        headers=headers,
+        timeout=timeout,
+        transport=LeanTransport(limits),
     )
 
 
