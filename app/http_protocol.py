@@ -2,9 +2,10 @@
 
 httptools (llhttp) parses several times faster than h11, but keeps whatever a client sends
 before the blank line that ends the headers: one never-ending header grows the process without
-bound. This protocol counts the head's bytes as they arrive and answers 400 and closes the
-connection past `LLMGW_MAX_HEADER_BYTES`, as uvicorn does for h11 at the same setting, so the
-fast parser is safe without a proxy in front that limits headers.
+bound. This protocol counts the bytes of a request that are not body as they arrive (the head, and
+the chunk framing and trailers of a chunked body, which httptools buffers the same way) and
+answers 400 and closes the connection past `LLMGW_MAX_HEADER_BYTES`, as uvicorn does for h11
+at the same setting, so the fast parser is safe without a proxy in front that limits headers.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ class HeadTooLarge(httptools.HttpParserError):
 
 
 class CappedHttpToolsProtocol(HttpToolsProtocol):
-    """httptools, with the request line and headers capped at `max_head_bytes` in all."""
+    """httptools, with every byte of a request that is not body (its head, and for a chunked
+    body the chunk framing and trailers) capped at `max_head_bytes` in all."""
 
     max_head_bytes = 16_384
 
@@ -36,32 +38,49 @@ class CappedHttpToolsProtocol(HttpToolsProtocol):
         self, config: Config, server_state: ServerState, app_state: dict[str, Any], **kw: Any
     ) -> None:
         super().__init__(config, server_state, app_state, **kw)
-        self._in_head = True
-        self._head_bytes = 0
+        self._in_message = False  # from a request's first byte to its last
+        self._began_in_read = False
+        self._body_in_read = 0
+        self._counted = 0
 
     def data_received(self, data: bytes) -> None:
-        """Feed the parser; while the head is still incomplete, every byte counts toward it."""
+        """Feed the parser, then count what of this read was not body. A read in which a
+        request began is not counted (it may hold the end of the one before, pipelined): that
+        request's head is checked exactly when it completes, and from its next read on, every
+        byte counts, so what the parser holds stays within the cap plus one read."""
+        self._began_in_read = False
+        self._body_in_read = 0
         super().data_received(data)
-        if not self._in_head or self.transport.is_closing():
+        if not self._in_message or self._began_in_read or self.transport.is_closing():
             return
-        self._head_bytes += len(data)
-        if self._head_bytes > self.max_head_bytes:
+        self._counted += len(data) - self._body_in_read
+        if self._counted > self.max_head_bytes:
             self.logger.warning(TOO_LARGE)
             self.send_400_response(TOO_LARGE)
 
     def on_message_begin(self) -> None:
-        """A new request starts: its head is counted from zero."""
+        """A new request starts: counted from zero."""
         super().on_message_begin()
-        self._in_head = True
-        self._head_bytes = 0
+        self._in_message = True
+        self._began_in_read = True
+        self._counted = 0
 
     def on_headers_complete(self) -> None:
-        """The exact size of a head that arrived whole in one read is checked here."""
-        self._in_head = False
+        """The exact size of the head, which may have arrived whole in the read it began in."""
         size = len(self.url) + sum(len(n) + len(v) + LINE_OVERHEAD for n, v in self.headers)
         if size > self.max_head_bytes:
             raise HeadTooLarge(TOO_LARGE)
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        """Body bytes are the body cap's business (LLMGW_MAX_BODY_BYTES), not this one's."""
+        self._body_in_read += len(body)
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        """The request's last byte arrived: nothing more to count until the next begins."""
+        self._in_message = False
+        super().on_message_complete()
 
 
 def capped_httptools(max_head_bytes: int) -> type[CappedHttpToolsProtocol]:

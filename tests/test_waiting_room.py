@@ -62,7 +62,8 @@ def test_a_released_place_goes_to_the_longest_waiting_request() -> None:
             places.free += 1
             room.released()
             await asyncio.sleep(0.01)
-        return [decision for decision, _ in await asyncio.gather(*waits)]
+        async with asyncio.timeout(2):  # far under the 30 s poll: the releases woke them
+            return [decision for decision, _ in await asyncio.gather(*waits)]
 
     decisions = asyncio.run(scenario())
     assert places.taken == ["first", "second", "third"]
@@ -139,7 +140,8 @@ def test_a_request_that_leaves_the_line_passes_its_turn_on() -> None:
         await asyncio.sleep(0.01)
         places.free = 1
         leaving.cancel()  # gone before the place came back: the next in line tries at once
-        decision, _ = await staying
+        async with asyncio.timeout(2):  # far under the 30 s poll: the turn was passed on
+            decision, _ = await staying
         return decision
 
     assert asyncio.run(scenario()).admitted

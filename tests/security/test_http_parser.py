@@ -5,6 +5,7 @@ processes, raw sockets."""
 from __future__ import annotations
 
 import socket
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -37,12 +38,15 @@ def port_of(gateway: GatewayProcess) -> int:
     return int(gateway.url.rsplit(":", 1)[1])
 
 
-def exchange(gateway: GatewayProcess, request: bytes) -> bytes:
-    """Send a whole request on a fresh connection; read until the server closes it."""
+def exchange(gateway: GatewayProcess, request: bytes, *rest: bytes) -> bytes:
+    """Send requests on a fresh connection (the last says `Connection: close`), in one write
+    or, with `rest`, in several a moment apart; read until the server closes it."""
     received = b""
     with socket.create_connection(("127.0.0.1", port_of(gateway)), timeout=10) as sock:
         sock.sendall(request)
-        sock.shutdown(socket.SHUT_WR)
+        for part in rest:
+            time.sleep(0.2)  # the server has read what came before
+            sock.sendall(part)
         while chunk := sock.recv(65536):
             received += chunk
     return received
@@ -67,31 +71,50 @@ def test_a_head_over_the_cap_is_refused_with_a_400(gateway: GatewayProcess) -> N
     assert b"healthz" not in answer
 
 
-def test_a_never_ending_header_is_cut_off_near_the_cap(gateway: GatewayProcess) -> None:
-    """A header that never ends: the server closes the connection instead of buffering whatever
-    comes (a megabyte is offered, 1 KB at a time; what it took is bounded by the cap plus the
-    sockets' buffers, and test_fuzz measures the memory)."""
+def never_ending(gateway: GatewayProcess, opening: bytes) -> bytes:
+    """Send `opening`, then a megabyte 1 KB at a time; what the server answered, or b"" when
+    it closed the connection. A server that keeps reading makes this time out."""
     with socket.create_connection(("127.0.0.1", port_of(gateway)), timeout=5) as sock:
-        sock.sendall(HEAD + b"X-Pad: ")
+        sock.sendall(opening)
         try:
             for _ in range(1024):
                 sock.sendall(b"a" * 1024)
             # The kernel's buffers may have taken it all before the server read any: then the
-            # server's 400 or close comes now. A server that keeps reading times this out.
-            answer = sock.recv(65536)
+            # server's 400 or close comes now.
+            return sock.recv(65536)
         except (BrokenPipeError, ConnectionResetError):
-            answer = b""  # the server closed: our writes were refused
+            return b""  # the server closed: our writes were refused
+
+
+def test_a_never_ending_header_is_cut_off_near_the_cap(gateway: GatewayProcess) -> None:
+    """A header that never ends: the server closes the connection instead of buffering whatever
+    comes (what it took is bounded by the cap plus the sockets' buffers, and test_fuzz
+    measures the memory)."""
+    answer = never_ending(gateway, HEAD + b"X-Pad: ")
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 400")
+
+
+def test_a_never_ending_trailer_is_cut_off_too(gateway: GatewayProcess) -> None:
+    """After a chunked body, trailers are headers as well: one that never ends is cut off."""
+    opening = (
+        b"POST /api/chat HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\nX-Trailer: "
+    )
+    answer = never_ending(gateway, opening)
     assert answer == b"" or answer.startswith(b"HTTP/1.1 400")
 
 
 def test_a_body_larger_than_the_cap_is_not_taken_for_a_head(gateway: GatewayProcess) -> None:
-    """A 30 KB body sent with its head in one write reaches the gateway's own validation
-    (a JSON 400), not the parser's head cap."""
+    """A 30 KB body sent with its head in one write, and a second request pipelined behind it
+    whose head starts in the same write and ends in the next: both reach the gateway (a JSON
+    400 from its own validation, then the health answer), not the parser's head cap."""
     body = b'{"input": 1, "pad": "' + b"a" * 30_000 + b'"}'
     head = (
         b"POST /api/chat HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+        b"Content-Length: %d\r\n\r\n" % len(body)
     )
-    answer = exchange(gateway, head + body)
-    assert answer.startswith(b"HTTP/1.1 400")
-    assert b"application/json" in answer.split(b"\r\n\r\n", 1)[0].lower()
+    answer = exchange(gateway, head + body + HEAD, b"Connection: close\r\n\r\n")
+    first, second = answer.split(b"HTTP/1.1 ")[1:]
+    assert first.startswith(b"400")
+    assert b"application/json" in first.split(b"\r\n\r\n", 1)[0].lower()
+    assert second.startswith(b"200")
