@@ -28,6 +28,9 @@ class ResponseCall:
     model: str
     previous_response_id: str | None
     store: bool
+    # The system prompt and sampling, echoed in the response object as the real servers do.
+    instructions: str | None = None
+    temperature: float | None = None
     # Input tokens of the system prompt: prefilled, but not carried into a follow-up.
     instruction_tokens: int = 0
     max_output_tokens: int | None
@@ -62,6 +65,8 @@ def build_call(state: SimState, body: ResponsesBody) -> ResponseCall:
         store=body.store,
         max_output_tokens=body.max_output_tokens,
         reasoning_effort=effort if reasoning else None,
+        instructions=body.instructions,
+        temperature=body.temperature,
         instruction_tokens=instruction_tokens,
     )
 
@@ -90,6 +95,8 @@ def response_object(call: ResponseCall, *, completed: bool) -> dict[str, Any]:
         "created_at": call.created_at,
         "status": "completed" if completed else "in_progress",
         "model": call.model,
+        "instructions": call.instructions,
+        "temperature": 1.0 if call.temperature is None else call.temperature,
         "output": final_output(call) if completed else [],
         "previous_response_id": call.previous_response_id,
         "store": call.store,

@@ -38,6 +38,7 @@ class ResponsesBody(msgspec.Struct):
 
     input: str | list[Message] | None = None
     instructions: str | None = None
+    temperature: float | None = None
     stream: bool = False
     store: bool = True
     previous_response_id: str | None = None
