@@ -29,9 +29,9 @@ TOKEN_EVENTS = frozenset(
         "response.reasoning_summary_text.delta",
     }
 )
-# Passed on as they are; response.created/completed are rebuilt, upstream errors replaced.
+# Passed on as they are; the events carrying the whole response object (created, in_progress,
+# completed: it echoes the instructions and settings) are rebuilt, upstream errors replaced.
 PASSED_EVENTS = TOKEN_EVENTS | {
-    "response.in_progress",
     "response.output_item.added",
     "response.output_item.done",
     "response.content_part.added",
@@ -208,7 +208,7 @@ def _translate(event: Event, record: StreamRecord) -> bytes | None:
         return event.frame()  # passed on as it came: no decoding, no re-encoding
     if kind in PASSED_EVENTS:
         return event.frame()
-    if kind in ("response.created", "response.completed"):
+    if kind in ("response.created", "response.in_progress", "response.completed"):
         return _rebuilt(kind, event.raw, record)
     if kind in FAILED_EVENTS:
         record.outcome = "upstream_error"

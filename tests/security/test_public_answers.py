@@ -145,3 +145,28 @@ def test_readyz_with_redis_unreachable_names_no_redis(redis_url: str) -> None:
     assert ready.json()["redis"]["ok"] is False
     assert password not in ready.text
     assert f":{port}" not in ready.text
+
+
+def test_a_whole_answer_never_shows_the_system_prompt_or_settings(redis_url: str) -> None:
+    """The model server echoes the request in its response objects (instructions, sampling,
+    limits) in response.created, in_progress and completed: none of that reaches the visitor,
+    only the answer, the response id and usage."""
+    secret = "SYSTEM-PROMPT-" + secrets.token_hex(8)
+    with (
+        running_sim("--decode-rate", "2000") as sim,
+        running_gateway(
+            upstream_url=localhost(sim.url),
+            upstream_token=TOKEN,
+            redis_url=redis_url,
+            instructions=f"You are the blog's assistant. {secret}",
+            temperature=0.35,
+            max_output_tokens=777,
+        ) as gateway,
+    ):
+        received = chat(gateway.url)
+        text = public_text(gateway, received)
+    assert received.types()[-1] == "response.completed"
+    assert received.text()
+    for leak in (secret, '"instructions"', '"temperature"', '"max_output_tokens"', "nvidia/"):
+        assert leak not in text, leak
+    assert_names_no_upstream(text, localhost(sim.url))
