@@ -12,7 +12,7 @@ import pytest
 import redis
 from chat_client import chat
 from gateway_server import running_gateway
-from gateway_subprocess import gateway_process
+from gateway_subprocess import gateway_processes
 from sim_process import SimHandle, running_sim
 from support import eventually, free_port, require_binary, wait_for_port
 
@@ -84,26 +84,29 @@ def readyz(url: str) -> dict[str, Any]:
 
 
 def test_gateway_killed_mid_stream_leaks_no_lease(redis_url: str, tmp_path: Path) -> None:
-    """A gateway killed mid-stream holds its in-flight place only until the lease expires."""
+    """A gateway killed mid-stream holds its in-flight place only until the lease expires:
+    a second replica sheds at once after the kill, and admits again once the lease is gone."""
     settings = {
         "redis_url": redis_url,
         "max_inflight": "1",
         "lease_seconds": "3",
+        "queue_wait_seconds": "0",  # shed at once: the test reads the cap, not the line
         "probe_stale_factor": "1",
         "health_interval": "0",
     }
-    with running_sim("--decode-rate", "10", "--output-tokens", "300") as slow:
+    logs = [tmp_path / "doomed.log", tmp_path / "survivor.log"]
+    with (
+        running_sim("--decode-rate", "10", "--output-tokens", "300") as slow,
+        gateway_processes(logs, upstream_url=slow.url, **settings) as (doomed, survivor),
+    ):
         with (
-            gateway_process(tmp_path / "doomed.log", upstream_url=slow.url, **settings) as doomed,
             httpx.Client(timeout=30) as client,
             client.stream("POST", f"{doomed.url}/api/chat", json={"input": "hi"}) as stream,
         ):
             next(line for line in stream.iter_lines() if "delta" in line)
             doomed.process.kill()
-        log = tmp_path / "survivor.log"
-        with gateway_process(log, upstream_url=slow.url, **settings) as survivor:
-            survivor_url = survivor.url
-            first = chat(survivor_url, timeout=5)
-            assert first.status == 503
-            assert first.json["code"] == "shed"
-            assert eventually(lambda: chat(survivor_url, timeout=30).status == 200, timeout=15)
+            doomed.process.wait(timeout=10)
+        first = chat(survivor.url, timeout=5)
+        assert first.status == 503
+        assert first.json["code"] == "shed"
+        assert eventually(lambda: chat(survivor.url, timeout=30).status == 200, timeout=15)
