@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
+INFLIGHT_KEY = "{llmgw}:inflight"
+
+
 @contextmanager
 def own_redis(port: int) -> Iterator[subprocess.Popen[bytes]]:
     """A redis-server of this test's own, on a fixed port, so it can be killed and restarted."""
@@ -83,7 +86,9 @@ def readyz(url: str) -> dict[str, Any]:
     return body
 
 
-def test_gateway_killed_mid_stream_leaks_no_lease(redis_url: str, tmp_path: Path) -> None:
+def test_gateway_killed_mid_stream_leaks_no_lease(
+    redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
     """A gateway killed mid-stream holds its in-flight place only until the lease expires:
     a second replica sheds at once after the kill, and admits again once the lease is gone."""
     settings = {
@@ -103,10 +108,14 @@ def test_gateway_killed_mid_stream_leaks_no_lease(redis_url: str, tmp_path: Path
             httpx.Client(timeout=30) as client,
             client.stream("POST", f"{doomed.url}/api/chat", json={"input": "hi"}) as stream,
         ):
-            next(line for line in stream.iter_lines() if "delta" in line)
+            # Keep the line iterator referenced: a discarded one is closed, and closing it
+            # hangs up the connection, which would release the lease before the kill.
+            lines = stream.iter_lines()
+            next(line for line in lines if "delta" in line)
+            assert redis_client.zcard(INFLIGHT_KEY) == 1  # the stream's lease
             doomed.process.kill()
             doomed.process.wait(timeout=10)
         first = chat(survivor.url, timeout=5)
-        assert first.status == 503
-        assert first.json["code"] == "shed"
-        assert eventually(lambda: chat(survivor.url, timeout=30).status == 200, timeout=15)
+        assert (first.status, first.json["code"]) == (503, "shed")
+        assert redis_client.zcard(INFLIGHT_KEY) == 1  # the dead gateway's lease, not renewed
+        assert eventually(lambda: chat(survivor.url, timeout=60).status == 200, timeout=15)
