@@ -1,8 +1,10 @@
-"""Helpers shared by the tests: free ports, waiting for servers, skipping on missing binaries."""
+"""Helpers shared by the tests: free ports, waiting for servers, skipping on missing binaries,
+reading a sample from a metrics exposition."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import time
@@ -53,3 +55,15 @@ def eventually(check: Callable[[], object], timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in a text exposition (labels matched exactly, any order)."""
+    for line in text.splitlines():
+        match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
+        if not match:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
+        if found == labels:
+            return float(match.group(2))
+    raise AssertionError(f"no sample {name}{labels}")

@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import httpx
 from chat_client import chat
 from gateway_server import running_gateway
 from sim_process import running_sim
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in a text exposition (labels matched exactly, any order)."""
-    for line in text.splitlines():
-        match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
-        if not match:
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
-        if found == labels:
-            return float(match.group(2))
-    raise AssertionError(f"no sample {name}{labels}")
+from support import sample
 
 
 def test_outcomes_latency_and_tokens_are_counted(redis_url: str) -> None:

@@ -13,6 +13,7 @@ import httpx
 from chat_client import Received, chat
 from gateway_server import running_gateway
 from sim_process import running_sim
+from support import sample
 
 from app.admission import Decision, Limit, refusal
 from app.waiting_room import WaitingRoom
@@ -181,8 +182,7 @@ def second_while_first_streams(first_url: str, second_url: str) -> tuple[Timed, 
 
 def _queue_waits(url: str, result: str) -> float:
     text = httpx.get(f"{url}/metrics", timeout=10).text
-    line = f'llmgw_queue_wait_seconds_count{{result="{result}"}} '
-    return float(next(row for row in text.splitlines() if row.startswith(line)).split()[-1])
+    return sample(text, "llmgw_queue_wait_seconds_count", result=result)
 
 
 def test_a_shed_chat_is_streamed_once_the_running_one_ends(redis_url: str) -> None:
