@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import httpx
 import psutil  # type: ignore[import-untyped]  # no stubs in the dev extra
 import pytest
-from support import free_port, require_binary, wait_for_port
+from support import free_port, require_binary, stop_process, wait_for_port
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -72,7 +72,7 @@ def gateway_processes(logs: list[Path], **settings: str) -> Iterator[list[Gatewa
         yield gateways
     finally:
         for gateway in gateways:
-            _stop(gateway.process)
+            stop_process(gateway.process, STOP_TIMEOUT)
 
 
 def _wait_healthy(gateway: GatewayProcess) -> None:
@@ -87,16 +87,6 @@ def _wait_healthy(gateway: GatewayProcess) -> None:
     pytest.fail(f"the gateway did not answer /healthz:\n{gateway.log.read_text()}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT)
-
-
 @dataclass
 class PasswordRedis:
     port: int
@@ -106,7 +96,7 @@ class PasswordRedis:
         return f"redis://:{password}@127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop_process(self.process, STOP_TIMEOUT)
 
 
 @contextlib.contextmanager

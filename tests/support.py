@@ -1,5 +1,5 @@
-"""Helpers shared by the tests: free ports, waiting for servers, skipping on missing binaries,
-reading a sample from a metrics exposition."""
+"""Helpers shared by the tests: free ports, waiting for servers and stopping them, skipping on
+missing binaries, reading a sample from a metrics exposition."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import time
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,17 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 15.0) -> 
         except OSError:
             time.sleep(0.05)
     pytest.fail(f"nothing listened on {host}:{port} within {timeout} s")
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Terminate a server we started, and kill it if it has not exited within `timeout`."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
 
 
 def require_binary(name: str) -> str:

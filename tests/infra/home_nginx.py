@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from support import eventually, free_port
+from support import eventually, free_port, stop_process
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
@@ -118,7 +118,7 @@ def running_nginx(
         _wait_listening(handle, port)
         yield handle
     finally:
-        _stop(process)
+        stop_process(process, STOP_TIMEOUT)
 
 
 def _wait_listening(handle: NginxHandle, port: int) -> None:
@@ -131,15 +131,6 @@ def _wait_listening(handle: NginxHandle, port: int) -> None:
 
     if not eventually(ready):
         pytest.fail(f"nginx did not listen on {port}:\n{handle.error_log.read_text()}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT)
 
 
 def shipped_maps(*, upstream: str, listen: str) -> SiteFiles:

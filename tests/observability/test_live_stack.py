@@ -40,7 +40,7 @@ from observability_files import (
 )
 from promql_names import LABEL_VALUES, label_matchers
 from sim_process import SimHandle, running_sim
-from support import eventually, free_port, require_binary, wait_for_port
+from support import eventually, free_port, require_binary, stop_process, wait_for_port
 from test_queries_on_prometheus import has_rates, query
 
 if TYPE_CHECKING:
@@ -148,12 +148,7 @@ def running_process(
         wait_for_port(port)
         yield
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
 
 def probe_environment(redis_url: str, model_url: str, metrics_port: int) -> dict[str, str]:
