@@ -18,7 +18,7 @@ from app.sse import Event, EventBatcher
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
-    from app.upstream import Timeouts
+    from app.upstream import StreamedAnswer, Timeouts
 
 log = logging.getLogger("llmgw.relay")
 
@@ -88,7 +88,7 @@ def error_frame(code: str, message: str) -> bytes:
 
 
 async def relay(
-    response: httpx.Response,
+    response: StreamedAnswer,
     timeouts: Timeouts,
     record: StreamRecord,
     finish: Callable[[StreamRecord], Awaitable[None]] | None = None,
@@ -130,7 +130,7 @@ async def relay(
 
 async def _close(
     chunks: AsyncGenerator[bytes, None],
-    response: httpx.Response,
+    response: StreamedAnswer,
     finish: Callable[[StreamRecord], Awaitable[None]] | None,
     record: StreamRecord,
 ) -> None:
@@ -147,7 +147,7 @@ class _End:
     frame: bytes = b""
 
 
-def _body(response: httpx.Response) -> AsyncGenerator[bytes, None]:
+def _body(response: StreamedAnswer) -> AsyncGenerator[bytes, None]:
     """The body as it comes off the wire when it is not compressed (the client asks for
     identity), skipping httpx's decoder and re-chunker; decoded when a server compressed it."""
     if response.headers.get("content-encoding", "identity") == "identity":

@@ -30,10 +30,9 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Coroutine
     from typing import Any
 
-    import httpx
-
     from app.settings import Settings
     from app.telemetry import GatewayMetrics
+    from app.upstream import UpstreamClient
 
 log = logging.getLogger("llmgw")
 
@@ -44,7 +43,7 @@ class Services:
     redis: aioredis.Redis
     limiter: Limiter
     identifier: VisitorIdentifier
-    upstream: httpx.AsyncClient
+    upstream: UpstreamClient
     bounds: InputBounds
     timeouts: Timeouts
     governor: PressureGovernor
@@ -75,7 +74,7 @@ async def running_services(settings: Settings, metrics: GatewayMetrics) -> Async
 
 
 async def _assemble(
-    settings: Settings, redis: aioredis.Redis, upstream: httpx.AsyncClient, metrics: GatewayMetrics
+    settings: Settings, redis: aioredis.Redis, upstream: UpstreamClient, metrics: GatewayMetrics
 ) -> Services:
     shared = RedisAdmitter(
         redis,

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import msgspec
 
 from app.errors import ModelNotLoaded, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from app.network_backend import LeanTransport
 from app.outage import OutageClass, classify_response
+from app.upstream_http import UpstreamPool
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator, Mapping
 
     from app.chat_request import ChatRequest
     from app.settings import Settings
@@ -22,6 +22,19 @@ if TYPE_CHECKING:
 RESPONSES_PATH = "/v1/responses"
 # How much of an error body we read to classify it; the rest is not our business.
 ERROR_BODY_LIMIT = 4096
+CONNECT_TIMEOUT = 5.0  # when the client's own timeout leaves connecting unbounded
+
+
+class StreamedAnswer(Protocol):
+    """What the relay reads of an answer: the lean pool's, or httpx's through a proxy."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    def aiter_raw(self) -> AsyncIterator[bytes]: ...
+    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
+    async def aclose(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +45,7 @@ class Timeouts:
     total: float
 
 
-def create_client(settings: Settings) -> httpx.AsyncClient:
+def create_client(settings: Settings) -> UpstreamClient:
     """The one client the gateway talks to the model server with (made in the lifespan)."""
     # Identity: events must flow as they come (and the relay then reads the raw body).
     headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
@@ -44,30 +57,44 @@ def create_client(settings: Settings) -> httpx.AsyncClient:
         write=settings.connect_timeout,
         pool=settings.connect_timeout,
     )
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=64, keepalive_expiry=30)
-    return UpstreamClient(
-        base_url=settings.upstream_url,
-        headers=headers,
-        timeout=timeout,
-        transport=LeanTransport(limits),
-    )
+    return UpstreamClient(base_url=settings.upstream_url, headers=headers, timeout=timeout)
 
 
 class UpstreamClient(httpx.AsyncClient):
-    """The shared client, with a short way for chats: the request is handed to the transport
-    directly, past the client's redirect, auth and cookie layers, which the model server's
-    answers never need (no redirects; auth is a default header; cookies are not kept)."""
+    """The shared client. Chats go through its own lean pool (`app/upstream_http.py`) with the
+    client's URL, headers and TLS settings; everything else (the health check) through httpx.
+    When httpx would send chats through a proxy (HTTPS_PROXY and the like), so do chats."""
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.responses_url = self._merge_url(RESPONSES_PATH)
-        self._responses_transport = self._transport_for_url(self.responses_url)
+        self.pool: UpstreamPool | None = None
+        if self._transport_for_url(self.responses_url) is self._transport:  # no proxy
+            self.pool = UpstreamPool(
+                self.responses_url,
+                self.headers.items(),
+                connect_timeout=self.timeout.connect or CONNECT_TIMEOUT,
+                ssl_context=httpx.create_ssl_context(),
+            )
 
-    async def open_responses(self, request: httpx.Request) -> httpx.Response:
-        """Send a request built for `responses_url` and return its streaming response."""
-        response = await self._responses_transport.handle_async_request(request)
-        response.request = request
-        return response
+    async def open_responses(
+        self, payload: bytes, headers: Mapping[str, str] | None = None
+    ) -> StreamedAnswer:
+        """POST a chat; return its streaming answer once the head is in."""
+        if self.pool is not None:
+            return await self.pool.post(payload, headers)
+        request = self.build_request(
+            "POST",
+            self.responses_url,
+            content=payload,
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
+        return await self.send(request, stream=True)
+
+    async def aclose(self) -> None:
+        if self.pool is not None:
+            await self.pool.aclose()
+        await super().aclose()
 
 
 def build_payload(chat: ChatRequest, settings: Settings) -> bytes:
@@ -90,20 +117,11 @@ def build_payload(chat: ChatRequest, settings: Settings) -> bytes:
 
 
 async def open_stream(
-    client: httpx.AsyncClient, payload: bytes, headers: dict[str, str] | None = None
-) -> httpx.Response:
+    client: UpstreamClient, payload: bytes, headers: Mapping[str, str] | None = None
+) -> StreamedAnswer:
     """Send the request and return the streaming response once its status says it is good."""
-    request = client.build_request(
-        "POST",
-        client.responses_url if isinstance(client, UpstreamClient) else RESPONSES_PATH,
-        content=payload,
-        headers={"Content-Type": "application/json", **(headers or {})},
-    )
     with mapped_transport_errors():
-        if isinstance(client, UpstreamClient):
-            response = await client.open_responses(request)
-        else:
-            response = await client.send(request, stream=True)
+        response = await client.open_responses(payload, headers)
         if response.status_code == 200:
             return response
         try:
@@ -142,7 +160,7 @@ def classify_status(status: int, server: str | None, body: bytes) -> UpstreamErr
     return UpstreamError(f"the model server answered with an error ({status})")
 
 
-async def _read_some(response: httpx.Response) -> bytes:
+async def _read_some(response: StreamedAnswer) -> bytes:
     body = b""
     async for chunk in response.aiter_raw():
         body += chunk

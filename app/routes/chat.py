@@ -35,11 +35,11 @@ from app.telemetry.tracing import (
 from app.upstream import build_payload, open_stream
 
 if TYPE_CHECKING:
-    import httpx
     from litestar.types import ASGIApp
 
     from app.breaker import Permit
     from app.services import Services
+    from app.upstream import StreamedAnswer
     from app.visitor import Visitor
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -132,7 +132,7 @@ class Exchange:
     def services(self) -> Services:
         return self.call.services
 
-    async def open(self, payload: bytes) -> httpx.Response:
+    async def open(self, payload: bytes) -> StreamedAnswer:
         """Open the upstream stream; on failure give back what was taken and say why."""
         services = self.services
         model = services.settings.model
@@ -155,7 +155,7 @@ class Exchange:
                 raise
             raise UpstreamTimeout("the model server did not answer in time") from None
 
-    async def _send(self, payload: bytes) -> httpx.Response:
+    async def _send(self, payload: bytes) -> StreamedAnswer:
         timeouts = self.services.timeouts
         with current_span("POST", kind=SpanKind.CLIENT) as http_span:
             http_span.set_attribute("http.request.method", "POST")
