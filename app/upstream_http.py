@@ -97,6 +97,9 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
+        if self.status < 200:  # interim (100 Continue, 103 Early Hints): the answer follows
+            self.headers.clear()
+            return
         self.head_done = True
         framed = {name.lower() for name, _ in self.headers} & FRAMING
         self.until_close = not framed and self.status not in (204, 304)
@@ -106,6 +109,8 @@ class _Connection(asyncio.Protocol):
         self.buffered += len(body)
 
     def on_message_complete(self) -> None:
+        if not self.head_done:  # the end of an interim answer
+            return
         self.complete = True
         self.keep_alive = self.parser.should_keep_alive()
 

@@ -130,6 +130,22 @@ def test_a_chunked_answer_arrives_whole_and_the_request_is_as_configured() -> No
     run(scenario)
 
 
+def test_an_interim_answer_is_skipped() -> None:
+    """A proxy's 100 Continue or 103 Early Hints comes before the real answer."""
+    early = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+
+    async def scenario() -> None:
+        async for server in serving([early + SSE + sized(EVENT)]):
+            pool = pool_for(server.url)
+            response = await pool.post(b"{}")
+            assert response.status_code == 200
+            assert "link" not in response.headers
+            assert await body_of(response) == EVENT
+            await pool.aclose()
+
+    run(scenario)
+
+
 def test_a_kept_connection_serves_the_next_chat() -> None:
     answer = SSE + sized(EVENT)
 
