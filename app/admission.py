@@ -3,16 +3,15 @@ spent in one Redis round trip (app/lua/admit.lua)."""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import secrets
 import time
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from redis.exceptions import NoScriptError
+from app.redis_script import LuaScript
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
@@ -74,25 +73,6 @@ class Conversation:
 def refusal(limit: Limit, quota: int, reset_seconds: float, path: str = "redis") -> Decision:
     """A refused admission."""
     return Decision(False, limit, quota, 0, reset_seconds, path=path)  # noqa: FBT003
-
-
-class LuaScript:
-    """One of our Lua scripts, run by EVALSHA and loaded again when Redis has forgotten it.
-    Not redis-py's `Script`: its isinstance check against a typing Protocol on every call
-    cost a third of the client's time per admission."""
-
-    def __init__(self, redis: Redis, source: str) -> None:
-        self._redis = redis
-        self.source = source
-        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
-
-    async def __call__(self, keys: Sequence[str], args: Sequence[int | str]) -> Any:
-        """Run the script on these keys and arguments: one round trip while Redis knows it."""
-        try:
-            return await self._redis.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:  # Redis restarted or flushed its scripts: load it again
-            await self._redis.script_load(self.source)
-            return await self._redis.evalsha(self.sha, len(keys), *keys, *args)
 
 
 class RedisAdmitter:
