@@ -43,11 +43,16 @@ class BreakerConfig:
     trials: int = 2
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Permit:
     """Leave to call upstream once; a trial permit is one of the bounded half-open calls."""
 
     trial: bool
+
+
+# Permits carry nothing but their kind: one of each serves every request.
+ORDINARY = Permit(trial=False)
+TRIAL = Permit(trial=True)
 
 
 class CircuitBreaker:
@@ -87,10 +92,10 @@ class CircuitBreaker:
         """A permit to call upstream, or None while open or while every trial is out."""
         state = self.state
         if state is BreakerState.CLOSED:
-            return Permit(trial=False)
+            return ORDINARY
         if state is BreakerState.HALF_OPEN and self._trials_out < self.config.trials:
             self._trials_out += 1
-            return Permit(trial=True)
+            return TRIAL
         return None
 
     def give_back(self, permit: Permit) -> None:

@@ -74,6 +74,9 @@ class PressureGovernor:
         self.signals: dict[str, float] = {}
         self._updated: float | None = None
         self._informed = False  # no fresh probe reading yet since start
+        # `limits()` is asked on every admission and changes only with the factor (or base).
+        self._limits = self._shrunk()
+        self._limits_of = (self.factor, self.base)
 
     def update(
         self,
@@ -104,6 +107,13 @@ class PressureGovernor:
     def limits(self) -> Limits:
         """The effective limits: the base shrunk by the factor, rounded down, never below 1.
         Rounding down means a factor creeping back up crosses each step once: no flapping."""
+        factor, base = self.factor, self.base
+        if factor != self._limits_of[0] or base is not self._limits_of[1]:
+            self._limits = self._shrunk()
+            self._limits_of = (factor, base)
+        return self._limits
+
+    def _shrunk(self) -> Limits:
         return Limits(
             global_limit=_shrink(self.base.global_limit, self.factor),
             visitor_limit=self.base.visitor_limit,

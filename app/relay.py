@@ -13,7 +13,7 @@ import anyio
 import httpx
 import msgspec
 
-from app.sse import Event, EventBatcher
+from app.sse import EVENT_PREFIX, Event, EventBatcher, parse_block
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -43,6 +43,12 @@ PASSED_EVENTS = TOKEN_EVENTS | {
     "response.reasoning_summary_text.done",
 }
 FAILED_EVENTS = frozenset({"error", "response.failed", "response.incomplete"})
+REBUILT_EVENTS = ("response.created", "response.in_progress", "response.completed")
+# The first line of a passed event, as it comes in the usual shape (`event:` then one `data:`
+# line): such an event is its own frame, so its bytes go on without being parsed or rebuilt.
+_PASSED_HEADS = {EVENT_PREFIX + kind.encode() + b"\n": kind for kind in PASSED_EVENTS}
+_DATA_LINE = b"\ndata: "
+_FRAME_END = b"\n\n"
 DRAIN_SECONDS = 0.5
 
 
@@ -56,7 +62,15 @@ class _Envelope(msgspec.Struct):
     response: _Response = msgspec.field(default_factory=_Response)
 
 
+class _Rebuilt(msgspec.Struct):
+    """What the browser gets of an event carrying the response object."""
+
+    type: str
+    response: _Response
+
+
 _envelope = msgspec.json.Decoder(_Envelope)
+_encode = msgspec.json.Encoder().encode
 
 
 @dataclass(slots=True)
@@ -102,8 +116,11 @@ async def relay(
         started()
     chunks = _body(response)
     batcher = EventBatcher()
-    total_deadline = record.started + timeouts.total
-    deadline = min(record.started + timeouts.first_token, total_deadline)
+    # Deadlines on the loop's clock, which is what timeouts run on (uvloop's is its own).
+    loop = asyncio.get_running_loop()
+    origin = record.started + (loop.time() - time.monotonic())
+    total_deadline = origin + timeouts.total
+    deadline = min(origin + timeouts.first_token, total_deadline)
     try:
         while True:
             chunk = await _next_chunk(chunks, deadline, total_deadline, record)
@@ -111,9 +128,9 @@ async def relay(
                 if chunk.frame:
                     yield chunk.frame
                 return
-            frames, last = _translate_batch(batcher.feed(chunk), record)
+            frames, last = _translate_batch(batcher.blocks(chunk), record)
             if record.first_token_at is not None:
-                deadline = min(time.monotonic() + timeouts.idle, total_deadline)
+                deadline = min(loop.time() + timeouts.idle, total_deadline)
             if frames:
                 yield frames
             if last is not None:  # completed, or failed
@@ -158,9 +175,10 @@ def _body(response: StreamedAnswer) -> AsyncGenerator[bytes, None]:
 async def _next_chunk(
     chunks: AsyncIterator[bytes], deadline: float, total_deadline: float, record: StreamRecord
 ) -> bytes | _End:
-    """The next network chunk by the deadline, or how the stream ends."""
+    """The next network chunk by the deadline, or how the stream ends (deadlines are on the
+    loop's clock)."""
     try:
-        async with asyncio.timeout_at(_loop_time(deadline)):
+        async with asyncio.timeout_at(deadline):
             return await anext(chunks)
     except StopAsyncIteration:
         if record.outcome == "ok" and record.usage is None:
@@ -168,23 +186,46 @@ async def _next_chunk(
             return _End(error_frame("upstream_closed", "the model stopped before finishing"))
         return _End()
     except TimeoutError:
-        return _End(_timeout_frame(record, total_deadline))
+        return _End(_timeout_frame(record, total=deadline >= total_deadline))
     except httpx.HTTPError as exc:
         log.warning("upstream stream failed: %s", type(exc).__name__)
         record.outcome = "upstream_error"
         return _End(error_frame("upstream_failed", "the connection to the model was lost"))
 
 
-def _translate_batch(batch: list[Event], record: StreamRecord) -> tuple[bytes, str | None]:
-    """The frames of a batch up to its last event that ends the stream, and that event."""
+def _translate_batch(blocks: list[bytes], record: StreamRecord) -> tuple[bytes, str | None]:
+    """The frames of a batch of event blocks up to its last event that ends the stream, and
+    that event."""
     frames = []
-    for event in batch:
+    for block in blocks:
+        if (kind := _passed_as_is(block)) is not None:
+            _count(kind, record)
+            frames.append(block + _FRAME_END)
+            continue
+        event = parse_block(block)
+        if event is None:  # a comment
+            continue
         frame = _translate(event, record)
         if frame is not None:
             frames.append(frame)
         if event.event == "response.completed" or event.event in FAILED_EVENTS:
             return b"".join(frames), event.event
     return b"".join(frames), None
+
+
+def _passed_as_is(block: bytes) -> str | None:
+    """The type of a passed event in the usual shape, whose frame is its block as it came."""
+    head_end = block.find(b"\n") + 1
+    kind = _PASSED_HEADS.get(block[:head_end])
+    if kind is None or not block.startswith(_DATA_LINE, head_end - 1):
+        return None
+    return kind if block.find(b"\n", head_end) < 0 else None
+
+
+def _count(kind: str, record: StreamRecord) -> None:
+    record.events += 1
+    if kind in TOKEN_EVENTS and record.first_token_at is None:
+        record.first_token_at = time.monotonic()
 
 
 async def _drain(chunks: AsyncIterator[bytes]) -> None:
@@ -208,7 +249,7 @@ def _translate(event: Event, record: StreamRecord) -> bytes | None:
         return event.frame()  # passed on as it came: no decoding, no re-encoding
     if kind in PASSED_EVENTS:
         return event.frame()
-    if kind in ("response.created", "response.in_progress", "response.completed"):
+    if kind in REBUILT_EVENTS:
         return _rebuilt(kind, event.raw, record)
     if kind in FAILED_EVENTS:
         record.outcome = "upstream_error"
@@ -225,19 +266,15 @@ def _rebuilt(kind: str, data: bytes, record: StreamRecord) -> bytes:
     record.response_id = upstream.id or record.response_id
     if kind == "response.completed":
         record.usage = upstream.usage
-    body = {"type": kind, "response": msgspec.structs.asdict(upstream)}
-    return sse_frame(kind, msgspec.json.encode(body))
+    return sse_frame(kind, _encode(_Rebuilt(kind, upstream)))
 
 
-def _timeout_frame(record: StreamRecord, total_deadline: float) -> bytes:
+def _timeout_frame(record: StreamRecord, *, total: bool) -> bytes:
+    """The error for the deadline that passed: the total one, or the first token's or the
+    idle gap's (whichever was in force is the one that fired)."""
     record.outcome = "timeout"
-    if time.monotonic() >= total_deadline:
+    if total:
         return error_frame("total_timeout", "the answer took too long and was cut off")
     if record.first_token_at is None:
         return error_frame("first_token_timeout", "the model did not start answering in time")
     return error_frame("idle_timeout", "the model stopped sending")
-
-
-def _loop_time(monotonic_deadline: float) -> float:
-    # asyncio's loop clock is time.monotonic() on every platform CPython supports.
-    return asyncio.get_running_loop().time() + (monotonic_deadline - time.monotonic())

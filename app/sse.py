@@ -69,12 +69,17 @@ class EventBatcher:
 
     def feed(self, chunk: bytes) -> list[Event]:
         """Take a network chunk; return the events it completed."""
+        return [event for block in self.blocks(chunk) if (event := parse_block(block)) is not None]
+
+    def blocks(self, chunk: bytes) -> list[bytes]:
+        """Take a network chunk; return the blocks it completed: each the lines of one event
+        (or of a comment) with LF line ends, without the blank line that ended it."""
         buffer = self._buffer + chunk if self._buffer else chunk
         held = b""
         if b"\r" in buffer:
             if buffer.endswith(b"\r"):  # maybe half of a CRLF: decide with the next chunk
                 buffer, held = buffer[:-1], b"\r"
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        *blocks, rest = buffer.split(b"\n\n")
-        self._buffer = rest + held
-        return [event for block in blocks if (event := parse_block(block)) is not None]
+        blocks = buffer.split(b"\n\n")
+        self._buffer = blocks.pop() + held
+        return blocks

@@ -54,6 +54,21 @@ def test_pressure_to_factor_to_limits(
     assert governor.limits() == Limits(global_limit, BASE.visitor_limit, inflight_cap)
 
 
+def test_limits_follow_every_change_of_factor_or_base() -> None:
+    """The limits asked on every admission are never stale: a new factor, by `update` or set
+    outright, or a new base, shows at the next ask."""
+    governor = PressureGovernor(BASE, CONFIG)
+    assert governor.limits() == Limits(20, 6, 4)  # the stale factor until a reading
+    governor.update(0.0, {"memory_pressure_level": 1}, None)
+    assert governor.limits() == BASE
+    governor.update(1.0, {"memory_pressure_level": 4}, None)
+    assert governor.limits() == Limits(10, 6, 2)
+    governor.factor = 0.5
+    assert governor.limits() == Limits(20, 6, 4)
+    governor.base = Limits(global_limit=100, visitor_limit=3, inflight_cap=10)
+    assert governor.limits() == Limits(50, 3, 5)
+
+
 def test_missing_probe_gives_the_conservative_factor() -> None:
     """With no fresh probe the factor is the configured stale factor, never unlimited."""
     governor = PressureGovernor(BASE, CONFIG)

@@ -14,7 +14,7 @@ from app.relay import StreamRecord, relay
 from app.upstream import Timeouts
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
 TIMEOUTS = Timeouts(connect=1, first_token=1, idle=1, total=5)
 CREATED = {
@@ -53,16 +53,54 @@ async def collect(
         sent = {"content-type": "text/event-stream", **(headers or {})}
         return httpx.Response(200, headers=sent, content=body())
 
+    out, record = await relay_bytes(handler)
+    events = [
+        json.loads(line[6:]) for line in out.decode().splitlines() if line.startswith("data: ")
+    ]
+    return events, record
+
+
+async def relay_bytes(
+    handler: Callable[[httpx.Request], httpx.Response],
+) -> tuple[bytes, StreamRecord]:
+    """What the relay writes to the browser for the upstream answer `handler` gives."""
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         response = await client.send(
             client.build_request("POST", "http://m/v1/responses"), stream=True
         )
         record = StreamRecord(started=time.monotonic())
-        out = b"".join([chunk async for chunk in relay(response, TIMEOUTS, record)])
-    events = [
-        json.loads(line[6:]) for line in out.decode().splitlines() if line.startswith("data: ")
-    ]
-    return events, record
+        return b"".join([chunk async for chunk in relay(response, TIMEOUTS, record)]), record
+
+
+def test_passed_events_reach_the_browser_byte_for_byte_whatever_their_shape() -> None:
+    """A passed event is sent as the standard frame of its type and data, whether it came in
+    the usual shape, with several data lines, fields in another order, or CRLF line ends."""
+    delta = b'{"type":"response.output_text.delta","delta":"Hi"}'
+    upstream = (
+        b"event: response.output_text.delta\ndata: " + delta + b"\n\n"
+        b": a comment\n\n"
+        b"event: response.output_text.delta\ndata: one\ndata: two\n\n"
+        b"data:" + delta + b"\r\nevent: response.output_text.delta\r\n\r\n"
+        b"id: 1\nevent: response.output_item.added\ndata: {}\n\n"
+        b"event: response.completed\ndata: " + json.dumps(COMPLETED).encode() + b"\n\n"
+    )
+
+    async def body() -> AsyncIterator[bytes]:
+        yield upstream
+
+    out, record = asyncio.run(relay_bytes(lambda _: httpx.Response(200, content=body())))
+    sent = b"event: response.output_text.delta\ndata: " + delta + b"\n\n"
+    assert out == (
+        sent
+        + b"event: response.output_text.delta\ndata: one\ndata: two\n\n"
+        + sent
+        + b"event: response.output_item.added\ndata: {}\n\n"
+        + b'event: response.completed\ndata: {"type":"response.completed","response":'
+        + b'{"id":"resp_abc","status":"completed","usage":'
+        + b'{"input_tokens":3,"output_tokens":1,"total_tokens":4}}}\n\n'
+    )
+    assert record.events == 5
+    assert record.first_token_at is not None
 
 
 def test_known_events_pass_and_unknown_are_dropped() -> None:

@@ -31,6 +31,7 @@ from app.telemetry.tracing import (
     outgoing_headers,
     span_in_use,
     tracer,
+    tracing_on,
 )
 from app.upstream import build_payload, open_stream
 
@@ -51,12 +52,14 @@ UPSTREAM_FAILURES = frozenset({"upstream_error", "timeout"})
 async def chat(request: Request[Any, Any, Any]) -> ASGIApp:
     """Stream the model's answer as Server-Sent Events, or refuse with a JSON error."""
     services: Services = request.app.state.services
-    span = tracer().start_span(
-        f"POST {ROUTE}",
-        context=incoming_context(request.scope["headers"]),  # type: ignore[arg-type]
-        kind=SpanKind.SERVER,
-        attributes={"http.request.method": "POST", "http.route": ROUTE},
-    )
+    span: trace.Span = trace.INVALID_SPAN
+    if tracing_on():  # asked once per request; off, no span, context or attributes are made
+        span = tracer().start_span(
+            f"POST {ROUTE}",
+            context=incoming_context(request.scope["headers"]),  # type: ignore[arg-type]
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": "POST", "http.route": ROUTE},
+        )
     call = Call(services, span)
     try:
         with span_in_use(span):
@@ -94,7 +97,7 @@ async def _chat(request: Request[Any, Any, Any], call: Call) -> EventStream | Js
             owner=visitor.owner,
         )
 
-    with current_span("admission") as admission_span:
+    with current_span("admission", on=call.tracing) as admission_span:
         decision = await attempt()
         if decision.limit is Limit.INFLIGHT:  # shed: wait briefly in line for a place
             decision, waited = await services.waiting_room.admit(attempt, decision)
@@ -207,6 +210,8 @@ class Exchange:
 
     def _end_genai_span(self, record: StreamRecord, output_tokens: int) -> None:
         span = self.genai
+        if span is trace.INVALID_SPAN:  # not tracing
+            return
         if record.response_id:
             span.set_attribute("gen_ai.response.id", record.response_id)
         if record.usage:
@@ -223,13 +228,15 @@ class Exchange:
 
 def rate_limit_headers(decision: Decision, window_seconds: int) -> dict[str, str]:
     """RateLimit headers (IETF draft) for the window that decided; none for the in-flight cap."""
-    if decision.limit in (Limit.INFLIGHT, Limit.CONVERSATION):
+    limit = decision.limit
+    if limit is Limit.INFLIGHT or limit is Limit.CONVERSATION:
         return {}
+    quota = str(decision.quota)
     return {
-        "RateLimit-Limit": str(decision.quota),
+        "RateLimit-Limit": quota,
         "RateLimit-Remaining": str(decision.remaining),
         "RateLimit-Reset": str(decision.retry_after),
-        "RateLimit-Policy": f'{decision.quota};w={window_seconds};comment="{decision.limit}"',
+        "RateLimit-Policy": f'{quota};w={window_seconds};comment="{limit}"',
     }
 
 
@@ -247,4 +254,5 @@ def rejection(decision: Decision, headers: dict[str, str]) -> JsonAnswer:
         "limit": str(decision.limit),
         "retry_after": wait,
     }
-    return JsonAnswer(body, 429, headers | {"Retry-After": str(wait)})
+    headers["Retry-After"] = str(wait)  # the caller's dict, made for this answer alone
+    return JsonAnswer(body, 429, headers)

@@ -23,13 +23,22 @@ EVENT_STREAM = b"text/event-stream; charset=utf-8"
 _END: HTTPResponseBodyEvent = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
+# The names this module has sent, as ASGI wants them; they come from the gateway's own code
+# (a handful: RateLimit-*, Retry-After, Cache-Control...), never from a request.
+_NAMES: dict[str, bytes] = {}
+
+
 def encoded(headers: Mapping[str, str], content_type: bytes) -> list[tuple[bytes, bytes]]:
     """ASGI headers: names in lower case (as Litestar sends them), content type last."""
-    pairs = [
-        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
-    ]
+    pairs = [(_name(name), value.encode("latin-1")) for name, value in headers.items()]
     pairs.append((b"content-type", content_type))
     return pairs
+
+
+def _name(name: str) -> bytes:
+    if (raw := _NAMES.get(name)) is None:
+        raw = _NAMES[name] = name.lower().encode("latin-1")
+    return raw
 
 
 class JsonAnswer:

@@ -59,6 +59,7 @@ QUEUE_WAIT_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 REDIS_COMMAND_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 UNKNOWN: Final = math.nan  # an up-gauge nobody has reported on yet: neither up nor down
+_NOT_SHOWN: Final = "\0"  # no diagnosis shown yet: the first one is always written
 
 
 class GatewayMetrics:
@@ -156,6 +157,14 @@ class GatewayMetrics:
         )
         self._pressure_signals: set[str] = set()
         self._probe_hosts: dict[str, set[str]] = {}
+        # Children of the per-request metrics, by their (bounded) label values: `labels()`
+        # takes a lock and builds a tuple on every call, a dict lookup does neither.
+        self._request_series: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+        self._admission_series: dict[tuple[str, str], Counter] = {}
+        self._token_series = {
+            token_type: self._tokens.labels(token_type) for token_type in TOKEN_TYPES
+        }
+        self._outage_shown: str | None = _NOT_SHOWN
         self._initialise()
 
     def _initialise(self) -> None:
@@ -185,8 +194,12 @@ class GatewayMetrics:
     ) -> None:
         """One request is done (answered, refused or cut off): count it and time it."""
         labels = (bounded(route, ROUTES), bounded(outcome, OUTCOMES))
-        self._requests.labels(*labels).inc()
-        observe(self._request_duration.labels(*labels), seconds, trace_id)
+        if (series := self._request_series.get(labels)) is None:
+            series = (self._requests.labels(*labels), self._request_duration.labels(*labels))
+            self._request_series[labels] = series
+        count, duration = series
+        count.inc()
+        observe(duration, seconds, trace_id)
 
     def first_token(self, seconds: float, trace_id: str | int | None = None) -> None:
         """The first text or reasoning token reached the relay, `seconds` after admission."""
@@ -205,7 +218,7 @@ class GatewayMetrics:
             TOKEN_TYPES, (input_tokens, output_tokens, reasoning_tokens), strict=True
         ):
             if count > 0:
-                self._tokens.labels(token_type).inc(count)
+                self._token_series[token_type].inc(count)
 
     def stream_started(self) -> None:
         """An answer began streaming to a visitor."""
@@ -221,8 +234,13 @@ class GatewayMetrics:
         """Admission decided: admitted, or refused by the visitor, global, in-flight (`shed`,
         also accepted as `inflight`) or conversation check; by Redis, locally or the fallback."""
         name = decision.value if isinstance(decision, Enum) else decision
-        label = bounded(DECISION_ALIASES.get(name, name), DECISIONS)
-        self._admissions.labels(label, bounded(path, ADMISSION_PATHS)).inc()
+        labels = (
+            bounded(DECISION_ALIASES.get(name, name), DECISIONS),
+            bounded(path, ADMISSION_PATHS),
+        )
+        if (series := self._admission_series.get(labels)) is None:
+            series = self._admission_series[labels] = self._admissions.labels(*labels)
+        series.inc()
 
     def queue_wait(self, seconds: float, *, admitted: bool) -> None:
         """A shed request left the waiting room, with a place or without one."""
@@ -260,8 +278,12 @@ class GatewayMetrics:
 
     def upstream_outage(self, outage_class: str | Enum | None) -> None:
         """The current diagnosis of the model path: a class, or None when it is healthy."""
-        self._upstream_up.set(0 if outage_class is not None else 1)
-        self._upstream_outage.set(None if outage_class is None else _outage(outage_class))
+        label = None if outage_class is None else _outage(outage_class)
+        if label == self._outage_shown:  # set again on every answered chat: mostly no change
+            return
+        self._upstream_up.set(0 if label is not None else 1)
+        self._upstream_outage.set(label)
+        self._outage_shown = label
 
     def upstream_failure(self, outage_class: str | Enum) -> None:
         """One upstream call failed, for the diagnosed reason."""

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import INVALID_SPAN, StatusCode
 
 from app.errors import BreakerOpen, Shed, UpstreamError, UpstreamTimeout
 from app.telemetry.logs import REQUEST_LOGGER, log_request
@@ -51,15 +51,25 @@ class Call:
     content: str | None = None
 
     @property
+    def tracing(self) -> bool:
+        """Whether this request is traced (its server span is a real one)."""
+        return self.span is not INVALID_SPAN
+
+    @property
     def trace_id(self) -> str | None:
         return trace_id_of(self.span)
 
     def done(self, outcome: str, status: int, record: StreamRecord | None = None) -> None:
         """Record the outcome in metrics, the log line and the span, and end the span."""
         seconds = time.monotonic() - self.arrived
-        self.services.metrics.request_finished(ROUTE, outcome, seconds, self.trace_id)
+        trace_id = self.trace_id
+        self.services.metrics.request_finished(ROUTE, outcome, seconds, trace_id)
         if REQUEST_LOG.isEnabledFor(logging.INFO):
             self._log(outcome, status, seconds, record)
+        if self.tracing:
+            self._end_span(outcome, status)
+
+    def _end_span(self, outcome: str, status: int) -> None:
         self.span.set_attribute("http.response.status_code", status)
         self.span.set_attribute("llmgw.outcome", outcome)
         if outcome not in ("ok", "client_cancelled") and not outcome.startswith("rate_limited"):

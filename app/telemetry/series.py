@@ -13,20 +13,29 @@ if TYPE_CHECKING:
 
 _TRACE_ID: Final = re.compile(r"[0-9a-f]{32}")
 _INVALID_TRACE_ID: Final = "0" * 32
+_NOTHING_SHOWN: Final = "\0"  # not a state: a OneHot's first `set` always writes
 
 
 class OneHot:
-    """A gauge with a series per state: 1 for the current one, 0 for the others."""
+    """A gauge with a series per state: 1 for the current one, 0 for the others. Setting the
+    state it already shows writes nothing (the upstream's is set on every answered chat)."""
 
     def __init__(self, gauge: Gauge, states: Iterable[str]) -> None:
         self._gauge = gauge
         self._states = list(states)
+        self._series: dict[str, Gauge] = {}
+        self._shown: str | None = _NOTHING_SHOWN
 
     def set(self, current: str | None) -> None:
+        if current == self._shown:
+            return
         if current is not None and current not in self._states:
             self._states.append(current)  # only ever `other`: values are bounded before
         for state in self._states:
-            self._gauge.labels(state).set(1 if state == current else 0)
+            if (series := self._series.get(state)) is None:
+                series = self._series[state] = self._gauge.labels(state)
+            series.set(1 if state == current else 0)
+        self._shown = current
 
 
 def replace_series(
@@ -41,7 +50,10 @@ def replace_series(
 
 def observe(histogram: Histogram, seconds: float, trace_id: str | int | None) -> None:
     """Observe `seconds` (never below zero), with the trace id as exemplar when it is valid."""
-    histogram.observe(max(seconds, 0.0), exemplar=_exemplar(trace_id))
+    if trace_id is None:  # not tracing: the usual case
+        histogram.observe(max(seconds, 0.0))
+    else:
+        histogram.observe(max(seconds, 0.0), exemplar=_exemplar(trace_id))
 
 
 def _exemplar(trace_id: str | int | None) -> dict[str, str] | None:

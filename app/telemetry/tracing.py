@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 TRACER_NAME = "llmgw"
 # A proxy: it hands over to the SDK's tracer once a provider is installed, so one is enough.
 _TRACER = trace.get_tracer(TRACER_NAME)
+# What the helpers hand out while tracing is off: made once, entered by every request.
+_NO_SPAN = nullcontext(trace.INVALID_SPAN)
+_NOTHING = nullcontext()
 
 
 def configure_tracing() -> bool:
@@ -64,18 +67,19 @@ def tracing_on() -> bool:
 
 
 def current_span(
-    name: str, kind: trace.SpanKind = trace.SpanKind.INTERNAL
+    name: str, kind: trace.SpanKind = trace.SpanKind.INTERNAL, *, on: bool | None = None
 ) -> AbstractContextManager[trace.Span]:
-    """`start_as_current_span`, skipping its context-manager machinery while tracing is off."""
-    if not tracing_on():
-        return nullcontext(trace.INVALID_SPAN)
+    """`start_as_current_span`, skipping its context-manager machinery while tracing is off
+    (`on`: whether it is, when the caller already asked `tracing_on`)."""
+    if not (tracing_on() if on is None else on):
+        return _NO_SPAN
     return _TRACER.start_as_current_span(name, kind=kind)
 
 
 def span_in_use(span: trace.Span) -> AbstractContextManager[object]:
     """`use_span` (the caller ends the span), and nothing at all for the invalid span."""
     if span is trace.INVALID_SPAN:
-        return nullcontext()
+        return _NOTHING
     return trace.use_span(span, end_on_exit=False)
 
 
@@ -103,5 +107,7 @@ def outgoing_headers(span: trace.Span) -> dict[str, str]:
 
 def trace_id_of(span: trace.Span) -> str | None:
     """The span's trace id as 32 hex digits, for exemplars and logs; None when not tracing."""
+    if span is trace.INVALID_SPAN:
+        return None
     context = span.get_span_context()
     return f"{context.trace_id:032x}" if context.is_valid else None

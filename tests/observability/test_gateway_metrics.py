@@ -322,6 +322,26 @@ def test_upstream_outage_marks_one_class_and_up(metrics: GatewayMetrics) -> None
     assert value(metrics, "llmgw_upstream_up") == 1
 
 
+def test_upstream_outage_said_again_or_changed_shows_the_latest(metrics: GatewayMetrics) -> None:
+    """The same diagnosis said again (on every answered chat) leaves the gauges as they are;
+    each change, to a class, to `other` or to healthy, shows at once."""
+    classes = ("tunnel", "nginx_down", "other")
+    for said, shown in [
+        (None, None),
+        (None, None),
+        ("tunnel", "tunnel"),
+        ("tunnel", "tunnel"),
+        ("a new class", "other"),
+        ("tunnel", "tunnel"),
+        (None, None),
+    ]:
+        metrics.upstream_outage(said)
+        # (`other` has no series until a class needs it)
+        outage = {c: value(metrics, "llmgw_upstream_outage", **{"class": c}) or 0 for c in classes}
+        assert outage == {c: (1 if c == shown else 0) for c in classes}, said
+        assert value(metrics, "llmgw_upstream_up") == (1 if shown is None else 0)
+
+
 def test_redis_state_and_command_errors(metrics: GatewayMetrics) -> None:
     """Redis up and fallback gauges follow the last report; failed commands are counted."""
     metrics.redis_state(up=False, fallback_active=True)
