@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.utils import HIREDIS_AVAILABLE
 from support import free_port, require_binary, stop_process, wait_for_port
 
 from app.redis_pool import LeanConnectionPool
@@ -49,6 +50,12 @@ async def named_connections(redis: aioredis.Redis) -> int:
     """How many connections the server has from clients of the pool under test."""
     listing = await redis.client_list()
     return sum(entry["name"] == NAME for entry in listing)
+
+
+def test_replies_are_parsed_by_hiredis() -> None:
+    """hiredis (a dependency, `redis[hiredis]`) is importable, so redis-py parses replies in
+    C: without it redis-py quietly falls back to its much slower pure-Python parser."""
+    assert HIREDIS_AVAILABLE
 
 
 def test_one_connection_serves_sequential_commands(redis_url: str) -> None:
