@@ -42,6 +42,7 @@ class CappedHttpToolsProtocol(HttpToolsProtocol):
         self._began_in_read = False
         self._body_in_read = 0
         self._counted = 0
+        self._read_size = 0
 
     def data_received(self, data: bytes) -> None:
         """Feed the parser, then count what of this read was not body. A read in which a
@@ -50,6 +51,7 @@ class CappedHttpToolsProtocol(HttpToolsProtocol):
         byte counts, so what the parser holds stays within the cap plus one read."""
         self._began_in_read = False
         self._body_in_read = 0
+        self._read_size = len(data)
         super().data_received(data)
         if not self._in_message or self._began_in_read or self.transport.is_closing():
             return
@@ -66,10 +68,12 @@ class CappedHttpToolsProtocol(HttpToolsProtocol):
         self._counted = 0
 
     def on_headers_complete(self) -> None:
-        """The exact size of the head, which may have arrived whole in the read it began in."""
-        size = len(self.url) + sum(len(n) + len(v) + LINE_OVERHEAD for n, v in self.headers)
-        if size > self.max_head_bytes:
-            raise HeadTooLarge(TOO_LARGE)
+        """The exact size of the head, which may have arrived whole in the read it began in
+        (not measured when that read, the usual case, is within the cap: so is the head)."""
+        if not self._began_in_read or self._read_size > self.max_head_bytes:
+            size = len(self.url) + sum(len(n) + len(v) + LINE_OVERHEAD for n, v in self.headers)
+            if size > self.max_head_bytes:
+                raise HeadTooLarge(TOO_LARGE)
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:

@@ -14,10 +14,13 @@ if TYPE_CHECKING:
 
 TRACER_NAME = "llmgw"
 # A proxy: it hands over to the SDK's tracer once a provider is installed, so one is enough.
+# (Getting it also installs the provider OTEL_PYTHON_TRACER_PROVIDER names, if one is named.)
 _TRACER = trace.get_tracer(TRACER_NAME)
 # What the helpers hand out while tracing is off: made once, entered by every request.
 _NO_SPAN = nullcontext(trace.INVALID_SPAN)
 _NOTHING = nullcontext()
+# The API's global, checked once: should a release rename it, `tracing_on` takes the long way.
+_HAS_PROVIDER_GLOBAL = hasattr(trace, "_TRACER_PROVIDER")
 
 
 def configure_tracing() -> bool:
@@ -62,7 +65,12 @@ def tracer() -> trace.Tracer:
 
 
 def tracing_on() -> bool:
-    """Whether a tracer provider was installed; until then every span is the invalid one."""
+    """Whether a tracer provider was installed; until then every span is the invalid one.
+    Asked on every request: it reads the API's global provider, as the API's own proxy tracer
+    does on every span, rather than `get_tracer_provider()`, whose environment lookup raises
+    and catches a KeyError on each call while no provider is set (30 times slower)."""
+    if _HAS_PROVIDER_GLOBAL:
+        return trace._TRACER_PROVIDER is not None  # noqa: SLF001 - see above
     return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
