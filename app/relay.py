@@ -14,6 +14,7 @@ import httpx
 import msgspec
 
 from app.sse import EVENT_PREFIX, Event, EventBatcher, parse_block
+from app.stream_deadline import StreamDeadline
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -121,9 +122,10 @@ async def relay(
     origin = record.started + (loop.time() - time.monotonic())
     total_deadline = origin + timeouts.total
     deadline = min(origin + timeouts.first_token, total_deadline)
+    watch = StreamDeadline()
     try:
         while True:
-            chunk = await _next_chunk(chunks, deadline, total_deadline, record)
+            chunk = await _next_chunk(chunks, watch, deadline, total_deadline, record)
             if isinstance(chunk, _End):
                 if chunk.frame:
                     yield chunk.frame
@@ -141,6 +143,7 @@ async def relay(
         record.outcome = "client_cancelled"
         raise
     finally:
+        watch.close()
         with anyio.CancelScope(shield=True):
             await _close(chunks, response, finish, record)
 
@@ -173,13 +176,24 @@ def _body(response: StreamedAnswer) -> AsyncGenerator[bytes, None]:
 
 
 async def _next_chunk(
-    chunks: AsyncIterator[bytes], deadline: float, total_deadline: float, record: StreamRecord
+    chunks: AsyncIterator[bytes],
+    watch: StreamDeadline,
+    deadline: float,
+    total_deadline: float,
+    record: StreamRecord,
 ) -> bytes | _End:
     """The next network chunk by the deadline, or how the stream ends (deadlines are on the
     loop's clock)."""
     try:
-        async with asyncio.timeout_at(deadline):
+        watch.begin(deadline)
+        try:
             return await anext(chunks)
+        except asyncio.CancelledError:
+            if watch.expired():
+                raise TimeoutError from None
+            raise
+        finally:
+            watch.end()
     except StopAsyncIteration:
         if record.outcome == "ok" and record.usage is None:
             record.outcome = "upstream_error"

@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import pytest
 
 from app.relay import StreamRecord, relay
 from app.upstream import Timeouts
@@ -61,7 +62,7 @@ async def collect(
 
 
 async def relay_bytes(
-    handler: Callable[[httpx.Request], httpx.Response],
+    handler: Callable[[httpx.Request], httpx.Response], timeouts: Timeouts = TIMEOUTS
 ) -> tuple[bytes, StreamRecord]:
     """What the relay writes to the browser for the upstream answer `handler` gives."""
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
@@ -69,7 +70,7 @@ async def relay_bytes(
             client.build_request("POST", "http://m/v1/responses"), stream=True
         )
         record = StreamRecord(started=time.monotonic())
-        return b"".join([chunk async for chunk in relay(response, TIMEOUTS, record)]), record
+        return b"".join([chunk async for chunk in relay(response, timeouts, record)]), record
 
 
 def test_passed_events_reach_the_browser_byte_for_byte_whatever_their_shape() -> None:
@@ -184,3 +185,72 @@ def test_idle_gap_ends_with_an_error_event() -> None:
     assert events[-1]["error"]["code"] == "idle_timeout"
     assert record.outcome == "timeout"
     assert time.monotonic() - started < 1.5 + 1 + 2  # the gap, the idle timeout, slack
+
+
+def test_gaps_each_within_the_idle_timeout_never_end_the_stream() -> None:
+    """The idle deadline restarts with every chunk: gaps of 0.6 s under a 1 s idle timeout,
+    2.4 s in all, do not cut the answer."""
+    chunks = [frame("response.output_text.delta", DELTA)] * 5 + [
+        frame("response.completed", COMPLETED)
+    ]
+    events, record = asyncio.run(collect(chunks, pauses=[0.0, 0.6, 0.6, 0.6, 0.6, 0.0]))
+    assert [e["type"] for e in events][-1] == "response.completed"
+    assert record.outcome == "ok"
+
+
+def test_a_stream_with_no_first_token_ends_at_the_first_token_timeout() -> None:
+    """Events that are not tokens do not hold the first-token deadline off."""
+    created = frame("response.created", CREATED)
+    events, record = asyncio.run(collect([created, created, created], pauses=[0.0, 0.6, 0.6]))
+    assert events[-1]["error"]["code"] == "first_token_timeout"
+    assert record.outcome == "timeout"
+
+
+def test_a_long_answer_ends_at_the_total_timeout() -> None:
+    """Tokens that keep coming within the idle timeout are cut off at the total timeout."""
+    short = Timeouts(connect=1, first_token=1, idle=1, total=1.5)
+    delta = frame("response.output_text.delta", DELTA)
+
+    async def run() -> tuple[bytes, StreamRecord]:
+        async def body() -> AsyncIterator[bytes]:
+            for _ in range(10):
+                yield delta
+                await asyncio.sleep(0.4)
+
+        return await relay_bytes(lambda _: httpx.Response(200, content=body()), short)
+
+    out, record = asyncio.run(run())
+    last = json.loads(out.rstrip(b"\n").rsplit(b"\n", 1)[-1].removeprefix(b"data: "))
+    assert last["error"]["code"] == "total_timeout"
+    assert record.outcome == "timeout"
+
+
+def test_the_visitor_leaving_is_a_cancellation_not_a_timeout() -> None:
+    """Cancelled while it waits for the model, the relay says the client left, and the
+    cancellation goes on."""
+    delta = frame("response.output_text.delta", DELTA)
+
+    async def run() -> StreamRecord:
+        async def body() -> AsyncIterator[bytes]:
+            yield delta
+            await asyncio.sleep(10)
+            yield delta
+
+        record = StreamRecord(started=time.monotonic())
+        async with httpx.AsyncClient(
+            transport=httpx.MockTransport(lambda _: httpx.Response(200, content=body()))
+        ) as client:
+            response = await client.send(client.build_request("POST", "http://m/"), stream=True)
+
+            async def consume() -> None:
+                async for _ in relay(response, TIMEOUTS, record):
+                    pass
+
+            task = asyncio.create_task(consume())
+            await asyncio.sleep(0.3)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        return record
+
+    assert asyncio.run(run()).outcome == "client_cancelled"
