@@ -21,9 +21,11 @@ if TYPE_CHECKING:
 ADMIT_SCRIPT = resources.files("app").joinpath("lua/admit.lua").read_text()
 RENEW_SCRIPT = resources.files("app").joinpath("lua/renew.lua").read_text()
 FINISH_SCRIPT = resources.files("app").joinpath("lua/finish.lua").read_text()
-SHED, GLOBAL_FULL, NOT_OWNER = 3, 2, 4
+VISITOR_FULL, GLOBAL_FULL, SHED, NOT_OWNER = 1, 2, 3, 4
 # How long a visitor may continue a conversation (LM Studio keeps stored responses longer).
 CONVERSATION_SECONDS = 24 * 3600
+# Spent visitor windows remembered per gateway process (about 200 bytes each).
+MAX_REMEMBERED_VISITORS = 10_000
 
 
 class Limit(StrEnum):
@@ -76,7 +78,9 @@ def refusal(limit: Limit, quota: int, reset_seconds: float, path: str = "redis")
 
 
 class RedisAdmitter:
-    """Runs the admission script; remembers a full global window so floods skip Redis."""
+    """Runs the admission script; remembers a full global window, and each visitor whose own
+    window is spent, so floods skip Redis until the window resets (a fixed window, once spent,
+    stays spent until then)."""
 
     def __init__(
         self, redis: Redis, *, prefix: str, window_seconds: int, lease_seconds: float
@@ -97,6 +101,8 @@ class RedisAdmitter:
         self._lease_ms = int(lease_seconds * 1000)
         self._global_closed_until = 0.0
         self._closed_at_limit = 0
+        # visitor ids -> (spent until, at which visitor limit); bounded, see _close_visitor.
+        self._visitors_closed: dict[tuple[str, ...], tuple[float, int]] = {}
 
     async def load(self) -> None:
         """Load the scripts into Redis now, so the first request needs a single EVALSHA."""
@@ -116,6 +122,9 @@ class RedisAdmitter:
         if now < self._global_closed_until and limits.global_limit <= self._closed_at_limit:
             reset = self._global_closed_until - now
             return refusal(Limit.GLOBAL, limits.global_limit, reset, path="local")
+        closed = self._visitors_closed.get(tuple(visitor_ids)) if self._visitors_closed else None
+        if closed is not None and now < closed[0] and limits.visitor_limit <= closed[1]:
+            return refusal(Limit.VISITOR, limits.visitor_limit, closed[0] - now, path="local")
         lease = f"{self._lease_prefix}{next(self._lease_numbers):x}"
         conversation = self._conversation_prefix + (continues or "-")
         keys = [self._global_key, self.inflight_key, conversation]
@@ -131,7 +140,21 @@ class RedisAdmitter:
             owner if continues else "",
         ]
         status, ttl_ms, remaining, binding = await self._admit(keys=keys, args=args)
-        return self._decision(now, limits, lease, (status, ttl_ms, remaining, binding))
+        decision = self._decision(now, limits, lease, (status, ttl_ms, remaining, binding))
+        if status == VISITOR_FULL:
+            self._close_visitor(tuple(visitor_ids), now + decision.reset_seconds, limits)
+        return decision
+
+    def _close_visitor(self, ids: tuple[str, ...], until: float, limits: Limits) -> None:
+        """Remember a spent visitor window; at most MAX_REMEMBERED_VISITORS are kept, so
+        visitors by the thousand cost memory only until their windows reset."""
+        closed = self._visitors_closed
+        if len(closed) >= MAX_REMEMBERED_VISITORS:
+            now = time.monotonic()
+            self._visitors_closed = closed = {k: v for k, v in closed.items() if v[0] > now}
+            if len(closed) >= MAX_REMEMBERED_VISITORS:
+                return  # full of live refusals: this visitor's are decided by Redis
+        closed[ids] = (until, limits.visitor_limit)
 
     def _decision(
         self, now: float, limits: Limits, lease: str, result: tuple[int, int, int, int]
@@ -170,6 +193,7 @@ class RedisAdmitter:
         if leases:
             await self._renew(keys=[self.inflight_key], args=[self._lease_ms, *leases])
 
-    def forget_global_refusal(self) -> None:
-        """Drop the remembered full window (limits changed, or Redis came back)."""
+    def forget_refusals(self) -> None:
+        """Drop the remembered full windows (Redis came back: it may have lost them)."""
         self._global_closed_until = 0.0
+        self._visitors_closed = {}

@@ -118,7 +118,7 @@ class Limiter:
             try:
                 if self.fallback_active:
                     await self._redis.ping()
-                    self._shared.forget_global_refusal()
+                    self._shared.forget_refusals()
                     log.warning("Redis is back: admitting through Redis again")
                     self._set_fallback(active=False)
                 await self._shared.renew(self._live_shared_leases())

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from app import admission
 from app.admission import Conversation, Limit, Limits, RedisAdmitter
 from app.services import redis_client
 
 if TYPE_CHECKING:
+    import pytest
     import redis
 
     from app.admission import Decision
@@ -239,6 +241,66 @@ def test_a_full_global_window_is_remembered_locally(
 
     assert asyncio.run(scenario()) == [(Limit.GLOBAL, "local")] * 10
     assert "cmdstat_evalsha" not in redis_client.info("commandstats")
+
+
+def test_a_spent_visitor_window_is_remembered_locally(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """Once Redis says a visitor's window is spent, that visitor's refusals skip Redis until it
+    resets; other visitors, and a raised visitor limit, are still decided by Redis."""
+    one = Limits(global_limit=100, visitor_limit=1, inflight_cap=100)
+    two = Limits(global_limit=100, visitor_limit=2, inflight_cap=100)
+
+    async def scenario() -> tuple[list[tuple[Limit, str]], list[Decision], int]:
+        admitter = make_admitter(redis_url)
+        await admitter.admit(["a", "t"], one)
+        first = await admitter.admit(["a", "t"], one)
+        assert (first.limit, first.path) == (Limit.VISITOR, "redis")
+        redis_client.config_resetstat()
+        again = [await admitter.admit(["a", "t"], one) for _ in range(10)]
+        assert all(0 < d.reset_seconds <= first.reset_seconds for d in again)
+        evalsha = _calls(redis_client, "evalsha")
+        others = [await admitter.admit(["b", "t2"], one), await admitter.admit(["a", "t"], two)]
+        return [(d.limit, d.path) for d in again], others, evalsha
+
+    again, others, evalsha = asyncio.run(scenario())
+    assert again == [(Limit.VISITOR, "local")] * 10
+    assert evalsha == 0
+    assert [(d.admitted, d.path) for d in others] == [(True, "redis"), (True, "redis")]
+
+
+def test_a_remembered_visitor_is_admitted_when_the_window_resets(redis_url: str) -> None:
+    limits = Limits(global_limit=100, visitor_limit=1, inflight_cap=100)
+
+    async def scenario() -> list[bool]:
+        admitter = RedisAdmitter(
+            redis_client(redis_url), prefix="short", window_seconds=1, lease_seconds=30
+        )
+        admitted = [(await admitter.admit(["a"], limits)).admitted for _ in range(3)]
+        await asyncio.sleep(1.1)
+        return [*admitted, (await admitter.admit(["a"], limits)).admitted]
+
+    assert asyncio.run(scenario()) == [True, False, False, True]
+
+
+def test_remembered_visitors_are_bounded(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the bound, spent visitors are still refused, by Redis: memory stays bounded."""
+    monkeypatch.setattr(admission, "MAX_REMEMBERED_VISITORS", 3)
+    limits = Limits(global_limit=100, visitor_limit=1, inflight_cap=100)
+
+    async def scenario() -> list[str]:
+        admitter = make_admitter(redis_url)
+        for name in "abcde":
+            await admitter.admit([name], limits)
+            await admitter.admit([name], limits)
+        return [(await admitter.admit([name], limits)).path for name in "abcde"]
+
+    assert asyncio.run(scenario()) == ["local", "local", "local", "redis", "redis"]
+
+
+def _calls(client: redis.Redis, command: str) -> int:
+    stats = client.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
 
 
 def test_a_raised_limit_is_not_refused_from_memory(redis_url: str) -> None:

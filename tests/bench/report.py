@@ -121,7 +121,11 @@ def throughput_section(results: dict[str, Any]) -> list[str]:
     rows = [
         ("admitted chats through llmgw", admitted["gateway"]),
         ("sim direct (reference)", admitted["direct"]),
-        ("429, visitor limit (Redis script)", results["visitor_429"]),
+        (
+            "429, visitor limit, a new thumbmark each time (Redis script)",
+            results["visitor_429_redis"],
+        ),
+        ("429, visitor limit, one visitor (local deny cache)", results["visitor_429"]),
         ("429, global limit (local deny cache)", results["global_429"]),
         ("GET /healthz (reference: the framework alone)", results["healthz"]),
     ]

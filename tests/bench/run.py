@@ -121,7 +121,7 @@ def round_trips(redis_url: str, gateway_url: str, requests: int = 50) -> dict[st
 
 
 def throughput_runs(redis_url: str) -> dict[str, Any]:
-    """Admitted chats (gateway and sim direct), the two 429 paths, and /healthz, by wrk."""
+    """Admitted chats (gateway and sim direct), the three 429 paths, and /healthz, by wrk."""
     results: dict[str, Any] = {}
     with sim_server(*FAST_SIM) as sim:
         base = {"redis_url": redis_url, "upstream_url": sim.url, **GATEWAY}
@@ -133,6 +133,9 @@ def throughput_runs(redis_url: str) -> dict[str, Any]:
             }
         with gateway_server(**base, global_limit=10**9, visitor_limit=1) as gateway:
             results["visitor_429"] = wrk_with_cpu(gateway, "/api/chat", GATEWAY_BODY)
+            results["visitor_429_redis"] = wrk_with_cpu(
+                gateway, "/api/chat", GATEWAY_BODY, rotate_thumbmark=True
+            )
             results["healthz"] = wrk_with_cpu(gateway, "/healthz")
         with gateway_server(**base, global_limit=1, visitor_limit=10**9) as gateway:
             results["global_429"] = wrk_with_cpu(gateway, "/api/chat", GATEWAY_BODY)

@@ -19,12 +19,28 @@ SECONDS = int(os.environ.get("LLMGW_BENCH_SECONDS", "8"))
 CONNECTIONS = 32
 
 
-def wrk(url: str, body: bytes | None = None, seconds: int = SECONDS) -> dict[str, float]:
+# Every request with a thumbmark of its own: the visitor is new to the gateway's memory each
+# time (its address window is spent all the same), so every refusal is decided by Redis.
+ROTATING_THUMBMARK = """
+counter = 0
+request = function()
+  counter = counter + 1
+  local headers = {["Content-Type"] = "application/json", ["X-Thumbmark-Id"] = "t" .. counter}
+  return wrk.format(nil, nil, headers, nil)
+end
+"""
+
+
+def wrk(
+    url: str, body: bytes | None = None, seconds: int = SECONDS, *, rotate_thumbmark: bool = False
+) -> dict[str, float]:
     """wrk -t1 -c32 against one URL (POST with `body`, else GET): rate, total, non-2xx."""
     script = ""
     if body is not None:
         script = f"wrk.method = \"POST\"\nwrk.body = '{body.decode()}'\n"
         script += 'wrk.headers["Content-Type"] = "application/json"\n'
+    if rotate_thumbmark:
+        script += ROTATING_THUMBMARK
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
     command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", handle.name, url]
@@ -39,10 +55,12 @@ def wrk(url: str, body: bytes | None = None, seconds: int = SECONDS) -> dict[str
     return {"rps": rps, "total": total, "non_2xx": int(refused.group(1)) if refused else 0}
 
 
-def wrk_with_cpu(server: Server, path: str, body: bytes | None = None) -> dict[str, float]:
+def wrk_with_cpu(
+    server: Server, path: str, body: bytes | None = None, *, rotate_thumbmark: bool = False
+) -> dict[str, float]:
     """wrk against `server`, and the CPU the server spent per request while it ran."""
     with CpuClock(server.pid).measure() as spent:
-        result = wrk(f"{server.url}{path}", body)
+        result = wrk(f"{server.url}{path}", body, rotate_thumbmark=rotate_thumbmark)
     result["cpu_ms_per_request"] = spent.seconds / max(1, result["total"]) * 1000
     result["busy_share"] = spent.busy_share
     # What one fully busy core would serve at this cost per request.
