@@ -125,6 +125,8 @@ class RedisAdmitter:
         closed = self._visitors_closed.get(tuple(visitor_ids)) if self._visitors_closed else None
         if closed is not None and now < closed[0] and limits.visitor_limit <= closed[1]:
             return refusal(Limit.VISITOR, limits.visitor_limit, closed[0] - now, path="local")
+        if closed is not None:  # its window has reset (or the limit was raised)
+            del self._visitors_closed[tuple(visitor_ids)]
         lease = f"{self._lease_prefix}{next(self._lease_numbers):x}"
         conversation = self._conversation_prefix + (continues or "-")
         keys = [self._global_key, self.inflight_key, conversation]
@@ -146,14 +148,13 @@ class RedisAdmitter:
         return decision
 
     def _close_visitor(self, ids: tuple[str, ...], until: float, limits: Limits) -> None:
-        """Remember a spent visitor window; at most MAX_REMEMBERED_VISITORS are kept, so
-        visitors by the thousand cost memory only until their windows reset."""
+        """Remember a spent visitor window. At most MAX_REMEMBERED_VISITORS are kept: past
+        that the longest remembered is forgotten (Redis decides for that visitor again), so
+        memory and the cost per refusal stay bounded whatever the number of visitors."""
         closed = self._visitors_closed
-        if len(closed) >= MAX_REMEMBERED_VISITORS:
-            now = time.monotonic()
-            self._visitors_closed = closed = {k: v for k, v in closed.items() if v[0] > now}
-            if len(closed) >= MAX_REMEMBERED_VISITORS:
-                return  # full of live refusals: this visitor's are decided by Redis
+        closed.pop(ids, None)  # re-inserted at the end: the order is the order remembered
+        while len(closed) >= MAX_REMEMBERED_VISITORS:
+            del closed[next(iter(closed))]
         closed[ids] = (until, limits.visitor_limit)
 
     def _decision(

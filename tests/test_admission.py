@@ -284,7 +284,7 @@ def test_a_remembered_visitor_is_admitted_when_the_window_resets(redis_url: str)
 
 
 def test_remembered_visitors_are_bounded(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Past the bound, spent visitors are still refused, by Redis: memory stays bounded."""
+    """Past the bound the longest remembered visitors are forgotten: still refused, by Redis."""
     monkeypatch.setattr(admission, "MAX_REMEMBERED_VISITORS", 3)
     limits = Limits(global_limit=100, visitor_limit=1, inflight_cap=100)
 
@@ -293,7 +293,7 @@ def test_remembered_visitors_are_bounded(redis_url: str, monkeypatch: pytest.Mon
         for name in "abcde":
             await admitter.admit([name], limits)
             await admitter.admit([name], limits)
-        return [(await admitter.admit([name], limits)).path for name in "abcde"]
+        return [(await admitter.admit([name], limits)).path for name in "edcba"]
 
     assert asyncio.run(scenario()) == ["local", "local", "local", "redis", "redis"]
 
