@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import socket
 import subprocess
 import sys
@@ -115,6 +116,9 @@ def demo() -> int:
         print(f"open {url}/ for the chat widget, or try:")
         print(f"curl -N {url}/api/chat -H 'Content-Type: application/json' -d '{body}'")
         sys.stdout.flush()
+        # uvicorn shuts down on SIGTERM, then raises it again: without a handler of ours that
+        # would kill this process before `finally`, and leave the sim running.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
         return serve(**overrides)
     finally:
         sim.terminate()
@@ -123,6 +127,10 @@ def demo() -> int:
         except subprocess.TimeoutExpired:  # never leave the sim running behind the demo
             sim.kill()
             sim.wait()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:  # noqa: ARG001 - a signal handler
+    raise SystemExit(128 + signum)
 
 
 def _free_port() -> int:

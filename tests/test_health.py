@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -13,7 +14,7 @@ import pytest
 from chat_client import chat
 from gateway_server import running_gateway
 from sim_process import SimHandle, running_sim
-from support import free_port, wait_for_port
+from support import eventually, free_port, wait_for_port
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -80,3 +81,15 @@ def test_demo_command_serves_a_chat() -> None:
     finally:
         process.terminate()
         process.wait(timeout=15)
+    # Stopped the way docker and systemd stop it (SIGTERM), the demo leaves no sim behind.
+    sim_port = int(banner[0].rsplit("port ", 1)[1])
+    assert eventually(lambda: not accepts(sim_port)), "the demo's sim outlived it"
+
+
+def accepts(port: int) -> bool:
+    """Whether something listens on this loopback port."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
