@@ -38,6 +38,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
+        self.idle = False  # kept in the pool, between exchanges
         self.idle_since = 0.0
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
@@ -62,6 +63,9 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # a stream transport: TCP or TLS
 
     def data_received(self, data: bytes) -> None:
+        if self.idle:  # unasked for (a server's 408 before it hangs up): not reusable
+            self.close()
+            return
         self.received += len(data)
         try:
             self.parser.feed_data(data)
@@ -91,6 +95,10 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     # httptools' callbacks
+
+    def on_message_begin(self) -> None:
+        if self.head_done:  # a second answer to one request: the connection is not to be trusted
+            raise httptools.HttpParserError("the model server answered twice")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
@@ -284,6 +292,7 @@ class UpstreamPool:
             return
         connection.reset()
         connection.idle_since = now
+        connection.idle = True
         idle.append(connection)
 
     def _check_out(self) -> _Connection | None:
@@ -291,6 +300,7 @@ class UpstreamPool:
         while idle:
             connection = idle.pop()
             if not connection.closed and connection.idle_since >= oldest:
+                connection.idle = False
                 return connection
             connection.close()
         return None

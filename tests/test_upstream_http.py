@@ -146,6 +146,41 @@ def test_an_interim_answer_is_skipped() -> None:
     run(scenario)
 
 
+def test_a_kept_connection_that_speaks_unasked_is_not_reused() -> None:
+    """Some servers send a 408 on an idle connection before they close it, or answer twice:
+    the next chat must not take that for its answer, nor reuse the connection."""
+    answer = SSE + sized(EVENT)
+    timeout = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"
+    connections: list[int] = []
+
+    async def talk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        await read_request(reader)
+        writer.write(answer)
+        if len(connections) == 1:
+            await asyncio.sleep(0.05)
+            writer.write(timeout)  # unasked, while the connection is idle in the pool
+        elif len(connections) == 2:
+            writer.write(timeout)  # a second answer, in the same breath as the first
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        writer.close()
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(talk, "127.0.0.1", 0)
+        async with server:
+            pool = pool_for(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+            for _ in range(3):
+                response = await pool.post(b"{}")
+                assert response.status_code == 200
+                assert await body_of(response) == EVENT
+                await asyncio.sleep(0.15)
+            assert len(connections) == 3
+            await pool.aclose()
+
+    run(scenario)
+
+
 def test_a_kept_connection_serves_the_next_chat() -> None:
     answer = SSE + sized(EVENT)
 
