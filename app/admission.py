@@ -122,11 +122,12 @@ class RedisAdmitter:
         if now < self._global_closed_until and limits.global_limit <= self._closed_at_limit:
             reset = self._global_closed_until - now
             return refusal(Limit.GLOBAL, limits.global_limit, reset, path="local")
-        closed = self._visitors_closed.get(tuple(visitor_ids)) if self._visitors_closed else None
-        if closed is not None and now < closed[0] and limits.visitor_limit <= closed[1]:
-            return refusal(Limit.VISITOR, limits.visitor_limit, closed[0] - now, path="local")
-        if closed is not None:  # its window has reset (or the limit was raised)
-            del self._visitors_closed[tuple(visitor_ids)]
+        ids = tuple(visitor_ids)
+        closed = self._visitors_closed.get(ids)
+        if closed is not None:
+            if now < closed[0] and limits.visitor_limit <= closed[1]:
+                return refusal(Limit.VISITOR, limits.visitor_limit, closed[0] - now, path="local")
+            del self._visitors_closed[ids]  # its window has reset (or the limit was raised)
         lease = f"{self._lease_prefix}{next(self._lease_numbers):x}"
         conversation = self._conversation_prefix + (continues or "-")
         keys = [self._global_key, self.inflight_key, conversation]
@@ -144,7 +145,7 @@ class RedisAdmitter:
         status, ttl_ms, remaining, binding = await self._admit(keys=keys, args=args)
         decision = self._decision(now, limits, lease, (status, ttl_ms, remaining, binding))
         if status == VISITOR_FULL:
-            self._close_visitor(tuple(visitor_ids), now + decision.reset_seconds, limits)
+            self._close_visitor(ids, now + decision.reset_seconds, limits)
         return decision
 
     def _close_visitor(self, ids: tuple[str, ...], until: float, limits: Limits) -> None:

@@ -13,7 +13,7 @@ import anyio
 import httpx
 import msgspec
 
-from app.sse import EVENT_PREFIX, Event, EventBatcher, parse_block
+from app.sse import EVENT_PREFIX, Event, EventBatcher, parse_block, usual_shape
 from app.stream_deadline import StreamDeadline
 
 if TYPE_CHECKING:
@@ -45,10 +45,9 @@ PASSED_EVENTS = TOKEN_EVENTS | {
 }
 FAILED_EVENTS = frozenset({"error", "response.failed", "response.incomplete"})
 REBUILT_EVENTS = ("response.created", "response.in_progress", "response.completed")
-# The first line of a passed event, as it comes in the usual shape (`event:` then one `data:`
-# line): such an event is its own frame, so its bytes go on without being parsed or rebuilt.
-_PASSED_HEADS = {EVENT_PREFIX + kind.encode() + b"\n": kind for kind in PASSED_EVENTS}
-_DATA_LINE = b"\ndata: "
+# Passed events by their type's bytes: one in the usual shape is its own frame, so its bytes
+# go on without being parsed or rebuilt.
+_PASSED_KINDS = {kind.encode(): kind for kind in PASSED_EVENTS}
 _FRAME_END = b"\n\n"
 DRAIN_SECONDS = 0.5
 
@@ -229,11 +228,8 @@ def _translate_batch(blocks: list[bytes], record: StreamRecord) -> tuple[bytes, 
 
 def _passed_as_is(block: bytes) -> str | None:
     """The type of a passed event in the usual shape, whose frame is its block as it came."""
-    head_end = block.find(b"\n") + 1
-    kind = _PASSED_HEADS.get(block[:head_end])
-    if kind is None or not block.startswith(_DATA_LINE, head_end - 1):
-        return None
-    return kind if block.find(b"\n", head_end) < 0 else None
+    end = usual_shape(block)
+    return _PASSED_KINDS.get(block[len(EVENT_PREFIX) : end]) if end > 0 else None
 
 
 def _count(kind: str, record: StreamRecord) -> None:
@@ -255,14 +251,10 @@ async def _drain(chunks: AsyncIterator[bytes]) -> None:
 
 
 def _translate(event: Event, record: StreamRecord) -> bytes | None:
-    record.events += 1
     kind = event.event
-    if kind in TOKEN_EVENTS:
-        if record.first_token_at is None:
-            record.first_token_at = time.monotonic()
+    _count(kind, record)
+    if kind in PASSED_EVENTS:  # token deltas among them
         return event.frame()  # passed on as it came: no decoding, no re-encoding
-    if kind in PASSED_EVENTS:
-        return event.frame()
     if kind in REBUILT_EVENTS:
         return _rebuilt(kind, event.raw, record)
     if kind in FAILED_EVENTS:

@@ -39,14 +39,22 @@ class Event:
         return self.raw.replace(b"\n", b"\n" + DATA_PREFIX) if b"\n" in self.raw else self.raw
 
 
+def usual_shape(block: bytes) -> int:
+    """Where the event line ends in a block of the usual shape (one `event:` line, then one
+    `data:` line), whose frame is the block as it came; -1 for any other block."""
+    if not block.startswith(EVENT_PREFIX):
+        return -1
+    end = block.find(b"\n")
+    if end > 0 and block.startswith(DATA_PREFIX, end + 1) and block.find(b"\n", end + 1) < 0:
+        return end
+    return -1
+
+
 def parse_block(block: bytes) -> Event | None:
     """One event from the lines between two blank lines (None for a comment-only block)."""
-    if block.startswith(EVENT_PREFIX):  # the usual shape, one event line and one data line
-        end = block.find(b"\n")
-        if end > 0 and block.startswith(DATA_PREFIX, end + 1) and block.find(b"\n", end + 1) < 0:
-            return Event(
-                block[len(EVENT_PREFIX) : end].decode("utf-8", "replace"), block[end + 7 :]
-            )
+    if (end := usual_shape(block)) > 0:
+        kind = block[len(EVENT_PREFIX) : end].decode("utf-8", "replace")
+        return Event(kind, block[end + 1 + len(DATA_PREFIX) :])
     kind = "message"
     data: list[bytes] = []
     for line in block.split(b"\n"):
@@ -66,10 +74,6 @@ class EventBatcher:
 
     def __init__(self) -> None:
         self._buffer = b""
-
-    def feed(self, chunk: bytes) -> list[Event]:
-        """Take a network chunk; return the events it completed."""
-        return [event for block in self.blocks(chunk) if (event := parse_block(block)) is not None]
 
     def blocks(self, chunk: bytes) -> list[bytes]:
         """Take a network chunk; return the blocks it completed: each the lines of one event
