@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
     from redis.asyncio import Redis
 
+    from app.redis_wire import RedisWire
+
 ADMIT_SCRIPT = resources.files("app").joinpath("lua/admit.lua").read_text()
 RENEW_SCRIPT = resources.files("app").joinpath("lua/renew.lua").read_text()
 FINISH_SCRIPT = resources.files("app").joinpath("lua/finish.lua").read_text()
@@ -83,12 +85,19 @@ class RedisAdmitter:
     stays spent until then)."""
 
     def __init__(
-        self, redis: Redis, *, prefix: str, window_seconds: int, lease_seconds: float
+        self,
+        redis: Redis,
+        *,
+        prefix: str,
+        window_seconds: int,
+        lease_seconds: float,
+        wire: RedisWire | None = None,
     ) -> None:
         self._redis = redis
-        self._admit = LuaScript(redis, ADMIT_SCRIPT)
-        self._renew = LuaScript(redis, RENEW_SCRIPT)
-        self._finish = LuaScript(redis, FINISH_SCRIPT)
+        # The scripts go by the pipelined wire when there is one, else by redis-py's pool.
+        self._admit = LuaScript(redis, ADMIT_SCRIPT, wire)
+        self._renew = LuaScript(redis, RENEW_SCRIPT, wire)
+        self._finish = LuaScript(redis, FINISH_SCRIPT, wire)
         # Lease ids: unique across replicas by a random prefix, cheap within one by a counter.
         self._lease_prefix = secrets.token_hex(6) + "-"
         self._lease_numbers = itertools.count()

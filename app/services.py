@@ -23,6 +23,7 @@ from app.local_limits import LocalAdmitter
 from app.monitor import UpstreamMonitor
 from app.probe_watch import ProbeWatcher
 from app.redis_pool import LeanConnectionPool
+from app.redis_wire import RedisWire
 from app.upstream import Timeouts, create_client
 from app.visitor import VisitorIdentifier
 from app.waiting_room import WaitingRoom
@@ -62,9 +63,12 @@ async def running_services(settings: Settings, metrics: GatewayMetrics) -> Async
     stop and close all of it on the way out."""
     async with AsyncExitStack() as stack:
         redis = await stack.enter_async_context(_redis(settings))
+        wire = RedisWire.of(redis)
+        if wire is not None:
+            stack.callback(wire.close)
         upstream = create_client(settings)
         stack.push_async_callback(upstream.aclose)
-        services = await _assemble(settings, redis, upstream, metrics)
+        services = await _assemble(settings, redis, wire, upstream, metrics)
         tasks = [
             _background(services.watcher.run()),
             _background(services.monitor.run()),
@@ -75,13 +79,18 @@ async def running_services(settings: Settings, metrics: GatewayMetrics) -> Async
 
 
 async def _assemble(
-    settings: Settings, redis: aioredis.Redis, upstream: UpstreamClient, metrics: GatewayMetrics
+    settings: Settings,
+    redis: aioredis.Redis,
+    wire: RedisWire | None,
+    upstream: UpstreamClient,
+    metrics: GatewayMetrics,
 ) -> Services:
     shared = RedisAdmitter(
         redis,
         prefix=settings.key_prefix,
         window_seconds=settings.window_seconds,
         lease_seconds=settings.lease_seconds,
+        wire=wire,
     )
     waiting_room = WaitingRoom(size=settings.queue_size, wait_seconds=settings.queue_wait_seconds)
     limiter = Limiter(
