@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import subprocess
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ import fakeredis
 import hiredis
 import pytest
 import redis.asyncio as aioredis
+import uvloop
 from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -303,6 +305,64 @@ def test_a_unix_socket_redis_is_reached(tmp_path: Path) -> None:
         assert run(scenario) == [b"k", b"unix"]
     finally:
         stop_process(server)
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl makes the test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"),
+            *("-addext", "subjectAltName=DNS:localhost"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_tls_redis_is_reached_and_verified(certificate: tuple[Path, Path], loop: str) -> None:
+    """rediss:// (a managed Redis): the wire speaks TLS on the connection redis-py opened and
+    verified, with uvloop (what the gateway runs on) as with asyncio's own loop; a server
+    whose certificate is not trusted is refused."""
+    cert, key = certificate
+    port = free_port()
+    server = start_redis(
+        free_port(),
+        *("--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key)),
+        *("--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"),
+    )
+    wait_for_port(port)
+
+    async def scenario() -> tuple[list[Any], Any]:
+        redis = client(f"rediss://localhost:{port}/0?ssl_ca_certs={cert}")
+        wire = wire_of(redis)
+        replies = await asyncio.gather(*(echo(redis, wire, "k", f"v{n}") for n in range(50)))
+        wire.close()
+        await redis.aclose()
+        untrusting = client(f"rediss://localhost:{port}/0")
+        untrusting_wire = wire_of(untrusting)
+        try:
+            await echo(untrusting, untrusting_wire, "k", "v")
+        except RedisConnectionError as exc:
+            refused: Any = exc
+        else:
+            refused = None
+        untrusting_wire.close()
+        await untrusting.aclose()
+        return list(replies), refused
+
+    runner = uvloop.run if loop == "uvloop" else asyncio.run
+    try:
+        replies, refused = runner(scenario())
+    finally:
+        stop_process(server)
+    assert replies == [[b"k", f"v{n}".encode()] for n in range(50)]
+    assert "certificate" in str(refused).lower()
 
 
 def test_clients_without_a_plain_connection_keep_redis_pys_path() -> None:
