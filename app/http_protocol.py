@@ -10,6 +10,7 @@ at the same setting, so the fast parser is safe without a proxy in front that li
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import httptools
@@ -75,6 +76,8 @@ class CappedHttpToolsProtocol(HttpToolsProtocol):
             if size > self.max_head_bytes:
                 raise HeadTooLarge(TOO_LARGE)
         super().on_headers_complete()
+        if self.cycle is not None:
+            self.cycle.transport = HeldHead(self.transport)  # type: ignore[assignment]
 
     def on_body(self, body: bytes) -> None:
         """Body bytes are the body cap's business (LLMGW_MAX_BODY_BYTES), not this one's."""
@@ -92,3 +95,39 @@ def capped_httptools(max_head_bytes: int) -> type[CappedHttpToolsProtocol]:
     return type(
         "CappedHttpToolsProtocol", (CappedHttpToolsProtocol,), {"max_head_bytes": max_head_bytes}
     )
+
+
+class HeldHead:
+    """A response's transport whose head waits, until the end of the event loop's turn, for
+    the body written in the same turn, so a short answer (a 429, a JSON error) leaves in one
+    write system call, not two. A head with no body that turn (an SSE stream waiting for its
+    first event) goes out alone at the turn's end."""
+
+    __slots__ = ("_head", "_transport")
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self._head: bytes | None = b""  # b"": not written yet; None: written
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is None or data.startswith(b"HTTP/1.1 100 "):
+            self._transport.write(data)
+        elif head:
+            self._head = None
+            self._transport.write(head + data)
+        else:
+            self._head = data
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        head, self._head = self._head, None
+        if head and not self._transport.is_closing():  # the client may have gone meanwhile
+            self._transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return bool(self._transport.is_closing())

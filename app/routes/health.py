@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from litestar import Request, Response, get
+from litestar import Request, Response, route
 
 from app.routes.status import operator_detail
 
@@ -23,13 +23,13 @@ class _NotReady(Exception):
     """A check that answered, but not well; its message is safe to show."""
 
 
-@get("/healthz", summary="The process is alive")
+@route("/healthz", http_method=["GET", "HEAD"], summary="The process is alive")
 async def healthz() -> dict[str, str]:
     """Always ok while the process serves requests."""
     return {"status": "ok"}
 
 
-@get("/readyz", summary="Redis and the model server are reachable")
+@route("/readyz", http_method=["GET", "HEAD"], summary="Redis and the model server are reachable")
 async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, object]]:
     """200 when every dependency answers, else 503; the detail names no host or URL."""
     services: Services = request.app.state.services

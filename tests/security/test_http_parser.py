@@ -118,3 +118,39 @@ def test_a_body_larger_than_the_cap_is_not_taken_for_a_head(gateway: GatewayProc
     assert first.startswith(b"400")
     assert b"application/json" in first.split(b"\r\n\r\n", 1)[0].lower()
     assert second.startswith(b"200")
+
+
+def test_pipelined_answers_keep_their_order_and_a_head_answer_has_no_body(
+    gateway: GatewayProcess,
+) -> None:
+    """GET, HEAD and GET in one write: three answers in order, the HEAD one (uptime monitors
+    often send HEAD) without a body, each head followed by its own body (the head waits for
+    the body written with it)."""
+    head_request = b"HEAD /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n"
+    answer = exchange(gateway, HEAD + b"\r\n" + head_request + HEAD + b"Connection: close\r\n\r\n")
+    parts = answer.split(b"HTTP/1.1 ")[1:]
+    assert [part[:3] for part in parts] == [b"200", b"200", b"200"]
+    first, headed, last = (part.split(b"\r\n\r\n", 1) for part in parts)
+    assert first[1] == last[1] != b""
+    assert headed[1] == b""
+
+
+def test_a_client_expecting_100_continue_gets_it_then_the_answer(gateway: GatewayProcess) -> None:
+    """`Expect: 100-continue`: the interim answer comes before the body is sent, and the
+    real answer (here the JSON 400 for a chat without input) after it."""
+    body = b"{}"
+    head = (
+        b"POST /api/chat HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+        b"Expect: 100-continue\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    with socket.create_connection(("127.0.0.1", port_of(gateway)), timeout=10) as sock:
+        sock.sendall(head)
+        interim = sock.recv(65536)
+        sock.sendall(body)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+    final = (interim + received).split(b"\r\n\r\n", 1)[1]
+    assert final.startswith(b"HTTP/1.1 400")
+    assert b'"error"' in final
