@@ -215,12 +215,13 @@ async def _redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
 
 def redis_client(url: str, max_connections: int = 32) -> aioredis.Redis:
     """A client whose pool waits for a free connection under bursts instead of failing.
-    A burst is not Redis being down: admissions queue for one of a few connections (each
-    EVALSHA takes well under a millisecond) rather than opening hundreds at once, whose slow
-    connects would time out and send admissions to the fallback, breaking exactness. A Redis
-    that is down refuses the connection at once; one that is unreachable times out in 2 s.
-    The pool is our own lighter one (app/redis_pool.py): redis-py's blocking pool cost a
-    seventh of a refused request's CPU (issue 7)."""
+    Admissions and stream ends do not use this pool: they are pipelined on one connection of
+    their own (app/redis_wire.py, opened with this pool's settings). The rest (the readiness
+    ping, the probe's snapshot, the hash key, conversations on the fallback) queue for one of
+    a few connections rather than opening hundreds at once. A Redis that is down refuses the
+    connection at once; one that is unreachable times out in 2 s. The pool is our own lighter
+    one (app/redis_pool.py): redis-py's blocking pool cost a seventh of a refused request's
+    CPU (issue 7)."""
     pool = LeanConnectionPool.from_url(
         url,
         max_connections=max_connections,

@@ -130,5 +130,7 @@ def summarize(result: LevelResult) -> dict[str, float]:
     out["samples_gateway"] = len(through.first_byte)
     out["gap_samples_gateway"] = len(through.gaps)
     out["failed"] = direct.failed + through.failed
+    out["failed_direct"] = direct.failed
+    out["failed_gateway"] = through.failed
     out["cpu_ms_per_chat"] = result.gateway_cpu_seconds / max(1, result.gateway_chats) * 1000
     return out

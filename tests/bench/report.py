@@ -106,7 +106,15 @@ def latency_section(levels: list[dict[str, float]]) -> list[str]:
     )
     failed = sum(item["failed"] for item in levels)
     if failed:
-        lines.append(f"{failed:.0f} streams did not answer 200 and are left out.")
+        where = ", ".join(
+            f"{item.get(f'failed_{path}', 0):.0f} {path} at {item['streams']:.0f} stream(s)"
+            for item in levels
+            for path in ("direct", "gateway")
+            if item.get(f"failed_{path}", 0)
+        )
+        lines.append(
+            f"{failed:.0f} streams did not answer 200 (or broke off) and are left out: {where}."
+        )
     return lines
 
 

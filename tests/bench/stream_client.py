@@ -16,6 +16,10 @@ from urllib.parse import urlsplit
 import h11
 
 READ_SIZE = 65_536
+# uvicorn (the gateway and the sim) closes a connection idle for 5 s; one idle this long is
+# replaced before it is used, as browsers do, rather than racing that close (a request sent as
+# the server hangs up gets no answer, and would be counted as a failed stream).
+STALE_AFTER = 4.0
 DELTA = b"output_text.delta"
 
 
@@ -77,7 +81,10 @@ class StreamConnection:
 
     async def _ready(self) -> None:
         protocol = self._protocol
-        if self._reader is not None and self._reader.at_eof():  # the server let it go idle
+        if self._reader is not None and (
+            self._reader.at_eof()  # the server let it go idle
+            or time.perf_counter() - self.received_at > STALE_AFTER
+        ):
             await self.close()
         if self._writer is not None and protocol.states == {
             h11.CLIENT: h11.DONE,
