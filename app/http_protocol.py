@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from uvicorn.server import ServerState
 
 TOO_LARGE = "Request header fields too large."
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"  # what uvicorn writes, before the response starts
 # Per header line: ": " and CRLF around the name and value the parser hands over.
 LINE_OVERHEAD = 4
 
@@ -75,9 +76,31 @@ class CappedHttpToolsProtocol(HttpToolsProtocol):
             size = len(self.url) + sum(len(n) + len(v) + LINE_OVERHEAD for n, v in self.headers)
             if size > self.max_head_bytes:
                 raise HeadTooLarge(TOO_LARGE)
+        before = self.cycle
         super().on_headers_complete()
-        if self.cycle is not None:
+        if self.cycle is not None and self.cycle is not before:  # a new request's cycle
             self.cycle.transport = HeldHead(self.transport)  # type: ignore[assignment]
+
+    def _flush_held_head(self) -> None:
+        """Send a head still held back, before anything written to the connection directly."""
+        cycle = self.cycle
+        if cycle is not None and isinstance(cycle.transport, HeldHead):
+            cycle.transport.flush()
+
+    def on_response_complete(self) -> None:
+        """A response without a body (to HEAD) has its head sent before the next begins."""
+        self._flush_held_head()
+        super().on_response_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        """A 400 for a bad pipelined request comes after the answer already started."""
+        self._flush_held_head()
+        super().send_400_response(msg)
+
+    def shutdown(self) -> None:
+        """Graceful shutdown closes an idle connection: not before a held head is sent."""
+        self._flush_held_head()
+        super().shutdown()
 
     def on_body(self, body: bytes) -> None:
         """Body bytes are the body cap's business (LLMGW_MAX_BODY_BYTES), not this one's."""
@@ -111,7 +134,7 @@ class HeldHead:
 
     def write(self, data: bytes) -> None:
         head = self._head
-        if head is None or data.startswith(b"HTTP/1.1 100 "):
+        if head is None or (head == b"" and data == CONTINUE):  # the interim answer: at once
             self._transport.write(data)
         elif head:
             self._head = None

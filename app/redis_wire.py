@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from redis.asyncio.connection import ConnectionPool
 
 log = logging.getLogger("llmgw.redis")
+# What hiredis makes of a RESP3 push message (none should come on RESP2).
+_PUSH = getattr(hiredis, "PushNotification", ())
 # The connection classes whose connect() leaves a plain asyncio stream to take over.
 _STREAM_CONNECTIONS = (Connection, SSLConnection, UnixDomainSocketConnection)
 
@@ -41,22 +43,24 @@ class RedisWire:
 
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
+        # RESP2 whatever the client speaks (redis-py 8 defaults to RESP3): no push messages
+        # (maintenance notices, tracking) that would come between a command and its reply.
+        self._connection_kwargs = {**pool.connection_kwargs, "protocol": 2}
         timeout = pool.connection_kwargs.get("socket_timeout")
         self._timeout: float | None = None if timeout is None else float(timeout)
         self._line: _Line | None = None
         self._opening: asyncio.Future[_Line] | None = None
+        self._closed = False
 
     @classmethod
     def of(cls, redis: Redis) -> RedisWire | None:
         """A wire to this client's Redis, or None when its connections are not plain streams
-        (fakeredis, RESP3, a credential provider, a class of someone else's): those keep
-        redis-py's own path."""
+        (fakeredis, a credential provider, a class of someone else's): those keep redis-py's
+        own path."""
         pool = redis.connection_pool
-        kwargs = pool.connection_kwargs
-        plain = pool.connection_class in _STREAM_CONNECTIONS
-        if not plain or kwargs.get("protocol") not in (None, 2, "2"):
+        if pool.connection_class not in _STREAM_CONNECTIONS:
             return None
-        if kwargs.get("credential_provider") is not None:
+        if pool.connection_kwargs.get("credential_provider") is not None:
             return None
         return cls(pool)
 
@@ -69,24 +73,49 @@ class RedisWire:
 
     async def _open(self) -> _Line:
         """The connection, opened once for every call that needs it meanwhile."""
-        if self._opening is None:
+        if self._closed:
+            raise RedisConnectionError("Connection closed by the gateway.")
+        opening = self._opening
+        if opening is None:
             opening = asyncio.ensure_future(self._connect())
             opening.add_done_callback(self._opened)
             self._opening = opening
-        return await asyncio.shield(self._opening)
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            if opening.cancelled() and not _cancelling():  # close() stopped the connect
+                raise RedisConnectionError("Connection closed by the gateway.") from None
+            raise
 
     def _opened(self, opening: asyncio.Future[_Line]) -> None:
-        self._opening = None
-        if not opening.cancelled() and opening.exception() is None:  # read, so never "lost"
-            self._line = opening.result()
+        if self._opening is opening:
+            self._opening = None
+        if opening.cancelled() or opening.exception() is not None:  # read, so never "lost"
+            return
+        line = opening.result()
+        if self._closed:  # closed while the connect finished
+            line.fail(RedisConnectionError("Connection closed by the gateway."))
+        else:
+            self._line = line
 
     async def _connect(self) -> _Line:
-        connection = self._pool.connection_class(**self._pool.connection_kwargs)
-        await connection.connect()  # type: ignore[no-untyped-call]
+        connection = self._pool.connection_class(**self._connection_kwargs)
+        try:
+            await connection.connect()  # type: ignore[no-untyped-call]
+        except BaseException:  # a cancelled connect too: redis-py leaves that socket open
+            _drop(connection)
+            raise
         reader = getattr(connection, "_reader", None)
         writer = getattr(connection, "_writer", None)
-        if writer is None or reader is None or reader.at_eof() or len(reader._buffer):  # noqa: SLF001
-            await connection.disconnect()
+        if (
+            writer is None
+            or reader is None
+            or reader.at_eof()
+            or reader.exception() is not None
+            or writer.transport.is_closing()
+            or len(reader._buffer)  # noqa: SLF001 - bytes no command asked for
+        ):
+            _drop(connection)
             raise RedisConnectionError("Redis connection could not be taken over.")
         line = _Line(writer, self._timeout)
         writer.transport.set_protocol(line)
@@ -95,12 +124,27 @@ class RedisWire:
         return line
 
     def close(self) -> None:
-        """Close the connection; a later call opens a new one."""
+        """Close the connection for good: calls waiting fail, later calls are refused."""
+        self._closed = True
         if self._opening is not None:
             self._opening.cancel()
         if self._line is not None:
             self._line.fail(RedisConnectionError("Connection closed by the gateway."))
             self._line = None
+
+
+def _cancelling() -> bool:
+    """Whether the running task itself is being cancelled (not only what it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _drop(connection: Any) -> None:
+    """Close a connection redis-py opened but we will not use, without awaiting."""
+    writer = getattr(connection, "_writer", None)
+    if writer is not None:
+        writer.close()
+    connection._reader = connection._writer = None  # noqa: SLF001
 
 
 class _Line(asyncio.Protocol):
@@ -150,6 +194,8 @@ class _Line(asyncio.Protocol):
         reader.feed(data)
         try:
             while (reply := reader.gets()) is not False:
+                if isinstance(reply, _PUSH):  # none on RESP2; never taken for a reply
+                    continue
                 if not waiting:
                     self.fail(RedisConnectionError("Redis sent a reply no command asked for."))
                     return

@@ -366,11 +366,53 @@ def test_a_tls_redis_is_reached_and_verified(certificate: tuple[Path, Path], loo
 
 
 def test_clients_without_a_plain_connection_keep_redis_pys_path() -> None:
-    """fakeredis (the embedded Redis without a redis-server) and RESP3 clients get no wire;
-    their scripts go through redis-py, as before."""
+    """fakeredis (the embedded Redis without a redis-server) gets no wire: its scripts go
+    through redis-py, as before."""
     assert RedisWire.of(fakeredis.FakeAsyncRedis()) is None
-    assert RedisWire.of(aioredis.Redis.from_url("redis://127.0.0.1:1/0?protocol=3")) is None
     assert RedisWire.of(aioredis.Redis.from_url("redis://127.0.0.1:1/0")) is not None
+
+
+@pytest.mark.parametrize("protocol", ["", "?protocol=3", "?protocol=2"])
+def test_the_wire_speaks_resp2_whatever_the_client_speaks(redis_url: str, protocol: str) -> None:
+    """redis-py 8 speaks RESP3 by default, and on RESP3 Redis may push messages
+    (maintenance notices) between a command and its reply: the wire's own connection is
+    always RESP2, where nothing comes unasked."""
+
+    async def scenario() -> Any:
+        redis = client(redis_url + protocol)
+        wire = wire_of(redis)
+        info = await wire.execute(b"*2\r\n$6\r\nCLIENT\r\n$4\r\nINFO\r\n")
+        wire.close()
+        await redis.aclose()
+        return info
+
+    assert b"resp=2" in run(scenario).split()
+
+
+def test_a_closed_wire_refuses_calls_and_stops_a_connect_in_progress() -> None:
+    """Closing the wire (the gateway stops) while a connect is under way: the waiting call
+    fails with ConnectionError, the half-open socket is closed, and later calls are refused
+    instead of opening a new connection."""
+
+    async def scenario() -> tuple[Any, Any, int, int]:
+        server = FakeRedis("stall")
+        await server.start()
+        redis = aioredis.Redis.from_url(f"redis://127.0.0.1:{server.port}/0")
+        wire = wire_of(redis)
+        call = asyncio.ensure_future(wire.execute(b"*1\r\n$4\r\nPING\r\n"))
+        await asyncio.sleep(0.1)  # connected, the handshake unanswered
+        wire.close()
+        outcomes = await asyncio.gather(call, return_exceptions=True)
+        later = await asyncio.gather(wire.execute(b"*1\r\n$4\r\nPING\r\n"), return_exceptions=True)
+        await asyncio.sleep(0.1)  # the server sees the socket close
+        await redis.aclose()
+        server.close()
+        return outcomes[0], later[0], server.connections, server.closed
+
+    during, after, connections, closed = run(scenario)
+    assert isinstance(during, RedisConnectionError)
+    assert isinstance(after, RedisConnectionError)
+    assert connections == closed == 1
 
 
 def test_admissions_through_the_wire_decide_as_through_redis_py(redis_url: str) -> None:
@@ -406,12 +448,14 @@ def test_admissions_through_the_wire_decide_as_through_redis_py(redis_url: str) 
 
 class FakeRedis:
     """A server that speaks enough RESP for redis-py's connect, then misbehaves on the
-    first script: `garbage` sends bytes that are no reply, `twice` answers it twice."""
+    first script: `garbage` sends bytes that are no reply, `twice` answers it twice;
+    `stall` answers nothing at all."""
 
     def __init__(self, misbehaviour: str) -> None:
         self.misbehaviour = misbehaviour
         self.misbehaved = False
         self.connections = 0
+        self.closed = 0
         self.port = 0
         self._server: asyncio.Server | None = None
 
@@ -422,6 +466,12 @@ class FakeRedis:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         parser = hiredis.Reader()
+        if self.misbehaviour == "stall":  # never answers: read until the client hangs up
+            while await reader.read(65536):
+                pass
+            self.closed += 1
+            writer.close()
+            return
         while data := await reader.read(65536):
             parser.feed(data)
             while (command := parser.gets()) is not False:
