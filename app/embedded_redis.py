@@ -40,7 +40,7 @@ async def embedded_redis() -> AsyncIterator[aioredis.Redis]:
             log.warning(
                 "LLMGW_REDIS_URL is not set: using an embedded redis-server on %s", socket_path
             )
-            client = aioredis.Redis(unix_socket_path=str(socket_path))
+            client = aioredis.Redis(unix_socket_path=str(socket_path), socket_timeout=3)
             yield client
             await client.aclose()
         finally:
