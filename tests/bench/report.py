@@ -193,7 +193,9 @@ def soak_section(soak: dict[str, Any] | None) -> list[str]:
         (
             f"{soak['chats']} chats ({soak['ok']} answered 200; {soak['left_mid_stream']} visitors "
             f"left mid-stream); the gateway's core was {soak['busy_share']:.0%} busy. Plot: "
-            "`soak_rss.png`."
+            "`soak_rss.png`. RSS rises while the gateway's bounded memories fill (the last "
+            "10,000 conversations' owners, kept for follow-ups while Redis is away: full some "
+            "70 s in), so the last third is the steady state."
         ),
         "",
         "| gateway | first | last | max |",

@@ -19,8 +19,11 @@ if TYPE_CHECKING:
 
 ENABLED = os.environ.get("LLMGW_BENCH_SOAK", "1") == "1"
 SECONDS = float(os.environ.get("LLMGW_BENCH_SOAK_SECONDS", "180"))
-RATE = 75.0  # chats per second, spread over the workers: some 13,000 chats in all
-WORKERS = 8
+# Chats per second, spread over the workers: some 27,000 chats in all, so the gateway's
+# bounded memories (the last 10,000 conversations' owners, kept for follow-ups while Redis is
+# away) are full after the first minute and the last third shows the steady state.
+RATE = 150.0
+WORKERS = 24
 LEAVE_EVERY = 10  # every tenth visitor leaves after the first bytes: the cancellation path
 SAMPLE_EVERY = 2.0
 WARM_UP = 5.0  # seconds of traffic before the first sample: connections and pools are open
