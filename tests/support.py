@@ -1,5 +1,6 @@
 """Helpers shared by the tests: free ports, waiting for servers and stopping them, skipping on
-missing binaries, reading a sample from a metrics exposition."""
+missing binaries, a redis-server of a test's own, a self-signed certificate, reading a sample
+from a metrics exposition."""
 
 from __future__ import annotations
 
@@ -15,6 +16,15 @@ import pytest
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
+
+# A Lua script busy for 300 ms of Redis's clock before it answers: a reply that comes late.
+SLOW_SCRIPT = """
+local function micros() local t = redis.call('TIME') return t[1] * 1000000 + t[2] end
+local start = micros()
+repeat until micros() - start > 300000
+return 'slow'
+"""
 
 
 def free_port() -> int:
@@ -57,6 +67,30 @@ def require_binary(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def start_redis(port: int, *options: str) -> subprocess.Popen[bytes]:
+    """A redis-server of the test's own, on a fixed port (so it can be restarted there)."""
+    binary = require_binary("redis-server")
+    command = [binary, "--port", str(port), "--save", "", "--appendonly", "no", *options]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    wait_for_port(port)
+    return process
+
+
+def self_signed_certificate(folder: Path, days: int = 1) -> tuple[Path, Path]:
+    """A self-signed certificate (and its key) for localhost and 127.0.0.1, valid for `days`
+    days, made by openssl as an operator would make one."""
+    binary = require_binary("openssl")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [binary, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", str(days),
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
 
 
 def eventually(check: Callable[[], object], timeout: float = 5.0) -> bool:

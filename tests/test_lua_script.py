@@ -12,19 +12,13 @@ import fakeredis
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from support import SLOW_SCRIPT
 
 from app.admission import Conversation, Limit, Limits, RedisAdmitter
 from app.redis_pool import LeanConnectionPool
 from app.redis_script import LuaScript
 
 ECHO = "return {KEYS[1], ARGV[1], ARGV[2], #KEYS, #ARGV}"
-# Busy for 300 ms of Redis's clock before it answers.
-SLOW = """
-local function micros() local t = redis.call('TIME') return t[1] * 1000000 + t[2] end
-local start = micros()
-repeat until micros() - start > 300000
-return 'slow'
-"""
 
 
 def one_connection_client(url: str, socket_timeout: float = 5) -> aioredis.Redis:
@@ -81,7 +75,7 @@ def test_a_reply_that_times_out_is_not_read_by_the_next_call(redis_url: str) -> 
     async def scenario() -> Any:
         redis = one_connection_client(redis_url, socket_timeout=0.1)
         with pytest.raises(RedisTimeoutError):
-            await LuaScript(redis, SLOW)([], [])
+            await LuaScript(redis, SLOW_SCRIPT)([], [])
         await asyncio.sleep(0.4)  # the late reply has arrived by now
         reply = await LuaScript(redis, ECHO)(["key"], ["fresh", 1])
         await redis.aclose()
@@ -96,7 +90,7 @@ def test_a_cancelled_call_leaves_no_reply_behind(redis_url: str) -> None:
 
     async def scenario() -> Any:
         redis = one_connection_client(redis_url)
-        slow = asyncio.create_task(LuaScript(redis, SLOW)([], []))
+        slow = asyncio.create_task(LuaScript(redis, SLOW_SCRIPT)([], []))
         await asyncio.sleep(0.05)
         slow.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -13,7 +12,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import HIREDIS_AVAILABLE
-from support import free_port, require_binary, stop_process, wait_for_port
+from support import free_port, start_redis, stop_process
 
 from app.redis_pool import LeanConnectionPool
 
@@ -190,15 +189,6 @@ def test_a_read_gives_up_after_the_socket_timeout(redis_url: str) -> None:
         return answered, left
 
     assert run(scenario) == (True, [b"value"])
-
-
-def start_redis(port: int, *options: str) -> subprocess.Popen[bytes]:
-    """A redis-server of this test's own, on a fixed port, so it can be restarted."""
-    binary = require_binary("redis-server")
-    command = [binary, "--port", str(port), "--save", "", "--appendonly", "no", *options]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    wait_for_port(port)
-    return process
 
 
 def test_connections_come_back_after_redis_restarts() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import subprocess
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +18,15 @@ import uvloop
 from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from support import free_port, require_binary, stop_process, wait_for_port
+from support import (
+    SLOW_SCRIPT,
+    free_port,
+    require_binary,
+    self_signed_certificate,
+    start_redis,
+    stop_process,
+    wait_for_port,
+)
 
 from app.admission import Limits, RedisAdmitter
 from app.redis_script import LuaScript
@@ -31,12 +38,6 @@ if TYPE_CHECKING:
 
 NAME = "wire-under-test"
 ECHO = "return {KEYS[1], ARGV[1]}"
-SLOW = """
-local function micros() local t = redis.call('TIME') return t[1] * 1000000 + t[2] end
-local start = micros()
-repeat until micros() - start > 300000
-return 'slow'
-"""
 
 
 def run(scenario: Callable[[], Awaitable[object]]) -> Any:
@@ -68,12 +69,19 @@ async def echo(redis: aioredis.Redis, wire: RedisWire, key: str, value: str) -> 
     return await LuaScript(redis, ECHO, wire)([key], [value])
 
 
-def start_redis(port: int, *options: str) -> subprocess.Popen[bytes]:
-    binary = require_binary("redis-server")
-    command = [binary, "--port", str(port), "--save", "", "--appendonly", "no", *options]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    wait_for_port(port)
-    return process
+async def failure_of_a_call(url: str) -> Exception | None:
+    """What one call through a new wire to `url` raised (None: it was answered)."""
+    redis = client(url)
+    wire = wire_of(redis)
+    try:
+        await echo(redis, wire, "k", "v")
+    except Exception as exc:
+        return exc
+    else:
+        return None
+    finally:
+        wire.close()
+        await redis.aclose()
 
 
 def test_concurrent_calls_each_get_their_own_reply_on_one_connection(redis_url: str) -> None:
@@ -102,9 +110,9 @@ def test_a_late_reply_fails_its_call_and_is_never_read_by_the_next(redis_url: st
     async def scenario() -> tuple[list[bool], Any]:
         redis = client(redis_url, socket_timeout=0.1)
         wire = wire_of(redis)
-        for source in (SLOW, ECHO):
+        for source in (SLOW_SCRIPT, ECHO):
             await redis.script_load(source)
-        slow = LuaScript(redis, SLOW, wire)([], [])
+        slow = LuaScript(redis, SLOW_SCRIPT, wire)([], [])
         behind = echo(redis, wire, "k", "behind")
         outcomes = await asyncio.gather(slow, behind, return_exceptions=True)
         await asyncio.sleep(0.4)  # the late reply has arrived by now
@@ -127,7 +135,7 @@ def test_a_cancelled_call_leaves_nothing_behind_and_keeps_the_connection(redis_u
         wire = wire_of(redis)
         await echo(redis, wire, "k", "first")
         before = await wire_connections(redis)
-        slow = asyncio.create_task(LuaScript(redis, SLOW, wire)([], []))
+        slow = asyncio.create_task(LuaScript(redis, SLOW_SCRIPT, wire)([], []))
         await asyncio.sleep(0.05)
         slow.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -258,17 +266,7 @@ def test_the_password_and_database_in_the_url_are_used() -> None:
         wire.close()
         await redis.aclose()
         await other.aclose()
-        refused = client(f"redis://127.0.0.1:{port}/3")
-        refused_wire = wire_of(refused)
-        try:
-            await echo(refused, refused_wire, "k", "v")
-        except Exception as exc:
-            outcome: Any = exc
-        else:
-            outcome = None
-        refused_wire.close()
-        await refused.aclose()
-        return in_three, in_zero, outcome
+        return in_three, in_zero, await failure_of_a_call(f"redis://127.0.0.1:{port}/3")
 
     try:
         in_three, in_zero, without_password = run(scenario)
@@ -309,19 +307,7 @@ def test_a_unix_socket_redis_is_reached(tmp_path: Path) -> None:
 
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl makes the test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"),
-            *("-addext", "subjectAltName=DNS:localhost"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+    return self_signed_certificate(tmp_path)
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
@@ -344,17 +330,7 @@ def test_a_tls_redis_is_reached_and_verified(certificate: tuple[Path, Path], loo
         replies = await asyncio.gather(*(echo(redis, wire, "k", f"v{n}") for n in range(50)))
         wire.close()
         await redis.aclose()
-        untrusting = client(f"rediss://localhost:{port}/0")
-        untrusting_wire = wire_of(untrusting)
-        try:
-            await echo(untrusting, untrusting_wire, "k", "v")
-        except RedisConnectionError as exc:
-            refused: Any = exc
-        else:
-            refused = None
-        untrusting_wire.close()
-        await untrusting.aclose()
-        return list(replies), refused
+        return list(replies), await failure_of_a_call(f"rediss://localhost:{port}/0")
 
     runner = uvloop.run if loop == "uvloop" else asyncio.run
     try:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import shutil
 import ssl
-import subprocess
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from support import self_signed_certificate
 
 from app.errors import UpstreamUnavailable
 from app.outage import OutageClass
@@ -388,19 +387,7 @@ def test_chats_go_through_the_proxy_httpx_would_use(monkeypatch: pytest.MonkeyPa
 
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl makes the test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"),
-            *("-addext", "subjectAltName=DNS:localhost"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+    return self_signed_certificate(tmp_path)
 
 
 def test_tls_is_verified_and_its_connection_kept(certificate: tuple[Path, Path]) -> None:

@@ -20,7 +20,7 @@ import pytest
 from fault_servers import answering_server
 from probe_process import running_probe
 from sim_process import SimHandle, running_sim
-from support import eventually, free_port, require_binary, wait_for_port
+from support import eventually, free_port, require_binary, self_signed_certificate, wait_for_port
 
 from app.doctor import DETAIL_WIDTH, HOP_WIDTH, HOPS, RESULT_WIDTH
 
@@ -284,21 +284,6 @@ def test_missing_probe_fails_at_probe(redis_url: str, sim: SimHandle) -> None:
 # --- TLS: a relay with its own certificate in front of the sim --------------------------------
 
 
-def certificate(folder: Path, days: int) -> tuple[Path, Path]:
-    """A self-signed certificate for localhost, valid for `days` days (openssl, as an operator
-    would make one)."""
-    binary = require_binary("openssl")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [binary, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", str(days),
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 @contextlib.contextmanager
 def tls_relay(target_port: int, cert: Path, key: Path) -> Iterator[int]:
     """A TLS server on a free port that relays every connection to the target, as Tailscale
@@ -336,7 +321,7 @@ def relay_to(target_port: int) -> Callable[[StreamReader, StreamWriter], Awaitab
 
 def test_untrusted_certificate_fails_at_tls(redis_url: str, sim: SimHandle, tmp_path: Path) -> None:
     """https with a certificate nobody trusts: the TLS hop fails with the verifier's reason."""
-    cert, key = certificate(tmp_path, days=90)
+    cert, key = self_signed_certificate(tmp_path, days=90)
     with tls_relay(sim.port, cert, key) as port:
         diagnosis = doctor(redis_url=redis_url, upstream_url=f"https://localhost:{port}")
     row = assert_fails_first_at(diagnosis, "tls", "ts.net")
@@ -348,7 +333,7 @@ def test_trusted_certificate_near_expiry_passes_with_a_warning(
 ) -> None:
     """A trusted certificate (SSL_CERT_FILE, as the gateway's client reads it) that expires in
     days: the TLS hop warns with the days left, and every hop after it runs over TLS."""
-    cert, key = certificate(tmp_path, days=5)
+    cert, key = self_signed_certificate(tmp_path, days=5)
     with tls_relay(sim.port, cert, key) as port:
         url = f"https://localhost:{port}"
         diagnosis = doctor(
