@@ -139,11 +139,12 @@ class Exchange:
         """Open the upstream stream; on failure give back what was taken and say why."""
         services = self.services
         model = services.settings.model
-        self.genai = tracer().start_span(
-            f"chat {model}",
-            kind=SpanKind.CLIENT,
-            attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": model},
-        )
+        if self.call.tracing:  # off: no span, not even the no-op tracer's (it costs a lookup)
+            self.genai = tracer().start_span(
+                f"chat {model}",
+                kind=SpanKind.CLIENT,
+                attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": model},
+            )
         try:
             with span_in_use(self.genai):
                 return await self._send(payload)
