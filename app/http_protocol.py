@@ -10,13 +10,14 @@ at the same setting, so the fast parser is safe without a proxy in front that li
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 if TYPE_CHECKING:
+    import asyncio
+
     from uvicorn.config import Config
     from uvicorn.server import ServerState
 
@@ -79,7 +80,7 @@ class CappedHttpToolsProtocol(HttpToolsProtocol):
         before = self.cycle
         super().on_headers_complete()
         if self.cycle is not None and self.cycle is not before:  # a new request's cycle
-            self.cycle.transport = HeldHead(self.transport)  # type: ignore[assignment]
+            self.cycle.transport = HeldHead(self.transport, self.loop)  # type: ignore[assignment]
 
     def _flush_held_head(self) -> None:
         """Send a head still held back, before anything written to the connection directly."""
@@ -126,10 +127,11 @@ class HeldHead:
     write system call, not two. A head with no body that turn (an SSE stream waiting for its
     first event) goes out alone at the turn's end."""
 
-    __slots__ = ("_head", "_transport")
+    __slots__ = ("_head", "_loop", "_transport")
 
-    def __init__(self, transport: Any) -> None:
+    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
+        self._loop = loop  # the connection's: no lookup of the running loop per response
         self._head: bytes | None = b""  # b"": not written yet; None: written
 
     def write(self, data: bytes) -> None:
@@ -141,7 +143,7 @@ class HeldHead:
             self._transport.write(head + data)
         else:
             self._head = data
-            asyncio.get_running_loop().call_soon(self.flush)
+            self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
         head, self._head = self._head, None

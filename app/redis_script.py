@@ -1,4 +1,5 @@
-"""Our Lua scripts' own way to Redis: EVALSHA packed here, sent on a pooled connection."""
+"""Our Lua scripts' own way to Redis: EVALSHA packed here, sent on the pipelined wire
+(app/redis_wire.py) or, without one, on a pooled connection."""
 
 from __future__ import annotations
 

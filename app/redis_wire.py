@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("llmgw.redis")
 # What hiredis makes of a RESP3 push message (none should come on RESP2).
 _PUSH = getattr(hiredis, "PushNotification", ())
+CLOSED_HERE = "Connection closed by the gateway."
 # The connection classes whose connect() leaves a plain asyncio stream to take over.
 _STREAM_CONNECTIONS = (Connection, SSLConnection, UnixDomainSocketConnection)
 
@@ -74,7 +75,7 @@ class RedisWire:
     async def _open(self) -> _Line:
         """The connection, opened once for every call that needs it meanwhile."""
         if self._closed:
-            raise RedisConnectionError("Connection closed by the gateway.")
+            raise RedisConnectionError(CLOSED_HERE)
         opening = self._opening
         if opening is None:
             opening = asyncio.ensure_future(self._connect())
@@ -84,7 +85,7 @@ class RedisWire:
             return await asyncio.shield(opening)
         except asyncio.CancelledError:
             if opening.cancelled() and not _cancelling():  # close() stopped the connect
-                raise RedisConnectionError("Connection closed by the gateway.") from None
+                raise RedisConnectionError(CLOSED_HERE) from None
             raise
 
     def _opened(self, opening: asyncio.Future[_Line]) -> None:
@@ -94,7 +95,7 @@ class RedisWire:
             return
         line = opening.result()
         if self._closed:  # closed while the connect finished
-            line.fail(RedisConnectionError("Connection closed by the gateway."))
+            line.fail(RedisConnectionError(CLOSED_HERE))
         else:
             self._line = line
 
@@ -129,7 +130,7 @@ class RedisWire:
         if self._opening is not None:
             self._opening.cancel()
         if self._line is not None:
-            self._line.fail(RedisConnectionError("Connection closed by the gateway."))
+            self._line.fail(RedisConnectionError(CLOSED_HERE))
             self._line = None
 
 

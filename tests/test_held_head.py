@@ -41,7 +41,7 @@ HEAD = b"HTTP/1.1 429 Too Many Requests\r\ncontent-length: 2\r\n\r\n"
 def test_a_head_and_its_body_in_one_turn_are_one_write() -> None:
     async def scenario() -> list[bytes]:
         recorder = Recorder()
-        held = HeldHead(recorder)
+        held = HeldHead(recorder, asyncio.get_running_loop())
         held.write(HEAD)
         held.write(b"{}")
         await asyncio.sleep(0)
@@ -55,7 +55,7 @@ def test_a_head_without_a_body_that_turn_goes_out_at_its_end() -> None:
 
     async def scenario() -> tuple[list[bytes], list[bytes]]:
         recorder = Recorder()
-        held = HeldHead(recorder)
+        held = HeldHead(recorder, asyncio.get_running_loop())
         held.write(HEAD)
         before = list(recorder.writes)
         await asyncio.sleep(0)
@@ -71,7 +71,7 @@ def test_a_head_without_a_body_that_turn_goes_out_at_its_end() -> None:
 def test_an_interim_100_continue_is_never_held_and_close_sends_a_held_head() -> None:
     async def scenario() -> tuple[list[bytes], bool]:
         recorder = Recorder()
-        held = HeldHead(recorder)
+        held = HeldHead(recorder, asyncio.get_running_loop())
         held.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         interim = list(recorder.writes)
         held.write(HEAD)
@@ -86,7 +86,7 @@ def test_an_interim_100_continue_is_never_held_and_close_sends_a_held_head() -> 
 def test_a_held_head_is_dropped_when_the_client_has_gone() -> None:
     async def scenario() -> list[bytes]:
         recorder = Recorder()
-        held = HeldHead(recorder)
+        held = HeldHead(recorder, asyncio.get_running_loop())
         held.write(HEAD)
         recorder.closed = True  # the connection was lost before the turn ended
         await asyncio.sleep(0)
@@ -98,7 +98,7 @@ def test_a_held_head_is_dropped_when_the_client_has_gone() -> None:
 def test_a_body_that_looks_like_an_interim_answer_still_follows_its_head() -> None:
     async def scenario() -> list[bytes]:
         recorder = Recorder()
-        held = HeldHead(recorder)
+        held = HeldHead(recorder, asyncio.get_running_loop())
         held.write(HEAD)
         held.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # a body: the head went first
         await asyncio.sleep(0)
