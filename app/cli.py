@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return probe_main(rest)
     if args.command == "doctor":
-        from app.doctor import main as doctor_main  # noqa: PLC0415 - needs no Litestar
+        from app.doctor.run import main as doctor_main  # noqa: PLC0415 - needs no Litestar
 
         return doctor_main(rest)
     if rest:
@@ -61,7 +61,7 @@ def serve(**overrides: object) -> int:
         return 2
     import uvicorn  # noqa: PLC0415 - keeps `llmgw sim --help` light
 
-    from app.main import create_app  # noqa: PLC0415
+    from app.server.app import create_app  # noqa: PLC0415
     from app.telemetry.logs import configure_logging  # noqa: PLC0415
     from app.telemetry.tracing import configure_tracing  # noqa: PLC0415
 
@@ -89,7 +89,7 @@ def _http_protocol(settings: Settings) -> Any:
     """uvicorn's `http=`: h11 by name, or httptools with the same cap on a request's head."""
     if settings.http_parser == "h11":
         return "h11"
-    from app.http_protocol import capped_httptools  # noqa: PLC0415
+    from app.server.http_protocol import capped_httptools  # noqa: PLC0415
 
     return capped_httptools(settings.max_header_bytes)
 

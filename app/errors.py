@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from app.outage import OutageClass
+    from app.protection.outage import OutageClass
 
 
 class GatewayError(Exception):

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65_535)
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     # Both cap a request's head at max_header_bytes: h11 by itself, httptools (several times
-    # faster) through app/http_protocol.py.
+    # faster) through app/server/http_protocol.py.
     http_parser: Literal["h11", "httptools"] = "httptools"
     max_header_bytes: int = Field(default=16_384, ge=1_024, le=1_048_576)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 from support import free_port
 
-from app.main import create_app
+from app.server.app import create_app
 from app.settings import Settings, load_settings
 
 if TYPE_CHECKING:

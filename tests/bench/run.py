@@ -28,9 +28,9 @@ from report import write
 from throughput import wrk_with_cpu
 from usage import CpuClock
 
-from app.chat_request import ChatRequest
+from app.chat.request import ChatRequest
 from app.settings import load_settings
-from app.upstream import build_payload
+from app.upstream.client import build_payload
 
 REPORT = Path("bench-report")
 SAMPLES = int(os.environ.get("LLMGW_BENCH_SAMPLES", "400"))
@@ -108,7 +108,7 @@ def round_trips(redis_url: str, gateway_url: str, requests: int = 50) -> dict[st
     # Commands the scripts run inside Redis are counted too; they are no round trip.
     inside_script = {"mget", "incr", "pexpire", "pttl", "time", "zremrangebyscore", "zcard"}
     inside_script |= {"zadd", "get", "zrem", "set", "config|resetstat"}
-    # Each stream's end is one EVALSHA of app/lua/finish.lua, the only script that runs ZREM.
+    # Each stream's end is one EVALSHA of finish.lua, the only script that runs ZREM.
     stream_ends = calls.get("zrem", 0)
     return {
         "requests": requests,

@@ -6,7 +6,7 @@ import pytest
 from litestar.datastructures import State
 from litestar.testing import create_test_client
 
-from app.routes.metrics import metrics as metrics_route
+from app.server.routes.metrics import metrics as metrics_route
 from app.telemetry import GatewayMetrics
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -21,7 +21,7 @@ from observability_files import DASHBOARDS_DIR, RULES, as_promql, load_dashboard
 from promql_names import BLACKBOX, metric_names
 from support import eventually, free_port, require_binary, wait_for_port
 
-from app.routes.metrics import metrics as metrics_route
+from app.server.routes.metrics import metrics as metrics_route
 from app.telemetry import GatewayMetrics
 from app.telemetry.labels import OUTCOMES, PROBE_SIGNALS
 

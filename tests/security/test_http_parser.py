@@ -1,5 +1,5 @@
 """Both HTTP parsers the gateway offers cap a request's head at LLMGW_MAX_HEADER_BYTES: h11 by
-itself, httptools (the faster default) through app/http_protocol.py. Real `llmgw serve`
+itself, httptools (the faster default) through app/server/http_protocol.py. Real `llmgw serve`
 processes, raw sockets."""
 
 from __future__ import annotations

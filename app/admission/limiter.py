@@ -1,0 +1,144 @@
+"""Admission with a safety net: Redis when it answers, an in-process fallback when it does not,
+and the way back to Redis by itself. No 5xx is ever caused by Redis being down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from redis.asyncio import Redis
+
+    from app.admission.decision import Conversation, Decision, Limits
+    from app.admission.fallback import LocalAdmitter
+    from app.admission.redis_admitter import RedisAdmitter
+    from app.telemetry import GatewayMetrics
+
+log = logging.getLogger("llmgw.limiter")
+
+
+class Limiter:
+    """Chooses Redis or the fallback per request; renews this process's leases meanwhile."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        shared: RedisAdmitter,
+        local: LocalAdmitter,
+        *,
+        fallback_share: float,
+        lease_max_age: float,
+        metrics: GatewayMetrics,
+        on_release: Callable[[], None] | None = None,
+    ) -> None:
+        self._redis = redis
+        self._on_release = on_release
+        self._shared = shared
+        self._local = local
+        self._share = fallback_share
+        self._metrics = metrics
+        self.fallback_active = False
+        # lease -> when it was taken: a stream that never ran its cleanup stops being renewed.
+        self.leases: dict[str, float] = {}
+        self._lease_max_age = lease_max_age
+
+    async def admit(
+        self,
+        visitor_ids: Sequence[str],
+        limits: Limits,
+        continues: str | None = None,
+        owner: str = "",
+    ) -> Decision:
+        """The decision, from Redis while it answers and from the fallback while it does not."""
+        if not self.fallback_active:
+            started = time.perf_counter()
+            try:
+                decision = await self._shared.admit(visitor_ids, limits, continues, owner)
+            except (RedisError, OSError) as exc:
+                self._metrics.redis_command(time.perf_counter() - started, ok=False)
+                log.warning("Redis unavailable (%s): admitting from fallback", type(exc).__name__)
+                self.enter_fallback()
+            else:
+                if decision.path == "redis":
+                    self._metrics.redis_command(time.perf_counter() - started, ok=True)
+                self._hold(decision)
+                return decision
+        decision = self._local.admit(visitor_ids, self.fallback_limits(limits), continues, owner)
+        self._hold(decision)
+        return decision
+
+    def fallback_limits(self, limits: Limits) -> Limits:
+        """A conservative share of the limits, since other replicas admit on their own too."""
+        return replace(
+            limits,
+            global_limit=max(1, int(limits.global_limit * self._share)),
+            inflight_cap=max(1, int(limits.inflight_cap * self._share)),
+        )
+
+    async def release(self, decision: Decision, conversation: Conversation | None = None) -> None:
+        """Give the in-flight place back and, for an answered stream, remember whose
+        conversation it is, here and in Redis: one round trip for both. A lease Redis cannot
+        take back expires by itself; an owner it cannot store is still known to this process."""
+        lease = decision.lease
+        if lease is not None:
+            self.leases.pop(lease, None)
+        if conversation is not None:
+            self._local.remember_conversation(conversation.response_id, conversation.owner)
+        if lease is not None and not lease.startswith("local:"):
+            await self._in_redis(self._shared.release(lease, conversation))
+            self._released()
+            return
+        if lease is not None:
+            self._local.release(lease)
+            self._released()
+        if conversation is not None:
+            await self._in_redis(self._shared.remember_conversation(conversation))
+
+    def _released(self) -> None:
+        if self._on_release is not None:
+            self._on_release()  # a request waiting for a place may take this one now
+
+    @staticmethod
+    async def _in_redis(write: Awaitable[None]) -> None:
+        try:
+            await write
+        except (RedisError, OSError):
+            log.debug("end of stream not written to Redis; a lease left there expires")
+
+    async def maintain(self, every: float) -> None:
+        """Renew leases while Redis answers; find the way back to it when it did not."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                if self.fallback_active:
+                    await self._redis.ping()
+                    self._shared.forget_refusals()
+                    log.warning("Redis is back: admitting through Redis again")
+                    self._set_fallback(active=False)
+                await self._shared.renew(self._live_shared_leases())
+            except (RedisError, OSError):
+                self.enter_fallback()
+
+    def _live_shared_leases(self) -> list[str]:
+        oldest = time.monotonic() - self._lease_max_age
+        self.leases = {lease: at for lease, at in self.leases.items() if at >= oldest}
+        return [lease for lease in self.leases if not lease.startswith("local:")]
+
+    def _hold(self, decision: Decision) -> None:
+        if decision.lease is not None:
+            self.leases[decision.lease] = time.monotonic()
+
+    def enter_fallback(self) -> None:
+        """Admit from this process until Redis answers a ping again."""
+        self._set_fallback(active=True)
+
+    def _set_fallback(self, *, active: bool) -> None:
+        self.fallback_active = active
+        self._metrics.redis_state(up=not active, fallback_active=active)

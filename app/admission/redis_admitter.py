@@ -1,0 +1,160 @@
+"""Admission: the global and visitor fixed windows and the in-flight lease set, checked and
+spent in one Redis round trip (app/admission/lua/admit.lua)."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+from importlib import resources
+from typing import TYPE_CHECKING
+
+from app.admission.decision import Conversation, Decision, Limit, Limits, refusal
+from app.admission.redis_script import LuaScript
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Sequence
+
+    from redis.asyncio import Redis
+
+    from app.admission.redis_wire import RedisWire
+
+ADMIT_SCRIPT = resources.files("app.admission").joinpath("lua/admit.lua").read_text()
+RENEW_SCRIPT = resources.files("app.admission").joinpath("lua/renew.lua").read_text()
+FINISH_SCRIPT = resources.files("app.admission").joinpath("lua/finish.lua").read_text()
+VISITOR_FULL, GLOBAL_FULL, SHED, NOT_OWNER = 1, 2, 3, 4
+# How long a visitor may continue a conversation (LM Studio keeps stored responses longer).
+CONVERSATION_SECONDS = 24 * 3600
+# Spent visitor windows remembered per gateway process (about 200 bytes each).
+MAX_REMEMBERED_VISITORS = 10_000
+
+
+class RedisAdmitter:
+    """Runs the admission script; remembers a full global window, and each visitor whose own
+    window is spent, so floods skip Redis until the window resets (a fixed window, once spent,
+    stays spent until then)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str,
+        window_seconds: int,
+        lease_seconds: float,
+        wire: RedisWire | None = None,
+    ) -> None:
+        self._redis = redis
+        # The scripts go by the pipelined wire when there is one, else by redis-py's pool.
+        self._admit = LuaScript(redis, ADMIT_SCRIPT, wire)
+        self._renew = LuaScript(redis, RENEW_SCRIPT, wire)
+        self._finish = LuaScript(redis, FINISH_SCRIPT, wire)
+        # Lease ids: unique across replicas by a random prefix, cheap within one by a counter.
+        self._lease_prefix = secrets.token_hex(6) + "-"
+        self._lease_numbers = itertools.count()
+        # One hash tag for every key of an admission, so a Redis Cluster keeps them in one slot.
+        self._global_key = f"{{{prefix}}}:window:global"
+        self.inflight_key = f"{{{prefix}}}:inflight"
+        self._visitor_prefix = f"{{{prefix}}}:window:visitor:"
+        self._conversation_prefix = f"{{{prefix}}}:conversation:"
+        self._window_ms = window_seconds * 1000
+        self._lease_ms = int(lease_seconds * 1000)
+        self._global_closed_until = 0.0
+        self._closed_at_limit = 0
+        # visitor ids -> (spent until, at which visitor limit); bounded, see _close_visitor.
+        self._visitors_closed: dict[tuple[str, ...], tuple[float, int]] = {}
+
+    async def load(self) -> None:
+        """Load the scripts into Redis now, so the first request needs a single EVALSHA."""
+        for script in (self._admit, self._renew, self._finish):
+            await self._redis.script_load(script.source)
+
+    async def admit(
+        self,
+        visitor_ids: Sequence[str],
+        limits: Limits,
+        continues: str | None = None,
+        owner: str = "",
+    ) -> Decision:
+        """Admit one request for a visitor known by these (hashed) ids, or say why not.
+        `continues` is a previous response id, which must have been given to `owner`."""
+        now = time.monotonic()
+        if now < self._global_closed_until and limits.global_limit <= self._closed_at_limit:
+            reset = self._global_closed_until - now
+            return refusal(Limit.GLOBAL, limits.global_limit, reset, path="local")
+        ids = tuple(visitor_ids)
+        closed = self._visitors_closed.get(ids)
+        if closed is not None:
+            if now < closed[0] and limits.visitor_limit <= closed[1]:
+                return refusal(Limit.VISITOR, limits.visitor_limit, closed[0] - now, path="local")
+            del self._visitors_closed[ids]  # its window has reset (or the limit was raised)
+        lease = f"{self._lease_prefix}{next(self._lease_numbers):x}"
+        conversation = self._conversation_prefix + (continues or "-")
+        keys = [self._global_key, self.inflight_key, conversation]
+        keys += [self._visitor_prefix + vid for vid in visitor_ids]
+        args: list[int | str] = [
+            self._window_ms,
+            limits.global_limit,
+            limits.visitor_limit,
+            limits.inflight_cap,
+            lease,
+            self._lease_ms,
+            1000,
+            owner if continues else "",
+        ]
+        status, ttl_ms, remaining, binding = await self._admit(keys=keys, args=args)
+        decision = self._decision(now, limits, lease, (status, ttl_ms, remaining, binding))
+        if status == VISITOR_FULL:
+            self._close_visitor(ids, now + decision.reset_seconds, limits)
+        return decision
+
+    def _close_visitor(self, ids: tuple[str, ...], until: float, limits: Limits) -> None:
+        """Remember a spent visitor window. At most MAX_REMEMBERED_VISITORS are kept: past
+        that the longest remembered is forgotten (Redis decides for that visitor again), so
+        memory and the cost per refusal stay bounded whatever the number of visitors."""
+        closed = self._visitors_closed
+        closed.pop(ids, None)  # re-inserted at the end: the order is the order remembered
+        while len(closed) >= MAX_REMEMBERED_VISITORS:
+            del closed[next(iter(closed))]
+        closed[ids] = (until, limits.visitor_limit)
+
+    def _decision(
+        self, now: float, limits: Limits, lease: str, result: tuple[int, int, int, int]
+    ) -> Decision:
+        status, ttl_ms, remaining, binding = result
+        reset = max(int(ttl_ms), 0) / 1000
+        if status == NOT_OWNER:
+            return refusal(Limit.CONVERSATION, 0, 0)
+        if status == SHED:
+            return refusal(Limit.INFLIGHT, limits.inflight_cap, reset)
+        if status == GLOBAL_FULL:
+            self._global_closed_until = now + reset
+            self._closed_at_limit = limits.global_limit
+        limit = Limit.GLOBAL if binding == 1 else Limit.VISITOR
+        quota = limits.global_limit if limit is Limit.GLOBAL else limits.visitor_limit
+        if status != 0:
+            return refusal(limit, quota, reset)
+        return Decision(True, limit, quota, int(remaining), reset, lease)  # noqa: FBT003
+
+    async def remember_conversation(self, conversation: Conversation) -> None:
+        """Bind a response to the visitor it answered, so only they can continue it."""
+        key = self._conversation_prefix + conversation.response_id
+        await self._redis.set(key, conversation.owner, ex=CONVERSATION_SECONDS)
+
+    async def release(self, lease: str, conversation: Conversation | None = None) -> None:
+        """Give an in-flight place back at the end of a stream and, when it answered, bind
+        the response to its visitor: one round trip for both (app/admission/lua/finish.lua)."""
+        keys, args = [self.inflight_key], [lease]
+        if conversation is not None:
+            keys.append(self._conversation_prefix + conversation.response_id)
+            args += [conversation.owner, str(CONVERSATION_SECONDS)]
+        await self._finish(keys=keys, args=args)
+
+    async def renew(self, leases: Collection[str]) -> None:
+        """Keep this process's live leases from expiring (one call for all of them)."""
+        if leases:
+            await self._renew(keys=[self.inflight_key], args=[self._lease_ms, *leases])
+
+    def forget_refusals(self) -> None:
+        """Drop the remembered full windows (Redis came back: it may have lost them)."""
+        self._global_closed_until = 0.0
+        self._visitors_closed = {}

@@ -1,0 +1,43 @@
+"""Secrets kept out of the doctor's output: URLs redacted, the finished report scrubbed."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from urllib.parse import urlsplit, urlunsplit
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password (and a token-like user name) replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None and not parts.username:
+        return url
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    netloc = (f"{parts.username}:***@" if parts.password is not None else "***@") + host
+    netloc += f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def secrets_in(environ: dict[str, str]) -> list[str]:
+    """The values that must never be printed, read from the environment as the settings are."""
+    found = [environ.get(name, "") for name in ("LLMGW_UPSTREAM_TOKEN", "LLMGW_VISITOR_HASH_KEY")]
+    for name in ("LLMGW_REDIS_URL", "LLMGW_UPSTREAM_URL"):
+        # A malformed URL raises here; the config hop reports it without printing it.
+        with contextlib.suppress(ValueError):
+            found.append(urlsplit(environ.get(name, "")).password or "")
+    return [value for value in found if value]
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """Defence in depth: the hops never print a secret, and this removes any that slipped in."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def reason(exc: BaseException) -> str:
+    """A short cause: "Connection refused" rather than asyncio's "Connect call failed (...)"."""
+    if isinstance(exc, OSError) and exc.errno:  # negative: a resolver (getaddrinfo) error
+        return os.strerror(exc.errno) if exc.errno > 0 else str(exc.strerror)
+    return str(exc).strip() or type(exc).__name__

@@ -1,0 +1,131 @@
+"""`llmgw doctor`: walk the path from this machine to the model hop by hop, and say what to do.
+
+    config → redis → admit-script → dns → tunnel (TCP) → tls (https only) → nginx → token
+           → models → model-loaded → generation → probe
+
+A hop runs only when every hop before it passed: the first failure is the one to fix, and the
+hops behind it would only repeat it. Secrets never reach the output: URLs are shown with their
+password replaced, and the finished report is scrubbed of the token and the Redis password.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
+
+import httpx
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from app.doctor.findings import (
+    CONNECT_TIMEOUT,
+    READ_TIMEOUT,
+    Check,
+    Clients,
+    Finding,
+    HopFailed,
+    HopReport,
+    Result,
+)
+from app.doctor.model_hops import (
+    check_generation,
+    check_model_loaded,
+    check_models,
+    check_nginx,
+    check_token,
+)
+from app.doctor.network_hops import check_dns, check_tls, check_tunnel
+from app.doctor.redaction import reason, redact_url, scrub, secrets_in
+from app.doctor.redis_hops import check_admit_script, check_probe, check_redis
+from app.doctor.table import render
+from app.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+
+CHECKS: dict[str, Check] = {
+    "redis": check_redis,
+    "admit-script": check_admit_script,
+    "dns": check_dns,
+    "tunnel": check_tunnel,
+    "tls": check_tls,
+    "nginx": check_nginx,
+    "token": check_token,
+    "models": check_models,
+    "model-loaded": check_model_loaded,
+    "generation": check_generation,
+    "probe": check_probe,
+}
+HOPS = tuple(CHECKS)  # in order, after config
+
+
+def hops(settings: Settings) -> list[str]:
+    """Every hop after config, in order, for this configuration (TLS only for https)."""
+    https = settings.upstream_url.startswith("https://")
+    return [name for name in HOPS if https or name != "tls"]
+
+
+@asynccontextmanager
+async def opened_clients(settings: Settings) -> AsyncIterator[Clients]:
+    """Short timeouts, no retries: the doctor reports a failure, it does not hide it."""
+    async with AsyncExitStack() as stack:
+        timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
+        http = httpx.AsyncClient(base_url=settings.upstream_url, timeout=timeout)
+        stack.push_async_callback(http.aclose)
+        redis = None
+        if settings.redis_url is not None:
+            redis = aioredis.Redis.from_url(
+                settings.redis_url.get_secret_value(),
+                socket_connect_timeout=CONNECT_TIMEOUT,
+                socket_timeout=READ_TIMEOUT,
+                retry=Retry(NoBackoff(), 0),
+            )
+            stack.push_async_callback(redis.aclose)
+        yield Clients(http=http, redis=redis)
+
+
+async def run_hop(check: Check, settings: Settings, clients: Clients) -> Finding:
+    try:
+        return await check(settings, clients)
+    except HopFailed as failure:
+        return Finding(Result.FAIL, failure.detail, failure.advice)
+    except Exception as exc:  # an answer nobody foresaw: report it, never crash the doctor
+        return Finding(Result.FAIL, f"unexpected {type(exc).__name__}: {reason(exc)}")
+
+
+async def diagnose() -> list[HopReport]:
+    """Run every hop in order; after the first failure the rest are skipped."""
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        advice = "fix the variable named here (README.md, Configuration)"
+        failed = HopReport("config", Result.FAIL, str(exc), advice)
+        return [failed, *(HopReport(name, Result.SKIPPED, "") for name in HOPS)]
+    where = f"model {settings.model}, upstream {redact_url(settings.upstream_url)}"
+    reports = [HopReport("config", Result.OK, f"valid: {where}")]
+    async with opened_clients(settings) as clients:
+        for name in hops(settings):
+            if reports[-1].result in (Result.FAIL, Result.SKIPPED):
+                reports.append(HopReport(name, Result.SKIPPED, ""))
+                continue
+            finding = await run_hop(CHECKS[name], settings, clients)
+            reports.append(HopReport(name, finding.result, finding.detail, finding.advice))
+    return reports
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`llmgw doctor`: 0 when every hop passes, 1 at the first failing hop."""
+    parser = argparse.ArgumentParser(
+        prog="llmgw doctor",
+        description="Check every hop from here to the model, in order, and say what to do.",
+    )
+    parser.parse_args(argv)
+    reports = asyncio.run(diagnose())
+    sys.stdout.write(scrub(render(reports), secrets_in(dict(os.environ))))
+    return 1 if any(report.result is Result.FAIL for report in reports) else 0

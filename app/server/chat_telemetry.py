@@ -1,0 +1,94 @@
+"""The telemetry of one chat request: its server span, its outcome in the metrics, and the
+one structured log line it leaves behind."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from opentelemetry.trace import INVALID_SPAN, StatusCode
+
+from app.errors import BreakerOpen, Shed, UpstreamError, UpstreamTimeout
+from app.telemetry.logs import REQUEST_LOGGER, log_request
+from app.telemetry.tracing import trace_id_of
+
+if TYPE_CHECKING:
+    from opentelemetry import trace
+
+    from app.server.services import Services
+    from app.upstream.relay import StreamRecord
+
+ROUTE = "/api/chat"
+REQUEST_LOG = logging.getLogger(REQUEST_LOGGER)
+
+
+def outcome_of(exc: Exception) -> str:
+    """The outcome label of a refusal or failure that happened before the stream."""
+    match exc:
+        case BreakerOpen():
+            return "breaker_open"
+        case Shed():
+            return "shed"
+        case UpstreamTimeout():
+            return "timeout"
+        case UpstreamError():
+            return "upstream_error"
+        case _:
+            return "bad_request"
+
+
+@dataclass(slots=True)
+class Call:
+    """One request's telemetry: its span, when it arrived, and its one log line."""
+
+    services: Services
+    span: trace.Span
+    arrived: float = field(default_factory=time.monotonic)
+    visitor: str | None = None
+    refused_by: str | None = None
+    content: str | None = None
+
+    @property
+    def tracing(self) -> bool:
+        """Whether this request is traced (its server span is a real one)."""
+        return self.span is not INVALID_SPAN
+
+    @property
+    def trace_id(self) -> str | None:
+        return trace_id_of(self.span)
+
+    def done(self, outcome: str, status: int, record: StreamRecord | None = None) -> None:
+        """Record the outcome in metrics, the log line and the span, and end the span."""
+        seconds = time.monotonic() - self.arrived
+        trace_id = self.trace_id
+        self.services.metrics.request_finished(ROUTE, outcome, seconds, trace_id)
+        if REQUEST_LOG.isEnabledFor(logging.INFO):
+            self._log(outcome, status, seconds, record)
+        if self.tracing:
+            self._end_span(outcome, status)
+
+    def _end_span(self, outcome: str, status: int) -> None:
+        self.span.set_attribute("http.response.status_code", status)
+        self.span.set_attribute("llmgw.outcome", outcome)
+        if outcome not in ("ok", "client_cancelled") and not outcome.startswith("rate_limited"):
+            self.span.set_status(StatusCode.ERROR, outcome)
+        self.span.end()
+
+    def _log(self, outcome: str, status: int, seconds: float, record: StreamRecord | None) -> None:
+        ttft = None if record is None else record.ttft
+        usage = (record.usage if record else None) or {}
+        log_request(
+            route=ROUTE,
+            status=status,
+            outcome=outcome,
+            duration_ms=round(seconds * 1000, 2),
+            ttft_ms=None if ttft is None else round(ttft * 1000, 2),
+            input_tokens=usage.get("input_tokens"),
+            output_tokens=usage.get("output_tokens"),
+            visitor=self.visitor,
+            trace_id=self.trace_id,
+            response_id=record.response_id if record else None,
+            input=self.content,
+        )

@@ -1,0 +1,57 @@
+"""GET /api/status: one word for the chat widget (ok, busy, degraded, down), and when to retry.
+It reveals no host name, URL or upstream detail: the public reads it."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from litestar import Request, get
+
+from app.protection.breaker import BreakerState
+
+if TYPE_CHECKING:
+    from app.server.services import Services
+
+OUTAGE_RETRY = 30
+
+
+def public_state(services: Services) -> dict[str, object]:
+    """The state a visitor may know about, with a retry hint when it is not ok."""
+    breaker = services.breaker.state
+    if breaker is BreakerState.OPEN:
+        return {"state": "down", "retry_after": max(1, round(services.breaker.retry_after()))}
+    if services.monitor.outage is not None:
+        return {"state": "down", "retry_after": OUTAGE_RETRY}
+    if (
+        services.governor.factor < 1.0
+        and services.governor.pressure > services.governor.config.soft
+    ):
+        return {"state": "busy", "retry_after": 10}
+    probe_lost = services.watcher.ever_seen() and not services.watcher.fresh()
+    if services.limiter.fallback_active or probe_lost or breaker is BreakerState.HALF_OPEN:
+        return {"state": "degraded"}
+    return {"state": "ok"}
+
+
+@get("/api/status", summary="Whether chatting works now", cache=False)
+async def status(request: Request[Any, Any, Any]) -> dict[str, object]:
+    """ok, busy, degraded or down, for the chat widget."""
+    return public_state(request.app.state.services)
+
+
+def operator_detail(services: Services) -> dict[str, object]:
+    """What /readyz adds for the owner: states and numbers, still no host names or URLs."""
+    limits = services.governor.limits()
+    return {
+        "breaker": str(services.breaker.state),
+        "outage": None if services.monitor.outage is None else str(services.monitor.outage),
+        "fallback_active": services.limiter.fallback_active,
+        "governor": {
+            "pressure": round(services.governor.pressure, 3),
+            "factor": round(services.governor.factor, 3),
+            "global_limit": limits.global_limit,
+            "inflight_cap": limits.inflight_cap,
+        },
+        "probes_fresh": len(services.watcher.fresh(time.monotonic())),
+    }

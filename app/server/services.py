@@ -1,0 +1,251 @@
+"""The long-lived parts of a running gateway, made in the app's lifespan and closed in `finally`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from app.admission.decision import Limits
+from app.admission.embedded_redis import embedded_redis
+from app.admission.fallback import LocalAdmitter
+from app.admission.limiter import Limiter
+from app.admission.redis_admitter import RedisAdmitter
+from app.admission.redis_pool import LeanConnectionPool
+from app.admission.redis_wire import RedisWire
+from app.admission.waiting_room import WaitingRoom
+from app.chat.request import InputBounds
+from app.chat.visitor import VisitorIdentifier
+from app.protection.breaker import BreakerConfig, CircuitBreaker
+from app.protection.governor import GovernorConfig, PressureGovernor, TtftTracker
+from app.protection.monitor import UpstreamMonitor
+from app.protection.probe_watch import ProbeWatcher
+from app.upstream.client import Timeouts, create_client
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Coroutine
+    from typing import Any
+
+    from app.settings import Settings
+    from app.telemetry import GatewayMetrics
+    from app.upstream.client import UpstreamClient
+
+log = logging.getLogger("llmgw")
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    redis: aioredis.Redis
+    limiter: Limiter
+    identifier: VisitorIdentifier
+    upstream: UpstreamClient
+    bounds: InputBounds
+    timeouts: Timeouts
+    governor: PressureGovernor
+    breaker: CircuitBreaker
+    watcher: ProbeWatcher
+    monitor: UpstreamMonitor
+    ttft: TtftTracker
+    metrics: GatewayMetrics
+    waiting_room: WaitingRoom
+
+
+@asynccontextmanager
+async def running_services(settings: Settings, metrics: GatewayMetrics) -> AsyncIterator[Services]:
+    """Open Redis (shared or embedded) and the upstream client, start the background loops;
+    stop and close all of it on the way out."""
+    async with AsyncExitStack() as stack:
+        redis = await stack.enter_async_context(_redis(settings))
+        wire = RedisWire.of(redis)
+        if wire is not None:
+            stack.callback(wire.close)
+        upstream = create_client(settings)
+        stack.push_async_callback(upstream.aclose)
+        services = await _assemble(settings, redis, wire, upstream, metrics)
+        tasks = [
+            _background(services.watcher.run()),
+            _background(services.monitor.run()),
+            _background(services.limiter.maintain(settings.lease_seconds / 3)),
+        ]
+        stack.push_async_callback(_cancel, tasks)
+        yield services
+
+
+async def _assemble(
+    settings: Settings,
+    redis: aioredis.Redis,
+    wire: RedisWire | None,
+    upstream: UpstreamClient,
+    metrics: GatewayMetrics,
+) -> Services:
+    shared = RedisAdmitter(
+        redis,
+        prefix=settings.key_prefix,
+        window_seconds=settings.window_seconds,
+        lease_seconds=settings.lease_seconds,
+        wire=wire,
+    )
+    waiting_room = WaitingRoom(size=settings.queue_size, wait_seconds=settings.queue_wait_seconds)
+    limiter = Limiter(
+        redis,
+        shared,
+        LocalAdmitter(settings.window_seconds),
+        fallback_share=settings.fallback_share,
+        lease_max_age=settings.total_timeout + settings.lease_seconds,
+        metrics=metrics,
+        on_release=waiting_room.released,
+    )
+    try:
+        await shared.load()
+        hash_key = await _visitor_hash_key(redis, settings)
+    except (RedisError, OSError) as exc:  # start anyway, on the fallback, and recover later
+        log.warning(
+            "Redis unavailable at start (%s): admitting from the fallback", type(exc).__name__
+        )
+        limiter.enter_fallback()
+        hash_key = _configured_hash_key(settings) or secrets.token_bytes(32)
+    else:
+        metrics.redis_state(up=True, fallback_active=False)
+    governor = PressureGovernor(_base_limits(settings), _governor_config(settings))
+    breaker = CircuitBreaker(_breaker_config(settings), on_change=metrics.breaker_changed)
+    metrics.breaker_changed(breaker.state, breaker.state)
+    watcher = ProbeWatcher(
+        redis,
+        prefix=settings.key_prefix,
+        stale_after=settings.probe_stale_seconds,
+        poll_every=settings.probe_poll_seconds,
+        metrics=metrics,
+    )
+    ttft = TtftTracker()
+    monitor = UpstreamMonitor(
+        upstream,
+        breaker=breaker,
+        watcher=watcher,
+        governor=governor,
+        ttft=ttft,
+        metrics=metrics,
+        interval=settings.health_interval,
+    )
+    return Services(
+        settings=settings,
+        redis=redis,
+        limiter=limiter,
+        identifier=VisitorIdentifier(settings.trusted_proxies, hash_key),
+        upstream=upstream,
+        bounds=InputBounds(settings.max_input_chars, settings.max_messages),
+        timeouts=Timeouts(
+            connect=settings.connect_timeout,
+            first_token=settings.first_token_timeout,
+            idle=settings.idle_timeout,
+            total=settings.total_timeout,
+        ),
+        governor=governor,
+        breaker=breaker,
+        watcher=watcher,
+        monitor=monitor,
+        ttft=ttft,
+        metrics=metrics,
+        waiting_room=waiting_room,
+    )
+
+
+def _base_limits(settings: Settings) -> Limits:
+    return Limits(settings.global_limit, settings.visitor_limit, settings.max_inflight)
+
+
+def _governor_config(settings: Settings) -> GovernorConfig:
+    return GovernorConfig(
+        soft=settings.governor_soft,
+        hard=settings.governor_hard,
+        floor=settings.governor_floor,
+        stale_factor=settings.probe_stale_factor,
+        relax_per_second=settings.governor_relax_per_second,
+        ttft_limit_seconds=settings.governor_ttft_limit_seconds,
+        gpu_weight=settings.governor_gpu_weight,
+    )
+
+
+def _breaker_config(settings: Settings) -> BreakerConfig:
+    return BreakerConfig(
+        consecutive_failures=settings.breaker_failures,
+        cooldown=settings.breaker_cooldown,
+        max_cooldown=settings.breaker_max_cooldown,
+        trials=settings.breaker_trials,
+    )
+
+
+def _background(work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    task = asyncio.create_task(work)
+    task.add_done_callback(_report_crash)
+    return task
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task stopped", exc_info=task.exception())
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+@asynccontextmanager
+async def _redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    if settings.redis_url is None:
+        async with embedded_redis() as client:
+            yield client
+        return
+    client = redis_client(settings.redis_url.get_secret_value())
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def redis_client(url: str, max_connections: int = 32) -> aioredis.Redis:
+    """A client whose pool waits for a free connection under bursts instead of failing.
+    Admissions and stream ends do not use this pool: they are pipelined on one connection of
+    their own (`redis_wire`, opened with this pool's settings). The rest (the readiness
+    ping, the probe's snapshot, the hash key, conversations on the fallback) queue for one of
+    a few connections rather than opening hundreds at once. A Redis that is down refuses the
+    connection at once; one that is unreachable times out in 2 s. The pool is our own lighter
+    one (`redis_pool`): redis-py's blocking pool cost a seventh of a refused request's
+    CPU (issue 7)."""
+    pool = LeanConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=10,
+        socket_connect_timeout=2,
+        socket_timeout=3,
+        health_check_interval=30,
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+def _configured_hash_key(settings: Settings) -> bytes | None:
+    key = settings.visitor_hash_key
+    return None if key is None else key.get_secret_value().encode()
+
+
+async def _visitor_hash_key(redis: aioredis.Redis, settings: Settings) -> bytes:
+    """The configured key, or one shared through Redis so every replica hashes alike."""
+    if (configured := _configured_hash_key(settings)) is not None:
+        return configured
+    name = f"{{{settings.key_prefix}}}:visitor-hash-key"
+    await redis.set(name, secrets.token_hex(32), nx=True)
+    key = await redis.get(name)
+    if key is None:  # evicted between the two calls: this process keeps its own
+        return secrets.token_bytes(32)
+    return key if isinstance(key, bytes) else str(key).encode()

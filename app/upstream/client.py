@@ -1,0 +1,169 @@
+"""The model server's side: one shared httpx client, the pinned payload, and error mapping."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
+import msgspec
+
+from app.errors import ModelNotLoaded, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from app.protection.outage import OutageClass, classify_response
+from app.upstream.http_client import UpstreamPool
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator, Mapping
+
+    from app.chat.request import ChatRequest
+    from app.settings import Settings
+
+RESPONSES_PATH = "/v1/responses"
+# How much of an error body we read to classify it; the rest is not our business.
+ERROR_BODY_LIMIT = 4096
+CONNECT_TIMEOUT = 5.0  # when the client's own timeout leaves connecting unbounded
+
+
+class StreamedAnswer(Protocol):
+    """What the relay reads of an answer: the lean pool's, or httpx's through a proxy."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    def aiter_raw(self) -> AsyncIterator[bytes]: ...
+    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float
+    first_token: float
+    idle: float
+    total: float
+
+
+def create_client(settings: Settings) -> UpstreamClient:
+    """The one client the gateway talks to the model server with (made in the lifespan)."""
+    # Identity: events must flow as they come (and the relay then reads the raw body).
+    headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
+    if settings.upstream_token is not None:
+        headers["Authorization"] = f"Bearer {settings.upstream_token.get_secret_value()}"
+    timeout = httpx.Timeout(
+        connect=settings.connect_timeout,
+        read=settings.idle_timeout,
+        write=settings.connect_timeout,
+        pool=settings.connect_timeout,
+    )
+    return UpstreamClient(base_url=settings.upstream_url, headers=headers, timeout=timeout)
+
+
+class UpstreamClient(httpx.AsyncClient):
+    """The shared client. Chats go through its own lean pool (`http_client`) with the
+    client's URL, headers and TLS settings; everything else (the health check) through httpx.
+    When httpx would send chats through a proxy (HTTPS_PROXY and the like), so do chats."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.responses_url = self._merge_url(RESPONSES_PATH)
+        self.pool: UpstreamPool | None = None
+        if self._transport_for_url(self.responses_url) is self._transport:  # no proxy
+            self.pool = UpstreamPool(
+                self.responses_url,
+                self.headers.items(),
+                connect_timeout=self.timeout.connect or CONNECT_TIMEOUT,
+                ssl_context=httpx.create_ssl_context(),
+            )
+
+    async def open_responses(
+        self, payload: bytes, headers: Mapping[str, str] | None = None
+    ) -> StreamedAnswer:
+        """POST a chat; return its streaming answer once the head is in."""
+        if self.pool is not None:
+            return await self.pool.post(payload, headers)
+        request = self.build_request(
+            "POST",
+            self.responses_url,
+            content=payload,
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
+        return await self.send(request, stream=True)
+
+    async def aclose(self) -> None:
+        if self.pool is not None:
+            await self.pool.aclose()
+        await super().aclose()
+
+
+def build_payload(chat: ChatRequest, settings: Settings) -> bytes:
+    """The upstream request: the visitor's words, everything else pinned by configuration."""
+    payload: dict[str, Any] = {
+        "model": settings.model,
+        "input": chat.input,
+        "stream": True,
+        "store": True,
+        "temperature": settings.temperature,
+        "max_output_tokens": settings.max_output_tokens,
+    }
+    if settings.reasoning_effort != "none":
+        payload["reasoning"] = {"effort": settings.reasoning_effort}
+    if settings.instructions:
+        payload["instructions"] = settings.instructions
+    if chat.previous_response_id is not None:
+        payload["previous_response_id"] = chat.previous_response_id
+    return msgspec.json.encode(payload)
+
+
+async def open_stream(
+    client: UpstreamClient, payload: bytes, headers: Mapping[str, str] | None = None
+) -> StreamedAnswer:
+    """Send the request and return the streaming response once its status says it is good."""
+    with mapped_transport_errors():
+        response = await client.open_responses(payload, headers)
+        if response.status_code == 200:
+            return response
+        try:
+            body = await _read_some(response)
+        finally:
+            await response.aclose()
+    raise classify_status(response.status_code, response.headers.get("server"), body)
+
+
+@contextmanager
+def mapped_transport_errors() -> Iterator[None]:
+    """Turn httpx's low-level failures into the gateway's own, with public-safe messages."""
+    try:
+        yield
+    except httpx.ConnectTimeout as exc:
+        raise UpstreamTimeout(
+            "the model server did not answer in time", outage=OutageClass.TUNNEL
+        ) from exc
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout("the model server did not answer in time") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamUnavailable(
+            "the model server cannot be reached", outage=OutageClass.TUNNEL
+        ) from exc
+
+
+def classify_status(status: int, server: str | None, body: bytes) -> UpstreamError:
+    """The gateway error for a non-200 answer from the model's side, with its outage class."""
+    outage = classify_response(status, server, body)
+    if outage is OutageClass.MODEL_NOT_LOADED:
+        return ModelNotLoaded(
+            "no model is loaded on the model server", retry_after=30, outage=outage
+        )
+    if outage is not None:
+        return UpstreamUnavailable("the model server is unavailable", retry_after=10, outage=outage)
+    return UpstreamError(f"the model server answered with an error ({status})")
+
+
+async def _read_some(response: StreamedAnswer) -> bytes:
+    body = b""
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) >= ERROR_BODY_LIMIT:
+            break
+    return body[:ERROR_BODY_LIMIT]
