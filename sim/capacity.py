@@ -28,7 +28,7 @@ class Reservation:
 class SlotPool:
     """`slots` generations run at once; the others wait in arrival order."""
 
-    def __init__(self, slots: int, queue_limit: int) -> None:
+    def __init__(self, slots: int, queue_limit: int | None) -> None:
         self.slots = slots
         self.queue_limit = queue_limit
         self.busy = 0
@@ -44,6 +44,8 @@ class SlotPool:
 
     def saturated(self) -> bool:
         """True when every slot and queue place is taken or promised: refuse a new request."""
+        if self.queue_limit is None:
+            return False  # LM Studio queues every request and never answers 503
         return self.busy + self.queued + self.reserved >= self.slots + self.queue_limit
 
     def reserve(self) -> Reservation:
@@ -66,6 +68,10 @@ class SlotPool:
         except BaseException:
             self._abandon(waiter)
             raise
+
+    def release_at(self, when: float) -> None:
+        """Give the slot back at loop time `when`: a cancelled prompt that keeps processing."""
+        asyncio.get_running_loop().call_at(when, self.release)
 
     def release(self) -> None:
         """Give the slot to the longest-waiting request, or mark it free."""

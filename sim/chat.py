@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from sim.context import error_frame
 from sim.engine import Generation, Plan, generate_all, is_cut, make_plan, paced
+from sim.errors import ContextExhausted
 from sim.schemas import ChatBody, prompt_of
 from sim.text import count_tokens, json_string
 
@@ -90,11 +92,17 @@ async def stream_chat(
     state: SimState, call: ChatCall, reservation: Reservation
 ) -> AsyncIterator[bytes]:
     """Content chunks, the finish chunk, the usage chunk when asked for, then `[DONE]`."""
-    async with Generation(state, call.plan, reservation) as generation:
-        await generation.prefill()
-        async for frame in paced(generation, call.plan.script.answer, delta_encoder(call)):
-            yield frame
-        generation.finish()
+    try:
+        async with Generation(state, call.plan, reservation) as generation:
+            await generation.prefill()
+            async for frame in paced(generation, call.plan.script.answer, delta_encoder(call)):
+                yield frame
+            generation.finish()
+    except ContextExhausted as failure:
+        # #2322's error frame shape: the message both inside `error` and beside it.
+        body = {"error": {"message": failure.message}, "message": failure.message}
+        yield error_frame(state, body)
+        return
     finish = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": call.finish_reason}
     usage = call.chunk([], usage=call.usage()) if call.include_usage else b""
     yield call.chunk([finish]) + usage + DONE

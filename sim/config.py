@@ -1,9 +1,15 @@
-"""The simulator's settings and the fault modes it can be switched into."""
+"""The simulator's settings and the fault modes it can be switched into.
+
+Every setting defaults to the well-behaved server the demo and the tests were written against;
+the LM Studio behaviours (`sim/cli_options.py` names their sources) are opt-in.
+"""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+
+EMBEDDING_MODEL = "text-embedding-nomic-embed-text-v1.5"
 
 
 class FaultMode(enum.StrEnum):
@@ -14,6 +20,22 @@ class FaultMode(enum.StrEnum):
     SLOW = "slow"
     ERROR = "error"
     STALL = "stall"
+
+
+class Engine(enum.StrEnum):
+    """How predictions share the GPU."""
+
+    SIM = "sim"  # `slots` at once, a bounded queue behind them, 503 beyond it (not LM Studio)
+    MLX = "mlx"  # one prediction at a time, the rest queue without limit
+    LLAMA_CPP = "llama.cpp"  # `slots` at once (Max Concurrent Predictions), the rest queue
+
+
+class Overflow(enum.StrEnum):
+    """How a conversation longer than the loaded context is answered."""
+
+    BAD_REQUEST = "400"  # refused before generation
+    OK_WITH_ERROR = "200"  # a 200 whose body (or only SSE frame) is the error
+    MID_GENERATION = "mid-generation"  # generation starts and fails when the context fills
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,6 +55,21 @@ class SimConfig:
     no_model: bool = False
     error_share: float = 0.5
     seed: int = 0
+    engine: Engine = Engine.SIM
+    jit: bool = False
+    load_seconds: float = 0.0
+    idle_ttl: float = 3600.0
+    duplicate_jit_loads: bool = False
+    embedding_model: bool = False
+    context_length: int | None = None
+    overflow: Overflow = Overflow.BAD_REQUEST
+    reasoning_done_only: bool = False
+    incomplete_at_limit: bool = False
+    reasoning_eats_budget: bool = False
+    bare_error_frames: bool = False
+    unknown_path_200: bool = False
+    no_responses_api: bool = False
+    prefill_survives_cancel: bool = False
 
     def __post_init__(self) -> None:
         if self.slots < 1 or self.queue < 0:
@@ -43,3 +80,17 @@ class SimConfig:
             raise ValueError("output tokens must be at least 1, reasoning tokens at least 0")
         if not 0.0 <= self.error_share <= 1.0:
             raise ValueError("error share must be between 0 and 1")
+        if self.load_seconds < 0 or self.idle_ttl <= 0:
+            raise ValueError("load seconds must be at least 0 and the idle TTL positive")
+        if self.context_length is not None and self.context_length < 1:
+            raise ValueError("context length must be at least 1")
+
+    @property
+    def parallel(self) -> int:
+        """Predictions that run at once: MLX runs one."""
+        return 1 if self.engine is Engine.MLX else self.slots
+
+    @property
+    def queue_limit(self) -> int | None:
+        """Requests that may wait; None (no limit) on the LM Studio engines, which never refuse."""
+        return self.queue if self.engine is Engine.SIM else None

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
 from sim.config import FaultMode, SimConfig
+from sim.context import exhausted, tokens_before_exhaustion
 from sim.text import Script, write_script
 
 if TYPE_CHECKING:
@@ -26,6 +27,8 @@ class Plan:
 
     input_tokens: int
     script: Script
+    # Tokens decoded before the context fills (`--overflow mid-generation`); None: no limit.
+    fail_after: int | None = None
 
     @property
     def output_tokens(self) -> int:
@@ -40,7 +43,11 @@ def make_plan(
     reasoning_tokens, answer_tokens = _split_output(state.config, limit, reasoning=reasoning)
     offset = state.next_offset()
     script = write_script(prompt, reasoning_tokens, answer_tokens, offset)
-    return Plan(input_tokens=min(input_tokens, MAX_CONTEXT_TOKENS), script=script)
+    if state.config.context_length is None:
+        input_tokens = min(input_tokens, MAX_CONTEXT_TOKENS)  # today's sim: never overflows
+    output_tokens = reasoning_tokens + answer_tokens
+    fail_after = tokens_before_exhaustion(state, input_tokens, output_tokens)
+    return Plan(input_tokens=input_tokens, script=script, fail_after=fail_after)
 
 
 def is_cut(config: SimConfig, limit: int | None, *, reasoning: bool) -> bool:
@@ -55,6 +62,10 @@ def _split_output(config: SimConfig, limit: int | None, *, reasoning: bool) -> t
     if not is_cut(config, limit, reasoning=reasoning):
         return reasoning_tokens, config.output_tokens
     total = min(limit or 0, MAX_CONTEXT_TOKENS)
+    if reasoning and config.reasoning_eats_budget:
+        # A reasoning model can spend the whole max_output_tokens before any visible text
+        # (OpenAI's reasoning guide, "Allocating space for reasoning").
+        return total, 0
     reasoning_tokens = min(reasoning_tokens, total // 2)  # the answer keeps at least half
     return reasoning_tokens, total - reasoning_tokens
 
@@ -69,6 +80,7 @@ class Generation:
         self._emitted = 0
         self._stall_at = plan.output_tokens // 2
         self._finished = False
+        self._prefill_ends: float | None = None  # loop time a cancelled prefill would end
 
     async def __aenter__(self) -> Self:
         self._reservation.release()  # from now on the pool counts this request itself
@@ -81,6 +93,7 @@ class Generation:
         except BaseException:
             self._count_end(cancelled=True)  # left the line before reaching a slot
             raise
+        counters.reached_generation += 1
         return self
 
     async def __aexit__(
@@ -90,19 +103,35 @@ class Generation:
         traceback: TracebackType | None,
     ) -> None:
         # Nothing here awaits, so a cancellation cannot cut the release short: it is shielded.
-        self._state.pool.release()
+        if self._prefill_ends is None:
+            self._state.pool.release()
+        else:
+            self._state.pool.release_at(self._prefill_ends)
+        self._state.host.touch(self._state.host.find(self._state.config.model))
         self._count_end(cancelled=exc is None or _is_cancellation(exc))
 
     async def prefill(self) -> None:
         """Read the input: input tokens / prefill rate, slower in `slow` mode."""
         rate = self._state.config.prefill_rate
-        await asyncio.sleep(self._plan.input_tokens / rate * self._state.slow_factor)
+        seconds = self._plan.input_tokens / rate * self._state.slow_factor
+        ends = asyncio.get_running_loop().time() + seconds
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            if self._state.config.prefill_survives_cancel:
+                # LM Studio does not interrupt prompt processing (lmstudio-bug-tracker#597; a
+                # maintainer in #108: "We currently do not support interrupting prompt
+                # processing"): the slot stays busy until the prefill would have ended.
+                self._prefill_ends = ends
+            raise
 
     async def next_token(self) -> None:
         """Wait until the next token is decoded; in `stall` mode, halfway, wait forever."""
         if self._emitted == self._stall_at and self._state.mode is FaultMode.STALL:
             await asyncio.Event().wait()  # until the client leaves and cancels us
         state = self._state
+        if self._emitted == self._plan.fail_after:
+            raise exhausted(state)
         await asyncio.sleep(state.pool.slowdown() * state.slow_factor / state.config.decode_rate)
         self._emitted += 1
         state.counters.output_tokens += 1

@@ -6,6 +6,9 @@ The simulator raises one exception type, `SimError`; an app-level handler turns 
     ├── InvalidRequest         400, bad JSON or a missing / malformed field
     ├── PreviousResponseUnknown 400, `previous_response_id` not stored (OpenAI's code)
     ├── NoModelsLoaded         400, LM Studio's own message when no model is loaded
+    ├── ModelNotFound          400, `model` names no downloaded model (code `model_not_found`)
+    ├── ContextOverflow        400, the conversation does not fit the context; a bare string body
+    ├── ContextExhausted       400, the context filled mid-generation (non-streamed requests)
     ├── ServerOverloaded       503, every slot busy and the queue full
     ├── ModelCrashed           500, injected by `error` fault mode
     └── MissingApiKey          401, `--api-key` set and the bearer token absent or wrong
@@ -13,10 +16,13 @@ The simulator raises one exception type, `SimError`; an app-level handler turns 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar import MediaType, Request, Response
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # LM Studio 0.4.x, observed in its server log (lmstudio-bug-tracker#1730): HTTP 400 with this body.
 NO_MODELS_LOADED = (
@@ -76,6 +82,47 @@ class NoModelsLoaded(SimError):
         super().__init__(NO_MODELS_LOADED, "model")
 
 
+class ModelNotFound(SimError):
+    """LM Studio 0.3.3x+ (gpt-researcher#1556, qwen-code#10065): 400 for a model not downloaded."""
+
+    code = "model_not_found"
+
+    def __init__(self, key: str, downloaded: list[str]) -> None:
+        examples = ", ".join(downloaded)
+        super().__init__(
+            f'Invalid model identifier "{key}". '
+            f"Please specify a valid downloaded model (e.g., {examples}).",
+            "model",
+        )
+
+
+class ContextOverflow(SimError):
+    """The input alone overflows the context: lmstudio-bug-tracker#237's 400, verbatim."""
+
+    def __init__(self, input_tokens: int, context_length: int) -> None:
+        super().__init__(
+            f"<LM Studio error> Trying to keep the first {input_tokens} tokens when context the "
+            f"overflows. However, the model is loaded with context length of only "
+            f"{context_length} tokens, which is not enough. Try to load the model with a larger "
+            "context length, or provide a shorter input. Error Data: n/a, Additional Data: n/a"
+        )
+
+    def body(self) -> dict[str, Any]:
+        """LM Studio sends the message as the bare `error` string (#237, #618's shape)."""
+        return {"error": self.message}
+
+
+class ContextExhausted(SimError):
+    """The context filled while generating (lmstudio-bug-tracker#1251's message)."""
+
+    def __init__(self, context_length: int, arch: str) -> None:
+        super().__init__(
+            f"Reached context length of {context_length} tokens with model (arch: {arch}) that "
+            "does not currently support mid-generation context overflow. Try reloading with a "
+            "larger context length or shortening the prompt/chat."
+        )
+
+
 class ServerOverloaded(SimError):
     """Every slot is busy and the waiting line is full."""
 
@@ -128,7 +175,21 @@ def handle_sim_error(_: Request[Any, Any, Any], exc: Exception) -> Response[byte
     return error_response(exc)
 
 
-def handle_unknown_route(request: Request[Any, Any, Any], _: Exception) -> Response[bytes]:
-    """LM Studio's wording for a path or method it does not serve."""
-    message = f"Unexpected endpoint or method. ({request.method} {request.url.path})"
-    return json_response({"error": message}, 404)
+def unknown_route_response(request: Request[Any, Any, Any], status_code: int) -> Response[bytes]:
+    """LM Studio's wording for a path or method it does not serve (lmstudio-bug-tracker#618)."""
+    # The query string is part of the message (lmstudio-bug-tracker#1323's log).
+    query = f"?{request.url.query}" if request.url.query else ""
+    message = f"Unexpected endpoint or method. ({request.method} {request.url.path}{query})"
+    return json_response({"error": message}, status_code)
+
+
+def unknown_route_handler(
+    status_code: int,
+) -> Callable[[Request[Any, Any, Any], Exception], Response[bytes]]:
+    """The handler for unmatched routes: 404 by default; LM Studio's 200 "anyway" (#618, #1323,
+    #2085: "Unexpected endpoint or method. (GET /v1/models). Returning 200 anyway")."""
+
+    def handle(request: Request[Any, Any, Any], _: Exception) -> Response[bytes]:
+        return unknown_route_response(request, status_code)
+
+    return handle

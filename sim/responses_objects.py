@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sim.engine import Plan, make_plan
+from sim.engine import Plan, is_cut, make_plan
 from sim.errors import PreviousResponseUnknown
 from sim.schemas import ResponsesBody, prompt_of
 from sim.text import count_tokens
@@ -35,6 +35,9 @@ class ResponseCall:
     instruction_tokens: int = 0
     max_output_tokens: int | None
     reasoning_effort: str | None
+    # `--incomplete-at-limit`: an answer cut by max_output_tokens is "incomplete", as OpenAI's
+    # Responses API reports it (`incomplete_details.reason: "max_output_tokens"`).
+    incomplete: bool = False
     # LM Studio's ids are "resp_" + 48 hex digits (lmstudio-bug-tracker#1188).
     response_id: str = field(default_factory=lambda: _new_id("resp_", 24))
     message_id: str = field(default_factory=lambda: _new_id("msg_"))
@@ -58,7 +61,9 @@ def build_call(state: SimState, body: ResponsesBody) -> ResponseCall:
     reasoning = body.wants_reasoning()
     plan = make_plan(state, prompt, input_tokens, body.max_output_tokens, reasoning=reasoning)
     effort = (body.reasoning.effort if body.reasoning else None) or "medium"
+    cut = is_cut(state.config, body.max_output_tokens, reasoning=reasoning)
     return ResponseCall(
+        incomplete=state.config.incomplete_at_limit and cut,
         plan=plan,
         model=state.config.model,
         previous_response_id=body.previous_response_id,
@@ -93,7 +98,7 @@ def response_object(call: ResponseCall, *, completed: bool) -> dict[str, Any]:
         "id": call.response_id,
         "object": "response",
         "created_at": call.created_at,
-        "status": "completed" if completed else "in_progress",
+        "status": _status(call, completed=completed),
         "model": call.model,
         "instructions": call.instructions,
         "temperature": 1.0 if call.temperature is None else call.temperature,
@@ -106,9 +111,19 @@ def response_object(call: ResponseCall, *, completed: bool) -> dict[str, Any]:
         "tools": [],
         "tool_choice": "auto",
         "error": None,
-        "incomplete_details": None,
+        "incomplete_details": _incomplete_details(call, completed=completed),
         "usage": usage(call.plan) if completed else None,
     }
+
+
+def _status(call: ResponseCall, *, completed: bool) -> str:
+    if not completed:
+        return "in_progress"
+    return "incomplete" if call.incomplete else "completed"
+
+
+def _incomplete_details(call: ResponseCall, *, completed: bool) -> dict[str, str] | None:
+    return {"reason": "max_output_tokens"} if completed and call.incomplete else None
 
 
 def usage(plan: Plan) -> dict[str, Any]:
@@ -125,10 +140,10 @@ def usage(plan: Plan) -> dict[str, Any]:
 def final_output(call: ResponseCall) -> list[dict[str, Any]]:
     """The completed output items: reasoning (when asked for), then the assistant message."""
     script = call.plan.script
-    message = message_item(call, "".join(script.answer), completed=True)
+    items = [message_item(call, "".join(script.answer), completed=True)] if script.answer else []
     if not script.reasoning:
-        return [message]
-    return [reasoning_item(call, "".join(script.reasoning), completed=True), message]
+        return items
+    return [reasoning_item(call, "".join(script.reasoning), completed=True), *items]
 
 
 def reasoning_item(call: ResponseCall, text: str, *, completed: bool) -> dict[str, Any]:
@@ -149,7 +164,7 @@ def message_item(call: ResponseCall, text: str, *, completed: bool) -> dict[str,
     return {
         "id": call.message_id,
         "type": "message",
-        "status": "completed" if completed else "in_progress",
+        "status": _status(call, completed=completed),
         "role": "assistant",
         "content": [output_text_part(text)] if completed else [],
     }

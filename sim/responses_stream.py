@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from sim.context import error_frame
 from sim.engine import Generation, generate_all, paced
+from sim.errors import ContextExhausted
 from sim.responses_objects import (
     ResponseCall,
     message_item,
@@ -72,24 +74,43 @@ class ResponseFrames:
             "response.content_part.added", part=output_text_part(""), **self._text_ids()
         )
 
+    def reasoning_done_only(self) -> bytes:
+        """LM Studio's way (earendil-works/pi#4191): one `response.reasoning_text.done` with the
+        whole text, with no deltas and no reasoning item events around it."""
+        text = "".join(self._call.plan.script.reasoning)
+        ids = {"item_id": self._call.reasoning_id, "output_index": 0, "content_index": 0}
+        return self.event("response.reasoning_text.done", text=text, **ids)
+
     def closing(self) -> bytes:
-        """Text done, part done, item done, and `response.completed` with usage."""
+        """Text done, part done, item done, and `response.completed` (or `.incomplete`)."""
+        final = "response.incomplete" if self._call.incomplete else "response.completed"
+        frames = [self._message_closing()] if self._call.plan.script.answer else []
+        frames.append(self.event(final, response=response_object(self._call, completed=True)))
+        return b"".join(frames)  # no message item when the reasoning spent the whole budget
+
+    def _message_closing(self) -> bytes:
         text = "".join(self._call.plan.script.answer)
         item = message_item(self._call, text, completed=True)
+        index = self._call.message_index
         return b"".join(
             (
                 self.event("response.output_text.done", text=text, logprobs=[], **self._text_ids()),
                 self.event(
                     "response.content_part.done", part=output_text_part(text), **self._text_ids()
                 ),
-                self.event(
-                    "response.output_item.done", output_index=self._call.message_index, item=item
-                ),
-                self.event(
-                    "response.completed", response=response_object(self._call, completed=True)
-                ),
+                self.event("response.output_item.done", output_index=index, item=item),
             )
         )
+
+    def error(self, message: str) -> dict[str, Any]:
+        """An `error` event's data, as OpenAI's Responses streaming API shapes it."""
+        return {
+            "type": "error",
+            "code": None,
+            "message": message,
+            "param": None,
+            "sequence_number": self._next(),
+        }
 
     def _text_ids(self) -> dict[str, Any]:
         index = self._call.message_index
@@ -120,22 +141,39 @@ async def stream_response(
 ) -> AsyncIterator[bytes]:
     """The SSE frames of one response, paced by the capacity model; stops when cancelled."""
     frames = ResponseFrames(call)
-    async with Generation(state, call.plan, reservation) as generation:
-        yield frames.opening()
-        await generation.prefill()
-        if call.plan.script.reasoning:
-            yield frames.reasoning_opening()
-            async for frame in paced(
-                generation, call.plan.script.reasoning, frames.reasoning_delta
-            ):
+    try:
+        async with Generation(state, call.plan, reservation) as generation:
+            yield frames.opening()
+            await generation.prefill()
+            async for frame in _reasoning(state, generation, frames, call):
                 yield frame
-            yield frames.reasoning_closing()
-        yield frames.message_opening()
-        async for frame in paced(generation, call.plan.script.answer, frames.text_delta):
-            yield frame
-        generation.finish()
+            if call.plan.script.answer:
+                yield frames.message_opening()
+            async for frame in paced(generation, call.plan.script.answer, frames.text_delta):
+                yield frame
+            generation.finish()
+    except ContextExhausted as failure:
+        yield error_frame(state, frames.error(failure.message))
+        return
     remember(state, call)
     yield frames.closing()
+
+
+async def _reasoning(
+    state: SimState, generation: Generation, frames: ResponseFrames, call: ResponseCall
+) -> AsyncIterator[bytes]:
+    reasoning = call.plan.script.reasoning
+    if not reasoning:
+        return
+    if state.config.reasoning_done_only:
+        for _ in reasoning:
+            await generation.next_token()  # decoded all the same, just not sent
+        yield frames.reasoning_done_only()
+        return
+    yield frames.reasoning_opening()
+    async for frame in paced(generation, reasoning, frames.reasoning_delta):
+        yield frame
+    yield frames.reasoning_closing()
 
 
 async def complete_response(

@@ -36,6 +36,8 @@ class Reasoning(msgspec.Struct):
 class ResponsesBody(msgspec.Struct):
     """`POST /v1/responses`."""
 
+    model: str | None = None
+    ttl: float | None = None  # seconds a JIT-loaded model may idle (ttl-and-auto-evict.md)
     input: str | list[Message] | None = None
     instructions: str | None = None
     temperature: float | None = None
@@ -65,6 +67,8 @@ class StreamOptions(msgspec.Struct):
 class ChatBody(msgspec.Struct):
     """`POST /v1/chat/completions`."""
 
+    model: str | None = None
+    ttl: float | None = None
     messages: list[Message] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -105,3 +109,11 @@ def prompt_of(messages: list[Message], param: str) -> tuple[str, int]:
         raise InvalidRequest(f"Missing required parameter: '{param}'.", param)
     users = [text for message, text in zip(messages, texts, strict=True) if message.role == "user"]
     return (users or texts)[-1], chars
+
+
+class LoadBody(msgspec.Struct):
+    """`POST /api/v1/models/load` (docs `1_developer/2_rest/load.md`)."""
+
+    model: str
+    context_length: int | None = None
+    echo_load_config: bool = False

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 
 from sim.capacity import SlotPool
 from sim.config import FaultMode, SimConfig
+from sim.model_host import ModelHost
 
 STORED_RESPONSES = 1000
 
@@ -24,6 +25,11 @@ class Counters:
     rejected: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    # Requests that got a slot and began prefill (not those that left the queue or were refused).
+    reached_generation: int = 0
+    unauthorized: int = 0
+    overflows: int = 0
+    unknown_paths: int = 0
 
 
 class ResponseStore:
@@ -52,8 +58,9 @@ class SimState:
 
     def __init__(self, config: SimConfig) -> None:
         self.config = config
-        self.pool = SlotPool(config.slots, config.queue)
+        self.pool = SlotPool(config.parallel, config.queue_limit)
         self.store = ResponseStore()
+        self.host = ModelHost(config, busy=lambda: self.active > 0)
         self.counters = Counters()
         self.active = 0
         self.mode = FaultMode.NO_MODEL if config.no_model else FaultMode.OK
@@ -63,8 +70,9 @@ class SimState:
 
     @property
     def model_loaded(self) -> bool:
-        """The model is loaded in every mode but `no_model`."""
-        return self.mode is not FaultMode.NO_MODEL
+        """The model is loaded in every mode but `no_model`, once loaded (at start unless JIT)."""
+        llm = self.host.models[self.config.model]
+        return self.mode is not FaultMode.NO_MODEL and self.host.is_loaded(llm)
 
     @property
     def slow_factor(self) -> float:
@@ -93,6 +101,7 @@ class SimState:
     def reset_counters(self) -> None:
         """Zero the totals; live gauges (active, busy, queued) keep telling the truth."""
         self.counters = Counters()
+        self.host.loads_started = 0
 
     def fault(self) -> dict[str, object]:
         """The fault state as `GET /_sim/fault` shows it."""
@@ -113,5 +122,7 @@ class SimState:
             "slots": self.pool.slots,
             "queue_limit": self.pool.queue_limit,
             "stored_responses": len(self.store),
+            "loads_started": self.host.loads_started,
+            "loaded_instances": self.host.models[self.config.model].instances,
             **self.fault(),
         }

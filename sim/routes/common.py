@@ -52,10 +52,15 @@ async def unless_disconnected(
 ) -> Result | None:
     """Await `work`, cancelling it if the client goes away first (then return None)."""
     result: Result | None = None
-    async with anyio.create_task_group() as group:
-        group.start_soon(_cancel_on_disconnect, request, group.cancel_scope)
-        result = await work
-        group.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(_cancel_on_disconnect, request, group.cancel_scope)
+            result = await work
+            group.cancel_scope.cancel()
+    except ExceptionGroup as failure:  # an error of the work itself, e.g. the context filled
+        if len(failure.exceptions) == 1:
+            raise failure.exceptions[0] from None
+        raise
     return result
 
 

@@ -1,48 +1,62 @@
-"""Model listings: OpenAI's `/v1/models` and LM Studio's REST `/api/v0/models`."""
+"""Model listings (OpenAI's `/v1/models`, LM Studio's REST v0 and v1) and the load endpoint."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from litestar import Controller, Request, get
+from litestar import Controller, Request, get, post
 
+from sim.model_listing import (
+    loaded_context_length,
+    openai_entry,
+    rest_v0_entry,
+    rest_v1_entry,
+)
 from sim.routes.common import sim_state
-
-if TYPE_CHECKING:
-    from sim.state import SimState
+from sim.schemas import LoadBody, decode_body
 
 
 class ModelsController(Controller):
-    """The one simulated model, loaded or not."""
+    """The downloaded models, loaded or not."""
 
     @get("/v1/models")
     async def openai_models(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
-        """Loaded models only, as LM Studio lists them when just-in-time loading is off."""
+        """The loaded LLM only, as LM Studio lists it when just-in-time loading is off."""
         state = sim_state(request)
-        data = [_openai_entry(state)] if state.model_loaded else []
+        llm = state.host.models[state.config.model]
+        data = [openai_entry(llm)] if state.model_loaded else []
         return {"object": "list", "data": data}
 
     @get("/api/v0/models")
     async def rest_models(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
         """Downloaded models with their state, as LM Studio's REST API v0 lists them."""
-        return {"object": "list", "data": [_rest_entry(sim_state(request))]}
+        state = sim_state(request)
+        return {"object": "list", "data": [rest_v0_entry(state, m) for m in _models(request)]}
+
+    @get("/api/v1/models")
+    async def rest_v1_models(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+        """Downloaded models with their loaded instances (LM Studio 0.4's REST API v1)."""
+        state = sim_state(request)
+        return {"models": [rest_v1_entry(state, m) for m in _models(request)]}
+
+    @post("/api/v1/models/load", status_code=200)
+    async def load_model(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+        """Load a model (docs `1_developer/2_rest/load.md`); no TTL, as with `lms load`."""
+        state = sim_state(request)
+        body = decode_body(await request.body(), LoadBody)
+        model = state.host.find(body.model)
+        seconds = await state.host.load(model)
+        answer: dict[str, Any] = {
+            "type": model.kind,
+            "instance_id": model.key,
+            "load_time_seconds": round(seconds, 3),
+            "status": "loaded",
+        }
+        if body.echo_load_config:
+            context = loaded_context_length(state, llm=model.kind == "llm")
+            answer["load_config"] = {"context_length": context}
+        return answer
 
 
-def _openai_entry(state: SimState) -> dict[str, Any]:
-    return {"id": state.config.model, "object": "model", "owned_by": "organization_owner"}
-
-
-def _rest_entry(state: SimState) -> dict[str, Any]:
-    # Field set of LM Studio's docs (REST API v0, `GET /api/v0/models`).
-    model = state.config.model
-    return {
-        "id": model,
-        "object": "model",
-        "type": "llm",
-        "publisher": model.split("/", 1)[0] if "/" in model else "lmstudio-community",
-        "arch": "nemotron_h",
-        "compatibility_type": "gguf",
-        "quantization": "Q4_K_M",
-        "state": "loaded" if state.model_loaded else "not-loaded",
-        "max_context_length": 32768,
-    }
+def _models(request: Request[Any, Any, Any]) -> list[Any]:
+    return list(sim_state(request).host.models.values())
