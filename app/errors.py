@@ -3,12 +3,17 @@
 GatewayError            any refusal or failure, with status, code and a safe message
 ├── BadRequest          400: the client sent something we will not pass on
 ├── NotFound            404: a conversation that is not this visitor's (or none at all)
+├── VisitorsError       the model server refused what this request asked: never the host's fault
+│   ├── ContextFull           400: the conversation outgrew the model's context
+│   ├── ConversationExpired   410: the model server no longer has the conversation
+│   └── UpstreamRejected      502: the model server refused the request for another reason
 ├── ServiceUnavailable  503: we cannot take the request now
 │   ├── BreakerOpen     503: the model's side is down; we do not even try
 │   └── Shed            503: the in-flight cap is full (distinct from a 429)
 └── UpstreamError       the model's side failed before the stream started (with its outage class)
     ├── UpstreamUnavailable   502: DNS, connect, TLS, reset, or an error status
     ├── ModelNotLoaded        503: the model server answers but has no model loaded
+    ├── UpstreamIncompatible  502: it answers a chat with something that is not an event stream
     └── UpstreamTimeout       504: connect, first token or total timeout
 
 Messages never carry upstream URLs, host names or tokens: they are shown to the public.
@@ -54,6 +59,28 @@ class NotFound(GatewayError):
     code = "unknown_conversation"
 
 
+class VisitorsError(GatewayError):
+    """The model server refused this request because of what it asked (its size, its history):
+    the host works, so the breaker and the outage diagnosis are not told."""
+
+    status_code = 400
+    code = "visitors_error"
+
+
+class ContextFull(VisitorsError):
+    code = "context_full"
+
+
+class ConversationExpired(VisitorsError):
+    status_code = 410
+    code = "conversation_expired"
+
+
+class UpstreamRejected(VisitorsError):
+    status_code = 502
+    code = "upstream_rejected"
+
+
 class ServiceUnavailable(GatewayError):
     status_code = 503
     code = "unavailable"
@@ -79,6 +106,10 @@ class UpstreamUnavailable(UpstreamError):
 class ModelNotLoaded(UpstreamError):
     status_code = 503
     code = "model_not_loaded"
+
+
+class UpstreamIncompatible(UpstreamError):
+    code = "upstream_incompatible"
 
 
 class UpstreamTimeout(UpstreamError):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from opentelemetry.trace import INVALID_SPAN, StatusCode
 
-from app.errors import BreakerOpen, Shed, UpstreamError, UpstreamTimeout
+from app.errors import BreakerOpen, Shed, UpstreamError, UpstreamTimeout, VisitorsError
 from app.telemetry.logs import REQUEST_LOGGER, log_request
 from app.telemetry.tracing import trace_id_of
 
@@ -35,6 +35,8 @@ def outcome_of(exc: Exception) -> str:
             return "timeout"
         case UpstreamError():
             return "upstream_error"
+        case VisitorsError():
+            return exc.code  # context_full, conversation_expired or upstream_rejected
         case _:
             return "bad_request"
 

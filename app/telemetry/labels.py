@@ -25,6 +25,10 @@ OUTCOMES: Final = frozenset(
         "timeout",
         "client_cancelled",
         "bad_request",
+        # The model server refused what the request asked: the visitor's doing, not the host's.
+        "context_full",
+        "conversation_expired",
+        "upstream_rejected",
     }
 )
 TOKEN_TYPES: Final = ("input", "output", "reasoning")

@@ -9,8 +9,25 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 import msgspec
 
-from app.errors import ModelNotLoaded, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from app.errors import (
+    ContextFull,
+    ConversationExpired,
+    GatewayError,
+    ModelNotLoaded,
+    UpstreamError,
+    UpstreamIncompatible,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from app.protection.outage import OutageClass, classify_response
+from app.upstream.answer_errors import (
+    CONTEXT_FULL_MESSAGE,
+    EXPIRED_MESSAGE,
+    RequestFault,
+    public_message,
+    request_fault,
+)
 from app.upstream.http_client import UpstreamPool
 
 if TYPE_CHECKING:
@@ -23,6 +40,8 @@ RESPONSES_PATH = "/v1/responses"
 # How much of an error body we read to classify it; the rest is not our business.
 ERROR_BODY_LIMIT = 4096
 CONNECT_TIMEOUT = 5.0  # when the client's own timeout leaves connecting unbounded
+# Statuses that say the request was at fault, not the host (other than the faults named).
+REJECTED_STATUSES = frozenset({400, 413, 422})
 
 
 class StreamedAnswer(Protocol):
@@ -119,16 +138,47 @@ def build_payload(chat: ChatRequest, settings: Settings) -> bytes:
 async def open_stream(
     client: UpstreamClient, payload: bytes, headers: Mapping[str, str] | None = None
 ) -> StreamedAnswer:
-    """Send the request and return the streaming response once its status says it is good."""
+    """Send the request and return the streaming response once its status and content type
+    say it is an event stream."""
     with mapped_transport_errors():
         response = await client.open_responses(payload, headers)
-        if response.status_code == 200:
+        if response.status_code == 200 and is_event_stream(response.headers):
             return response
         try:
             body = await _read_some(response)
         finally:
             await response.aclose()
+    if response.status_code == 200:
+        raise not_a_stream(body)
     raise classify_status(response.status_code, response.headers.get("server"), body)
+
+
+def is_event_stream(headers: Mapping[str, str]) -> bool:
+    """Whether an answer is Server-Sent Events, as a chat's must be."""
+    return headers.get("content-type", "").lower().startswith("text/event-stream")
+
+
+def not_a_stream(body: bytes) -> GatewayError:
+    """A 200 that is not an event stream: an error carried with a 200 (lmstudio-bug-tracker
+    #2322), or a server that has no streaming `/v1/responses` (LM Studio before 0.3.29 answers
+    an unknown path with 200 and an "Unexpected endpoint" error: #618, #1323, #2085)."""
+    fault = fault_error(body)
+    if fault is not None:
+        return fault
+    return UpstreamIncompatible(
+        "the model server cannot stream answers (it needs LM Studio 0.3.29 or later)"
+    )
+
+
+def fault_error(body: bytes) -> GatewayError | None:
+    """The visitor's error for a body that names the request's own fault, else None."""
+    match request_fault(body):
+        case RequestFault.CONTEXT_FULL:
+            return ContextFull(CONTEXT_FULL_MESSAGE)
+        case RequestFault.CONVERSATION_EXPIRED:
+            return ConversationExpired(EXPIRED_MESSAGE)
+        case None:
+            return None
 
 
 @contextmanager
@@ -148,9 +198,17 @@ def mapped_transport_errors() -> Iterator[None]:
         ) from exc
 
 
-def classify_status(status: int, server: str | None, body: bytes) -> UpstreamError:
-    """The gateway error for a non-200 answer from the model's side, with its outage class."""
+def classify_status(status: int, server: str | None, body: bytes) -> GatewayError:
+    """The gateway error for a non-200 answer from the model's side: an outage with its class,
+    the request's own fault (which is the visitor's, not the host's), or a plain failure."""
     outage = classify_response(status, server, body)
+    if outage is None and (fault := fault_error(body)) is not None:
+        return fault
+    if outage is None and status in REJECTED_STATUSES and b"model_not_found" not in body:
+        said = public_message(body)
+        return UpstreamRejected(
+            f"the model server refused this request{f': {said}' if said else ''}"
+        )
     if outage is OutageClass.MODEL_NOT_LOADED:
         return ModelNotLoaded(
             "no model is loaded on the model server", retry_after=30, outage=outage

@@ -1,5 +1,10 @@
 """Relay the model's SSE events to the browser as they arrive, with first-token, idle and total
-deadlines, and close the upstream stream at once when the visitor goes away."""
+deadlines, and close the upstream stream at once when the visitor goes away.
+
+Every event LM Studio sends counts: reasoning that comes as one `.done` event with no deltas
+starts the first-token clock like a delta, a model visibly thinking (a reasoning item begun) is
+held only to the total deadline, `response.incomplete` (the answer reached its token cap) ends
+the stream normally, and frames without an `event:` line are read by their JSON `type`."""
 
 from __future__ import annotations
 
@@ -13,7 +18,21 @@ import anyio
 import httpx
 import msgspec
 
-from app.upstream.sse import EVENT_PREFIX, Event, EventBatcher, parse_block, usual_shape
+from app.upstream.answer_errors import (
+    CONTEXT_FULL_MESSAGE,
+    EXPIRED_MESSAGE,
+    RequestFault,
+    public_message,
+    request_fault,
+)
+from app.upstream.sse import (
+    DATA_PREFIX,
+    EVENT_PREFIX,
+    Event,
+    EventBatcher,
+    parse_block,
+    usual_shape,
+)
 from app.upstream.stream_deadline import StreamDeadline
 
 if TYPE_CHECKING:
@@ -30,6 +49,16 @@ TOKEN_EVENTS = frozenset(
         "response.reasoning_summary_text.delta",
     }
 )
+# The first output of any kind starts the first-token clock: reasoning sent whole, without
+# deltas, included (seen from LM Studio: issue 18).
+FIRST_OUTPUT_EVENTS = TOKEN_EVENTS | {
+    "response.output_text.done",
+    "response.reasoning_text.done",
+    "response.reasoning_summary_text.done",
+}
+# Events that show the model has begun to think: from then on only the total deadline holds
+# until its first output.
+THINKING_EVENTS = frozenset({"response.output_item.added", "response.reasoning_summary_part.added"})
 # Passed on as they are; the events carrying the whole response object (created, in_progress,
 # completed: it echoes the instructions and settings) are rebuilt, upstream errors replaced.
 PASSED_EVENTS = TOKEN_EVENTS | {
@@ -43,8 +72,12 @@ PASSED_EVENTS = TOKEN_EVENTS | {
     "response.reasoning_summary_part.done",
     "response.reasoning_summary_text.done",
 }
-FAILED_EVENTS = frozenset({"error", "response.failed", "response.incomplete"})
-REBUILT_EVENTS = ("response.created", "response.in_progress", "response.completed")
+FAILED_EVENTS = frozenset({"error", "response.failed"})
+# The stream's normal ends: an answer whole, or cut short at its token cap (continuable).
+END_EVENTS = frozenset({"response.completed", "response.incomplete"})
+REBUILT_EVENTS = frozenset(
+    {"response.created", "response.in_progress", "response.completed", "response.incomplete"}
+)
 # Passed events by their type's bytes: one in the usual shape is its own frame, so its bytes
 # go on without being parsed or rebuilt.
 _PASSED_KINDS = {kind.encode(): kind for kind in PASSED_EVENTS}
@@ -52,10 +85,26 @@ _FRAME_END = b"\n\n"
 DRAIN_SECONDS = 0.5
 
 
-class _Response(msgspec.Struct):
+class _Response(msgspec.Struct, omit_defaults=True):
     id: str | None = None
     status: str | None = None
     usage: dict[str, Any] | None = None
+    incomplete_details: dict[str, Any] | None = None
+
+
+class _Typed(msgspec.Struct):
+    """An event's own `type` field, for a frame that came without an `event:` line."""
+
+    type: str | None = None
+    error: object = None
+
+
+class _Item(msgspec.Struct):
+    type: str | None = None
+
+
+class _ItemAdded(msgspec.Struct):
+    item: _Item = msgspec.field(default_factory=_Item)
 
 
 class _Envelope(msgspec.Struct):
@@ -70,6 +119,8 @@ class _Rebuilt(msgspec.Struct):
 
 
 _envelope = msgspec.json.Decoder(_Envelope)
+_typed = msgspec.json.Decoder(_Typed)
+_item_added = msgspec.json.Decoder(_ItemAdded)
 _encode = msgspec.json.Encoder().encode
 
 
@@ -83,6 +134,8 @@ class StreamRecord:
     usage: dict[str, Any] | None = None
     outcome: str = "ok"
     events: int = field(default=0)
+    thinking: bool = False  # a reasoning item began before any output
+    incomplete: bool = False  # ended at its token cap: a normal end, continuable
 
     @property
     def ttft(self) -> float | None:
@@ -130,12 +183,11 @@ async def relay(
                     yield chunk.frame
                 return
             frames, last = _translate_batch(batcher.blocks(chunk), record)
-            if record.first_token_at is not None:
-                deadline = min(loop.time() + timeouts.idle, total_deadline)
+            deadline = _deadline(record, deadline, loop.time() + timeouts.idle, total_deadline)
             if frames:
                 yield frames
-            if last is not None:  # completed, or failed
-                if last == "response.completed":
+            if last is not None:  # completed, incomplete, or failed
+                if last in END_EVENTS:
                     await _drain(chunks)
                 return
     except asyncio.CancelledError:
@@ -145,6 +197,14 @@ async def relay(
         watch.close()
         with anyio.CancelScope(shield=True):
             await _close(chunks, response, finish, record)
+
+
+def _deadline(record: StreamRecord, current: float, idle: float, total: float) -> float:
+    """The deadline for the next chunk: the idle gap once output flows; before it, the first
+    token's, or the total one alone while the model is visibly thinking."""
+    if record.first_token_at is not None:
+        return min(idle, total)
+    return total if record.thinking else current
 
 
 async def _close(
@@ -194,7 +254,7 @@ async def _next_chunk(
         finally:
             watch.end()
     except StopAsyncIteration:
-        if record.outcome == "ok" and record.usage is None:
+        if record.outcome == "ok" and record.usage is None and not record.incomplete:
             record.outcome = "upstream_error"
             return _End(error_frame("upstream_closed", "the model stopped before finishing"))
         return _End()
@@ -212,16 +272,18 @@ def _translate_batch(blocks: list[bytes], record: StreamRecord) -> tuple[bytes, 
     frames = []
     for block in blocks:
         if (kind := _passed_as_is(block)) is not None:
-            _count(kind, record)
+            _count(kind, record, block[block.find(b"\n") + 1 + len(DATA_PREFIX) :])
             frames.append(block + _FRAME_END)
             continue
         event = parse_block(block)
         if event is None:  # a comment
             continue
+        if event.event == "message":  # no `event:` line: its JSON says what it is
+            event = _typed_event(event)
         frame = _translate(event, record)
         if frame is not None:
             frames.append(frame)
-        if event.event == "response.completed" or event.event in FAILED_EVENTS:
+        if event.event in END_EVENTS or event.event in FAILED_EVENTS:
             return b"".join(frames), event.event
     return b"".join(frames), None
 
@@ -232,10 +294,35 @@ def _passed_as_is(block: bytes) -> str | None:
     return _PASSED_KINDS.get(block[len(EVENT_PREFIX) : end]) if end > 0 else None
 
 
-def _count(kind: str, record: StreamRecord) -> None:
+def _count(kind: str, record: StreamRecord, data: bytes) -> None:
     record.events += 1
-    if kind in TOKEN_EVENTS and record.first_token_at is None:
-        record.first_token_at = time.monotonic()
+    if record.first_token_at is None:
+        if kind in FIRST_OUTPUT_EVENTS:
+            record.first_token_at = time.monotonic()
+        elif kind in THINKING_EVENTS and not record.thinking:
+            record.thinking = _begins_reasoning(kind, data)
+
+
+def _begins_reasoning(kind: str, data: bytes) -> bool:
+    """Whether an event that adds an item or a part shows the model thinking."""
+    if kind == "response.reasoning_summary_part.added":
+        return True
+    try:
+        return _item_added.decode(data).item.type == "reasoning"
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return False
+
+
+def _typed_event(event: Event) -> Event:
+    """A frame without an `event:` line, named by its JSON `type` (an `{"error": ...}` frame
+    is an error): LM Studio has been seen sending such frames (issue 18)."""
+    try:
+        typed = _typed.decode(event.raw)
+    except msgspec.DecodeError:
+        return event
+    if typed.type:
+        return Event(typed.type, event.raw)
+    return Event("error", event.raw) if typed.error is not None else event
 
 
 async def _drain(chunks: AsyncIterator[bytes]) -> None:
@@ -252,15 +339,33 @@ async def _drain(chunks: AsyncIterator[bytes]) -> None:
 
 def _translate(event: Event, record: StreamRecord) -> bytes | None:
     kind = event.event
-    _count(kind, record)
+    _count(kind, record, event.raw)
     if kind in PASSED_EVENTS:  # token deltas among them
         return event.frame()  # passed on as it came: no decoding, no re-encoding
     if kind in REBUILT_EVENTS:
         return _rebuilt(kind, event.raw, record)
     if kind in FAILED_EVENTS:
-        record.outcome = "upstream_error"
-        return error_frame("upstream_failed", "the model failed to answer")
+        return _failure_frame(event.raw, record)
     return None
+
+
+def _failure_frame(data: bytes, record: StreamRecord) -> bytes:
+    """The visitor's error event for an upstream error event: the request's own fault (the
+    conversation too long, or gone) by its code, anything else with the model server's words."""
+    match request_fault(data):
+        case RequestFault.CONTEXT_FULL:
+            record.outcome = "context_full"
+            return error_frame("context_full", CONTEXT_FULL_MESSAGE)
+        case RequestFault.CONVERSATION_EXPIRED:
+            record.outcome = "conversation_expired"
+            return error_frame("conversation_expired", EXPIRED_MESSAGE)
+        case None:
+            record.outcome = "upstream_error"
+            said = public_message(data)
+            message = (
+                f"the model failed to answer: {said}" if said else "the model failed to answer"
+            )
+            return error_frame("upstream_failed", message)
 
 
 def _rebuilt(kind: str, data: bytes, record: StreamRecord) -> bytes:
@@ -270,8 +375,11 @@ def _rebuilt(kind: str, data: bytes, record: StreamRecord) -> bytes:
     except msgspec.DecodeError:
         upstream = _Response()
     record.response_id = upstream.id or record.response_id
-    if kind == "response.completed":
+    if kind in END_EVENTS:
         record.usage = upstream.usage
+        record.incomplete = kind == "response.incomplete"
+    if kind != "response.incomplete":
+        upstream.incomplete_details = None
     return sse_frame(kind, _encode(_Rebuilt(kind, upstream)))
 
 

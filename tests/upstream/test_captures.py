@@ -71,19 +71,18 @@ def test_every_capture_has_its_provenance_in_the_readme() -> None:
 
 
 @pytest.mark.parametrize("size", CUTS)
-def test_a_context_overflow_reaches_the_visitor_as_a_generic_error(size: int | None) -> None:
-    """LM Studio's `event: error` frame for a prompt over the context becomes the gateway's own
-    error event, however the network cuts it, and its token counts stay on the server."""
+def test_a_context_overflow_reaches_the_visitor_as_context_full(size: int | None) -> None:
+    """LM Studio's `event: error` frame for a prompt over the context becomes the gateway's
+    `context_full` (start a new conversation), however the network cuts it; its token counts
+    stay on the server, and it is the visitor's outcome, not the host's failure."""
     out, record = asyncio.run(replay(chunked(capture(CONTEXT_OVERFLOW), size)))
+    message = "this conversation has grown too long for the model: start a new one"
     assert browser_events(out) == [
-        {
-            "type": "error",
-            "error": {"code": "upstream_failed", "message": "the model failed to answer"},
-        }
+        {"type": "error", "error": {"code": "context_full", "message": message}}
     ]
     assert b"31430" not in out
     assert b"context length" not in out
-    assert record.outcome == "upstream_error"
+    assert record.outcome == "context_full"
 
 
 def test_a_context_overflow_is_not_counted_as_a_first_token() -> None:

@@ -154,15 +154,11 @@ def test_a_compressed_stream_is_decoded() -> None:
 
 
 def test_upstream_error_event_becomes_a_safe_error() -> None:
-    """An upstream failure is reported without the upstream's own message."""
+    """An upstream failure keeps the model server's words, without the host's paths."""
     failed = {"type": "error", "message": "stack trace at /Users/owner/lmstudio"}
     events, record = asyncio.run(collect([frame("error", failed)]))
-    assert events == [
-        {
-            "type": "error",
-            "error": {"code": "upstream_failed", "message": "the model failed to answer"},
-        }
-    ]
+    message = "the model failed to answer: stack trace at …"
+    assert events == [{"type": "error", "error": {"code": "upstream_failed", "message": message}}]
     assert record.outcome == "upstream_error"
 
 

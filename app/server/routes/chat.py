@@ -21,6 +21,7 @@ from app.errors import (
     Shed,
     UpstreamError,
     UpstreamTimeout,
+    VisitorsError,
 )
 from app.server.chat_telemetry import ROUTE, Call, outcome_of
 from app.server.routes.raw_responses import EventStream, JsonAnswer
@@ -148,6 +149,12 @@ class Exchange:
         try:
             with span_in_use(self.genai):
                 return await self._send(payload)
+        except VisitorsError as exc:  # the request's own fault: the host is fine
+            self.genai.set_status(StatusCode.ERROR, exc.code)
+            self.genai.end()
+            await services.limiter.release(self.decision)
+            services.breaker.give_back(self.permit)
+            raise
         except (UpstreamError, TimeoutError) as exc:
             self.genai.set_status(StatusCode.ERROR, type(exc).__name__)
             self.genai.end()
