@@ -1,4 +1,5 @@
-"""The `llmgw probe` command: watch the model host and publish what it sees to Redis."""
+"""The `llmgw-probe` command (`llmgw probe` in the gateway's install): watch the model host and
+publish what it sees to Redis."""
 
 from __future__ import annotations
 
@@ -13,15 +14,20 @@ from probe.settings import ProbeSettings, SettingsError, load_settings
 from probe.snapshot import to_json
 
 
-def main(argv: list[str] | None = None) -> int:
+def standalone() -> int:
+    """Entry point of the llmgw-probe wheel's console script."""
+    return main(prog="llmgw-probe")
+
+
+def main(argv: list[str] | None = None, prog: str = "llmgw probe") -> int:
     """Run the probe until stopped; `--once` prints one snapshot. 2 on invalid settings."""
-    parser = argparse.ArgumentParser(prog="llmgw probe", description=__doc__)
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--once", action="store_true", help="print one snapshot as JSON and exit")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
     except SettingsError as exc:
-        print(f"llmgw probe: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
     if args.once:

@@ -1,22 +1,22 @@
 """infra/gateway/Dockerfile without a Docker engine: python:3.11-slim, a non-root user, a
 HEALTHCHECK that really tells a live gateway from a dead one, `llmgw serve` on all interfaces,
-and a build context holding exactly what the wheel is built from."""
+the lock installed by the pinned uv, and a build context holding exactly what that needs."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
-from typing import TYPE_CHECKING
+from pathlib import Path
 
+import pytest
 from gateway_files import DOCKERFILE, ROOT, Instruction, dockerfile_instructions, final_stage
 from gateway_server import running_gateway
 from support import free_port
-
-if TYPE_CHECKING:
-    import pytest
 
 
 def keyword(steps: list[Instruction], name: str) -> list[str]:
@@ -117,3 +117,65 @@ def test_the_build_context_holds_what_the_wheel_is_built_from() -> None:
         assert f"!{source}" in rules or f"!{source}/" in rules, source
     wheel = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
     assert set(wheel["targets"]["wheel"]["packages"]) <= set(sources)
+
+
+def build_stage() -> list[Instruction]:
+    """The instructions of the first stage, which installs the gateway."""
+    instructions = dockerfile_instructions()
+    last_from = max(i for i, step in enumerate(instructions) if step.keyword == "FROM")
+    return instructions[:last_from]
+
+
+def build_commands() -> tuple[list[str], list[str]]:
+    """The build stage's two RUNs: uv installed by pip, then the sync (mount options left out)."""
+    install, sync = keyword(build_stage(), "RUN")
+    return install.split(), [word for word in sync.split() if not word.startswith("--mount=")]
+
+
+def test_the_image_installs_the_lock_with_the_pinned_uv() -> None:
+    """pip installs uv from requirements-uv.txt, hashes required; uv installs uv.lock, refused
+    when stale, without the dev tools and not editable; the image runs that environment."""
+    install, sync = build_commands()
+    assert install[:3] == ["python", "-m", "pip"]
+    assert {"--require-hashes", "--no-deps", "requirements-uv.txt"} <= set(install)
+    assert sync == ["uv", "sync", "--locked", "--no-dev", "--no-editable"]
+    environment = dict(re.findall(r"(\w+)=(\S+)", " ".join(keyword(build_stage(), "ENV"))))
+    copied = keyword(final_stage(), "COPY")
+    assert copied == [f"--from=build {environment['UV_PROJECT_ENVIRONMENT']} /opt/llmgw"]
+
+
+@pytest.mark.slow
+def test_the_build_stage_works_on_exactly_its_build_context(tmp_path: Path) -> None:
+    """The build stage's sync, run here on the files it copies and nothing else, installs the
+    lock's gateway: `llmgw --help` runs, and no dev tool is there."""
+    source = tmp_path / "src"
+    for step in build_stage():
+        if step.keyword == "COPY":
+            *sources, target = step.arguments.split()
+            for name in sources:  # as Docker does: into a target/ folder, or as the target
+                into = Path(name).name if target.endswith("/") else ""
+                copy_into(ROOT / name, source / target / into)
+    environment = dict(re.findall(r"(\w+)=(\S+)", " ".join(keyword(build_stage(), "ENV"))))
+    environment["UV_PROJECT_ENVIRONMENT"] = str(tmp_path / "llmgw")
+    uv, *arguments = build_commands()[1]
+    done = subprocess.run(
+        [str(ROOT / ".tools" / "bin" / uv), *arguments],
+        cwd=source,
+        env={**os.environ, **environment},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    venv = tmp_path / "llmgw" / "bin"
+    subprocess.run([venv / "llmgw", "--help"], capture_output=True, check=True, timeout=30)
+    assert not (venv / "pytest").exists()
+
+
+def copy_into(source: Path, target: Path) -> None:
+    if source.is_dir():
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target)

@@ -102,7 +102,7 @@ def test_snapshot_is_published_as_json(
     sim: SimHandle, redis_url: str, redis_client: redis.Redis
 ) -> None:
     """A subscriber of {llmgw}:probe receives the same snapshot as JSON."""
-    with redis_client.pubsub() as subscriber:  # type: ignore[no-untyped-call]  # redis-py
+    with redis_client.pubsub() as subscriber:
         subscriber.subscribe("{llmgw}:probe")
         confirmation = subscriber.get_message(timeout=5)
         assert confirmation is not None

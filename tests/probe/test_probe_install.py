@@ -1,10 +1,12 @@
-"""The service files in infra/probe name only real settings, with values the probe accepts."""
+"""The service files in infra/probe run the command its README installs, and name only real
+settings, with values the probe accepts."""
 
 from __future__ import annotations
 
 import pathlib
 import plistlib
 import re
+import tomllib
 
 from probe.settings import ProbeSettings, load_settings
 
@@ -19,10 +21,24 @@ def settings_from(variables: dict[str, str]) -> ProbeSettings:
     )
 
 
+def installed_command(venv: str) -> str:
+    """The llmgw-probe command in `venv`, once the README's lines installed the wheel there."""
+    readme = (INFRA / "README.md").read_text()
+    assert f"python3 -m venv {venv}\n" in readme
+    locked = "--require-hashes -r dist/llmgw-probe.requirements.txt"  # as tests/packaging runs it
+    assert f"{venv}/bin/pip install {locked}\n" in readme
+    assert f"{venv}/bin/pip install --no-deps dist/llmgw_probe-" in readme
+    scripts = tomllib.loads((INFRA / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"llmgw-probe": "probe.cli:standalone"}
+    return f"{venv}/bin/llmgw-probe"
+
+
 def test_launchd_plist_runs_the_probe_at_load_and_keeps_it_alive() -> None:
-    """The plist is valid, starts `llmgw probe` at login and restarts it."""
+    """The plist is valid, starts the `llmgw-probe` that the README installs at login and
+    restarts it."""
     plist = plistlib.loads((INFRA / "com.llmgw.probe.plist").read_bytes())
-    assert plist["ProgramArguments"][-1] == "probe"
+    command = installed_command("~/.local/share/llmgw-probe").replace("~", "/Users/YOU")
+    assert plist["ProgramArguments"] == [command]
     assert plist["RunAtLoad"] is True
     assert plist["KeepAlive"] is True
     assert "/Library/Logs/" in plist["StandardErrorPath"]
@@ -41,8 +57,10 @@ def test_env_example_names_only_settings_and_loads() -> None:
 
 
 def test_systemd_unit_reads_the_env_file_restarts_and_runs_unprivileged() -> None:
-    """The unit takes /etc/llmgw/probe.env, restarts always and uses a dynamic user."""
+    """The unit runs the `llmgw-probe` that the README installs, takes /etc/llmgw/probe.env,
+    restarts always and uses a dynamic user."""
     lines = set((INFRA / "llmgw-probe.service").read_text().splitlines())
+    assert f"ExecStart={installed_command('/opt/llmgw-probe')}" in lines
     assert {
         "EnvironmentFile=/etc/llmgw/probe.env",
         "Restart=always",
