@@ -4,8 +4,12 @@ connect, DNS, TLS failure or reset        -> tunnel (or host_offline / model_ser
                                              when a probe heartbeat says which)
 502 without `Server: nginx`               -> nginx_down (the tunnel answers, nginx does not)
 502 / 504 from nginx                      -> model_server_down
-401 / 403                                 -> token_invalid
-"No models loaded"                        -> model_not_loaded
+401 / 403                                 -> token_invalid, at the door its body names
+"No models loaded"                        -> model_not_loaded (JIT off: no request wakes it)
+LLMGW_MODEL not downloaded, or no LLM     -> model_missing (the health check, or the probe)
+
+A model that is downloaded but not loaded is no outage: the next request loads it (JIT), and
+the gateway lets one through to do so (see `app.protection.monitor`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,27 @@ class OutageClass(StrEnum):
     TOKEN_INVALID = "token_invalid"  # noqa: S105 - a class name, not a token
     MODEL_NOT_LOADED = "model_not_loaded"
     HOST_OFFLINE = "host_offline"
+    MODEL_MISSING = "model_missing"
+
+
+class TokenDoor(StrEnum):
+    """Which token a refusal was about: three doors on the way to the model."""
+
+    GATEWAY_NGINX = "gateway_nginx"  # LLMGW_UPSTREAM_TOKEN, checked by nginx's token map
+    NGINX_LMSTUDIO = "nginx_lmstudio"  # LM Studio's own API token, which nginx forwards
+    PROBE_LMSTUDIO = "probe_lmstudio"  # LLMGW_PROBE_MODEL_TOKEN, the probe's for LM Studio
+
+
+# nginx's own refusal (infra/home/nginx/site.conf.template, today's and the older body), or its
+# built-in error page; any other 401 came from behind it, from LM Studio.
+NGINX_REFUSALS = (b"nginx_token_invalid", b'{"error":"unauthorized"}', b"<center>nginx")
+
+
+def token_door(body: bytes) -> TokenDoor:
+    """The door a 401/403 the gateway met was shut at."""
+    if any(marker in body for marker in NGINX_REFUSALS):
+        return TokenDoor.GATEWAY_NGINX
+    return TokenDoor.NGINX_LMSTUDIO
 
 
 def classify_response(status: int, server: str | None, body: bytes) -> OutageClass | None:
@@ -59,6 +84,12 @@ def from_probe(probe: Mapping[str, float] | None) -> OutageClass | None:
         return None
     if probe.get("model_server_up") == 0:
         return OutageClass.MODEL_SERVER_DOWN
-    if probe.get("model_loaded") == 0:
-        return OutageClass.MODEL_NOT_LOADED
-    return None
+    if probe.get("model_available") == 0:  # not downloaded, or not an LLM: nothing wakes it
+        return OutageClass.MODEL_MISSING
+    return None  # model_loaded == 0 alone is a model asleep: the next chat wakes it
+
+
+def probe_token_refused(probe: Mapping[str, float] | None) -> bool:
+    """Whether a fresh probe says LM Studio refuses its token (an alert, not an outage: chats
+    go through another door)."""
+    return probe is not None and probe.get("model_token_ok") == 0

@@ -29,10 +29,11 @@ OUTCOMES: Final = frozenset(
         "context_full",
         "conversation_expired",
         "upstream_rejected",
+        "upstream_incompatible",
     }
 )
 TOKEN_TYPES: Final = ("input", "output", "reasoning")
-DECISIONS: Final = frozenset({"admitted", "visitor", "global", "shed", "conversation"})
+DECISIONS: Final = frozenset({"admitted", "visitor", "global", "shed", "conversation", "waking"})
 # The admission's own names for a decision, where they differ from the label (Limit.INFLIGHT).
 DECISION_ALIASES: Final = {"inflight": "shed"}
 ADMISSION_PATHS: Final = frozenset({"redis", "local", "fallback"})
@@ -49,7 +50,14 @@ OUTAGE_CLASSES: Final = (
     "token_invalid",
     "model_not_loaded",
     "host_offline",
+    "model_missing",
 )
+# Which token a 401/403 was about (`llmgw_upstream_token_invalid{door}`): the gateway's for
+# nginx, the one nginx forwards to LM Studio, the probe's for LM Studio.
+TOKEN_DOORS: Final = ("gateway_nginx", "nginx_lmstudio", "probe_lmstudio")
+# What the health check says of LLMGW_MODEL (`llmgw_model_state{state}`); "waking" while one
+# request loads it.
+MODEL_STATES: Final = ("ready", "sleeping", "waking", "missing", "not_an_llm", "unknown")
 # What the probe agent measures on the model host (it exports each as llmgw_probe_<signal>).
 PROBE_SIGNALS: Final = frozenset(
     {

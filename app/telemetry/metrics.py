@@ -34,6 +34,7 @@ from app.telemetry.labels import (
     DECISIONS,
     HOST_NAME,
     MAX_PROBE_HOSTS,
+    MODEL_STATES,
     OTHER,
     OUTAGE_CLASSES,
     OUTCOMES,
@@ -41,13 +42,14 @@ from app.telemetry.labels import (
     PROBE_SIGNALS,
     QUEUE_RESULTS,
     ROUTES,
+    TOKEN_DOORS,
     TOKEN_TYPES,
     bounded,
 )
 from app.telemetry.series import OneHot, observe, replace_series
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
 UNKNOWN: Final = math.nan  # an up-gauge nobody has reported on yet: neither up nor down
 _NOT_SHOWN: Final = "\0"  # no diagnosis shown yet: the first one is always written
@@ -127,6 +129,18 @@ class GatewayMetrics:
             OUTAGE_CLASSES,
         )
 
+        self._token_invalid = gauge(
+            "llmgw_upstream_token_invalid",
+            "1 while a token on the model path is refused, by which door.",
+            ["door"],
+        )
+        self._model_state = OneHot(
+            gauge(
+                "llmgw_model_state", "1 for what the model server says of LLMGW_MODEL.", ["state"]
+            ),
+            MODEL_STATES,
+        )
+
         self._redis_up = gauge("llmgw_redis_up", "1 when Redis answers.")
         self._redis_duration = histogram(
             "llmgw_redis_command_duration_seconds",
@@ -175,6 +189,9 @@ class GatewayMetrics:
             self._breaker_transitions.labels(old, new)
         self._breaker_state.set("closed")
         self._upstream_outage.set(None)
+        for door in TOKEN_DOORS:
+            self._token_invalid.labels(door).set(0)
+        self._model_state.set("unknown")
         self._upstream_up.set(UNKNOWN)
         self._redis_up.set(UNKNOWN)
 
@@ -275,6 +292,16 @@ class GatewayMetrics:
         self._upstream_up.set(0 if label is not None else 1)
         self._upstream_outage.set(label)
         self._outage_shown = label
+
+    def token_doors(self, refused: Iterable[str | Enum]) -> None:
+        """The doors whose token is refused now (the others are fine)."""
+        shut = {bounded(door, TOKEN_DOORS) for door in refused}
+        for door in TOKEN_DOORS:
+            self._token_invalid.labels(door).set(1 if door in shut else 0)
+
+    def model_state(self, state: str | Enum) -> None:
+        """What the health check last said of LLMGW_MODEL."""
+        self._model_state.set(bounded(state, MODEL_STATES))
 
     def upstream_failure(self, outage_class: str | Enum) -> None:
         """One upstream call failed, for the diagnosed reason."""

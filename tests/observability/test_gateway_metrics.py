@@ -32,6 +32,8 @@ EXPECTED = {
     "llmgw_upstream_up": ("gauge", set()),
     "llmgw_upstream_failures": ("counter", {"class"}),
     "llmgw_upstream_outage": ("gauge", {"class"}),
+    "llmgw_upstream_token_invalid": ("gauge", {"door"}),
+    "llmgw_model_state": ("gauge", {"state"}),
     "llmgw_redis_up": ("gauge", set()),
     "llmgw_redis_command_duration_seconds": ("histogram", set()),
     "llmgw_queue_wait_seconds": ("histogram", {"result"}),
