@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     reasoning_effort: Literal["none", "low", "medium", "high"] = "medium"
     max_output_tokens: int = Field(default=1024, ge=1, le=131_072)
     instructions: str | None = None
+    # LM Studio's `ttl`: idle seconds before it unloads a model it loaded just in time (its own
+    # default is 60 minutes). Unset: not sent.
+    model_ttl: int | None = Field(default=None, ge=1, le=31_536_000)
+    # The first token of the one request that wakes a model asleep (LM Studio loads it first).
+    model_load_timeout: PositiveSeconds = 180.0
 
     redis_url: SecretStr | None = None
     key_prefix: str = Field(default="llmgw", pattern=r"^[A-Za-z0-9_.:-]{1,32}$")

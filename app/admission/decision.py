@@ -8,12 +8,14 @@ from enum import StrEnum
 
 
 class Limit(StrEnum):
-    """What decided: the visitor's window, everyone's window, or the in-flight cap."""
+    """What decided: the visitor's window, everyone's window, the in-flight cap, a
+    conversation not the visitor's, or a model being woken by another request."""
 
     VISITOR = "visitor"
     GLOBAL = "global"
     INFLIGHT = "inflight"
     CONVERSATION = "conversation"
+    WAKING = "waking"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,8 @@ class Decision:
     reset_seconds: float
     lease: str | None = None
     path: str = "redis"  # redis, local (the remembered full window) or fallback
+    waker: bool = False  # this request wakes the model asleep (it alone, across replicas)
+    conversation_tokens: int = 0  # the continued conversation's size, when on record
 
     @property
     def retry_after(self) -> int:
@@ -49,6 +53,7 @@ class Conversation:
 
     response_id: str
     owner: str
+    tokens: int = 0  # its size after this answer (input and output), for the context check
 
 
 def refusal(limit: Limit, quota: int, reset_seconds: float, path: str = "redis") -> Decision:

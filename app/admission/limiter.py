@@ -55,12 +55,16 @@ class Limiter:
         limits: Limits,
         continues: str | None = None,
         owner: str = "",
+        wake_seconds: float | None = None,
     ) -> Decision:
-        """The decision, from Redis while it answers and from the fallback while it does not."""
+        """The decision, from Redis while it answers and from the fallback while it does not.
+        The fallback does not coordinate a wake: without Redis, each replica may send one."""
         if not self.fallback_active:
             started = time.perf_counter()
             try:
-                decision = await self._shared.admit(visitor_ids, limits, continues, owner)
+                decision = await self._shared.admit(
+                    visitor_ids, limits, continues, owner, wake_seconds
+                )
             except (RedisError, OSError) as exc:
                 self._metrics.redis_command(time.perf_counter() - started, ok=False)
                 log.warning("Redis unavailable (%s): admitting from fallback", type(exc).__name__)
@@ -100,6 +104,12 @@ class Limiter:
             self._released()
         if conversation is not None:
             await self._in_redis(self._shared.remember_conversation(conversation))
+
+    async def wake_ended(self, *, woke: bool, awake_seconds: float) -> None:
+        """Tell the other replicas the wake this process ran is over (see admit.lua)."""
+        if not self.fallback_active:
+            await self._in_redis(self._shared.wake_ended(woke=woke, awake_seconds=awake_seconds))
+        self._released()  # the head of the waiting room tries at once
 
     def _released(self) -> None:
         if self._on_release is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import secrets
 import time
+from dataclasses import replace
 from importlib import resources
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 ADMIT_SCRIPT = resources.files("app.admission").joinpath("lua/admit.lua").read_text()
 RENEW_SCRIPT = resources.files("app.admission").joinpath("lua/renew.lua").read_text()
 FINISH_SCRIPT = resources.files("app.admission").joinpath("lua/finish.lua").read_text()
-VISITOR_FULL, GLOBAL_FULL, SHED, NOT_OWNER = 1, 2, 3, 4
+VISITOR_FULL, GLOBAL_FULL, SHED, NOT_OWNER, WAKING = 1, 2, 3, 4, 5
 # How long a visitor may continue a conversation (LM Studio keeps stored responses longer).
 CONVERSATION_SECONDS = 24 * 3600
 # Spent visitor windows remembered per gateway process (about 200 bytes each).
@@ -56,6 +57,7 @@ class RedisAdmitter:
         self.inflight_key = f"{{{prefix}}}:inflight"
         self._visitor_prefix = f"{{{prefix}}}:window:visitor:"
         self._conversation_prefix = f"{{{prefix}}}:conversation:"
+        self.wake_key = f"{{{prefix}}}:wake"
         self._window_ms = window_seconds * 1000
         self._lease_ms = int(lease_seconds * 1000)
         self._global_closed_until = 0.0
@@ -74,9 +76,11 @@ class RedisAdmitter:
         limits: Limits,
         continues: str | None = None,
         owner: str = "",
+        wake_seconds: float | None = None,
     ) -> Decision:
         """Admit one request for a visitor known by these (hashed) ids, or say why not.
-        `continues` is a previous response id, which must have been given to `owner`."""
+        `continues` is a previous response id, which must have been given to `owner`;
+        `wake_seconds`, given while the model is asleep, is how long its wake may take."""
         now = time.monotonic()
         if now < self._global_closed_until and limits.global_limit <= self._closed_at_limit:
             reset = self._global_closed_until - now
@@ -89,7 +93,7 @@ class RedisAdmitter:
             del self._visitors_closed[ids]  # its window has reset (or the limit was raised)
         lease = f"{self._lease_prefix}{next(self._lease_numbers):x}"
         conversation = self._conversation_prefix + (continues or "-")
-        keys = [self._global_key, self.inflight_key, conversation]
+        keys = [self._global_key, self.inflight_key, conversation, self.wake_key]
         keys += [self._visitor_prefix + vid for vid in visitor_ids]
         args: list[int | str] = [
             self._window_ms,
@@ -100,10 +104,12 @@ class RedisAdmitter:
             self._lease_ms,
             1000,
             owner if continues else "",
+            "0" if wake_seconds is None else "1",
+            int((wake_seconds or 0) * 1000),
         ]
-        status, ttl_ms, remaining, binding = await self._admit(keys=keys, args=args)
-        decision = self._decision(now, limits, lease, (status, ttl_ms, remaining, binding))
-        if status == VISITOR_FULL:
+        reply = await self._admit(keys=keys, args=args)
+        decision = self._decision(now, limits, lease, reply)
+        if reply[0] == VISITOR_FULL:
             self._close_visitor(ids, now + decision.reset_seconds, limits)
         return decision
 
@@ -117,13 +123,13 @@ class RedisAdmitter:
             del closed[next(iter(closed))]
         closed[ids] = (until, limits.visitor_limit)
 
-    def _decision(
-        self, now: float, limits: Limits, lease: str, result: tuple[int, int, int, int]
-    ) -> Decision:
-        status, ttl_ms, remaining, binding = result
+    def _decision(self, now: float, limits: Limits, lease: str, reply: list[int]) -> Decision:
+        status, ttl_ms, remaining, binding, size, waker = reply
         reset = max(int(ttl_ms), 0) / 1000
         if status == NOT_OWNER:
             return refusal(Limit.CONVERSATION, 0, 0)
+        if status == WAKING:
+            return refusal(Limit.WAKING, limits.inflight_cap, reset)
         if status == SHED:
             return refusal(Limit.INFLIGHT, limits.inflight_cap, reset)
         if status == GLOBAL_FULL:
@@ -133,12 +139,13 @@ class RedisAdmitter:
         quota = limits.global_limit if limit is Limit.GLOBAL else limits.visitor_limit
         if status != 0:
             return refusal(limit, quota, reset)
-        return Decision(True, limit, quota, int(remaining), reset, lease)  # noqa: FBT003
+        admitted = Decision(True, limit, quota, int(remaining), reset, lease)  # noqa: FBT003
+        return replace(admitted, waker=bool(waker), conversation_tokens=int(size))
 
     async def remember_conversation(self, conversation: Conversation) -> None:
         """Bind a response to the visitor it answered, so only they can continue it."""
         key = self._conversation_prefix + conversation.response_id
-        await self._redis.set(key, conversation.owner, ex=CONVERSATION_SECONDS)
+        await self._redis.set(key, _record(conversation), ex=CONVERSATION_SECONDS)
 
     async def release(self, lease: str, conversation: Conversation | None = None) -> None:
         """Give an in-flight place back at the end of a stream and, when it answered, bind
@@ -146,7 +153,7 @@ class RedisAdmitter:
         keys, args = [self.inflight_key], [lease]
         if conversation is not None:
             keys.append(self._conversation_prefix + conversation.response_id)
-            args += [conversation.owner, str(CONVERSATION_SECONDS)]
+            args += [_record(conversation), str(CONVERSATION_SECONDS)]
         await self._finish(keys=keys, args=args)
 
     async def renew(self, leases: Collection[str]) -> None:
@@ -154,7 +161,20 @@ class RedisAdmitter:
         if leases:
             await self._renew(keys=[self.inflight_key], args=[self._lease_ms, *leases])
 
+    async def wake_ended(self, *, woke: bool, awake_seconds: float) -> None:
+        """The waking request's first output came (`woke`): the model is up, and the replicas
+        admit as usual until they see it loaded; or it failed first: another may try."""
+        if woke:
+            await self._redis.set(self.wake_key, "awake", px=int(awake_seconds * 1000))
+        else:
+            await self._redis.delete(self.wake_key)
+
     def forget_refusals(self) -> None:
         """Drop the remembered full windows (Redis came back: it may have lost them)."""
         self._global_closed_until = 0.0
         self._visitors_closed = {}
+
+
+def _record(conversation: Conversation) -> str:
+    """A conversation's record as admit.lua reads it: its owner, then its size in tokens."""
+    return f"{conversation.owner} {conversation.tokens}"

@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING
 
 from app.admission.decision import Limit
 
+# What a request waits out in line: a full in-flight cap, or a model another request wakes.
+WAITING = frozenset({Limit.INFLIGHT, Limit.WAKING})
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
@@ -45,16 +48,25 @@ class WaitingRoom:
         if self._line:
             self._line[0].set()
 
+    def full(self) -> bool:
+        """Whether one more request would find no place in the line."""
+        return len(self._line) >= self.size
+
     async def admit(
-        self, attempt: Callable[[], Awaitable[Decision]], shed: Decision
+        self,
+        attempt: Callable[[], Awaitable[Decision]],
+        shed: Decision,
+        wait_seconds: float | None = None,
     ) -> tuple[Decision, float | None]:
         """Wait in line for a place, retrying with `attempt`; return the last decision (the
-        first that is not a shed, or `shed` itself when the wait ran out) and the time waited,
-        None when the line was closed (no wait configured) or full."""
-        if self.wait_seconds <= 0 or len(self._line) >= self.size:
+        first that is neither a shed nor a wait for the model to wake, or `shed` itself when the
+        wait ran out) and the time waited, None when the line was closed (no wait configured)
+        or full. `wait_seconds` overrides the configured wait (a model waking takes longer)."""
+        wait = self.wait_seconds if wait_seconds is None else wait_seconds
+        if wait <= 0 or self.full():
             return shed, None
         started = time.monotonic()
-        deadline = started + self.wait_seconds
+        deadline = started + wait
         turn = asyncio.Event()
         self._line.append(turn)
         decision = shed
@@ -68,7 +80,7 @@ class WaitingRoom:
                 if self._line[0] is not turn:
                     continue
                 decision = await attempt()
-                if decision.admitted or decision.limit is not Limit.INFLIGHT:
+                if decision.admitted or decision.limit not in WAITING:
                     break
         finally:
             was_head = self._line[0] is turn

@@ -10,6 +10,7 @@ import msgspec
 
 from app.errors import BadRequest
 
+CHARS_PER_TOKEN = 4
 RESPONSE_ID = re.compile(r"resp_[A-Za-z0-9_-]{1,128}")
 # Control characters other than tab and newlines: nothing a person types, often a probe.
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -25,6 +26,12 @@ class ChatRequest(msgspec.Struct, forbid_unknown_fields=True):
 
     input: str | list[Message]
     previous_response_id: str | None = None
+
+    def estimated_tokens(self) -> int:
+        """A generous guess of the input's tokens before the model counts them: about four
+        characters a token in English (OpenAI's rule of thumb), rounded up."""
+        texts = [self.input] if isinstance(self.input, str) else [m.content for m in self.input]
+        return -(-sum(len(text) for text in texts) // CHARS_PER_TOKEN)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,47 +7,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-import httpx
-
 from app.protection.breaker import BreakerState
-from app.protection.outage import OutageClass, classify_response, from_probe, refine
+from app.protection.health_check import MISCONFIGURED, HealthReport, check_upstream
+from app.protection.outage import (
+    OutageClass,
+    TokenDoor,
+    from_probe,
+    probe_token_refused,
+    refine,
+)
+from probe.model_catalog import ModelState
 
 if TYPE_CHECKING:
+    import httpx
+
     from app.protection.breaker import CircuitBreaker
     from app.protection.governor import PressureGovernor, TtftTracker
     from app.protection.probe_watch import ProbeWatcher
     from app.telemetry import GatewayMetrics
+    from probe.model_catalog import ModelView
 
 log = logging.getLogger("llmgw.monitor")
-CHECK_TIMEOUT = 3.0
-
-
-async def check_upstream(client: httpx.AsyncClient) -> OutageClass | None:
-    """One active health check through the tunnel: None when the model server is ready."""
-    try:
-        models = await client.get("/v1/models", timeout=CHECK_TIMEOUT)
-        if models.status_code != 200:
-            return _classified(models)
-        loaded = await client.get("/api/v0/models", timeout=CHECK_TIMEOUT)
-    except httpx.HTTPError:
-        return OutageClass.TUNNEL
-    if loaded.status_code != 200:  # not LM Studio: /v1/models answering is all we can know
-        return None
-    try:
-        entries = loaded.json().get("data", [])
-    except ValueError:
-        return None
-    ready = any(entry.get("state") == "loaded" for entry in entries if isinstance(entry, dict))
-    return None if ready else OutageClass.MODEL_NOT_LOADED
-
-
-def _classified(response: httpx.Response) -> OutageClass:
-    server = response.headers.get("server")
-    return classify_response(response.status_code, server, response.content[:4096]) or (
-        OutageClass.MODEL_SERVER_DOWN
-    )
 
 
 class UpstreamMonitor:
@@ -63,8 +46,10 @@ class UpstreamMonitor:
         ttft: TtftTracker,
         metrics: GatewayMetrics,
         interval: float,
+        model: str,
     ) -> None:
         self._client = client
+        self._model = model
         self._breaker = breaker
         self._watcher = watcher
         self._governor = governor
@@ -74,6 +59,29 @@ class UpstreamMonitor:
         self.outage: OutageClass | None = None
         self._seen_from_here: OutageClass | None = None
         self.checked = False
+        self.model: ModelView | None = None  # what the last check said of LLMGW_MODEL
+        self.waking = False  # one request of this process is loading the model
+        self._door: TokenDoor | None = None  # the token the last check was refused with
+
+    def model_asleep(self) -> bool:
+        """LLMGW_MODEL is downloaded, not loaded, and no outage stands: a chat wakes it."""
+        model = self.model
+        return model is not None and model.state is ModelState.SLEEPING and self.outage is None
+
+    def context_length(self) -> int | None:
+        """The loaded context of LLMGW_MODEL, when the server says (LM Studio's REST API)."""
+        if self.model is not None and self.model.context_length is not None:
+            return self.model.context_length
+        probe = self._watcher.merged()
+        length = None if probe is None else probe.get("model_context_length")
+        return int(length) if length else None
+
+    def woke(self) -> None:
+        """The waking request's first output came: the model is loaded now."""
+        self.waking = False
+        if self.model is not None and self.model.state is ModelState.SLEEPING:
+            self.model = replace(self.model, state=ModelState.READY)
+        self._show_model()
 
     def observe(self, outage: OutageClass | None) -> None:
         """What a request or a health check just showed (None: the model side answered);
@@ -102,11 +110,55 @@ class UpstreamMonitor:
 
     async def check_once(self) -> None:
         """Run the active check and act on what it finds."""
-        outage = await check_upstream(self._client)
+        self.apply(await check_upstream(self._client, self._model))
+        self.checked = True
+
+    def apply(self, report: HealthReport) -> None:
+        """Act on a health check's report. A refused token raises its door's alert and says
+        the server answers, nothing more (chats keep going while theirs are let through); a
+        model asleep is no outage, unless a chat already found LM Studio will not load it by
+        itself ("No models loaded": JIT loading is off)."""
+        self._door = report.door
+        self._show_doors()
+        if report.door is not None:  # it answered: only a refusal chats met still stands
+            token = self._seen_from_here is OutageClass.TOKEN_INVALID
+            self.observe(OutageClass.TOKEN_INVALID if token else None)
+            return
+        self.model = report.model
+        outage = report.outage
+        loaded = report.model is not None and report.model.state is ModelState.READY
+        if outage is None and not loaded and self._seen_from_here is OutageClass.MODEL_NOT_LOADED:
+            outage = OutageClass.MODEL_NOT_LOADED
         self.observe(outage)
+        self._show_model()
         if self.outage is None:
             self._breaker.health_confirmed()
-        self.checked = True
+
+    def model_state(self) -> str:
+        """What the last check said of LLMGW_MODEL: ready, sleeping, waking (one request of
+        this process loads it), missing, not_an_llm or unknown."""
+        if self.model is None:
+            return ModelState.UNKNOWN
+        if self.waking and self.model.state is ModelState.SLEEPING:
+            return "waking"
+        return self.model.state
+
+    def model_misconfigured(self) -> bool:
+        """LLMGW_MODEL is not downloaded, or not an LLM: no chat can work."""
+        return self.model is not None and self.model.state in MISCONFIGURED
+
+    def refused_doors(self) -> list[str]:
+        """The doors whose token is refused now: the check's own, and the probe's."""
+        doors: list[str] = [self._door] if self._door is not None else []
+        if probe_token_refused(self._watcher.merged()):
+            doors.append(TokenDoor.PROBE_LMSTUDIO)
+        return doors
+
+    def _show_model(self) -> None:
+        self._metrics.model_state(self.model_state())
+
+    def _show_doors(self) -> None:
+        self._metrics.token_doors(self.refused_doors())
 
     def tick(self) -> None:
         """Feed the governor the latest readings, and act on what the probe says by itself."""
@@ -123,6 +175,7 @@ class UpstreamMonitor:
         )
         self._watcher.forget_stale(now)
         self._diagnose()
+        self._show_doors()
 
     async def run(self) -> None:
         """Check every interval and tick every second, for the life of the app."""

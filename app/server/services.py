@@ -133,6 +133,7 @@ async def _assemble(
         ttft=ttft,
         metrics=metrics,
         interval=settings.health_interval,
+        model=settings.model,
     )
     return Services(
         settings=settings,

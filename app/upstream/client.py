@@ -132,6 +132,8 @@ def build_payload(chat: ChatRequest, settings: Settings) -> bytes:
         payload["instructions"] = settings.instructions
     if chat.previous_response_id is not None:
         payload["previous_response_id"] = chat.previous_response_id
+    if settings.model_ttl is not None:  # docs `1_developer/0_core/ttl-and-auto-evict.md`
+        payload["ttl"] = settings.model_ttl
     return msgspec.json.encode(payload)
 
 

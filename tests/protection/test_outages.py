@@ -4,6 +4,7 @@ breaker keeping visitors' requests away from a model side that is down."""
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -76,27 +77,40 @@ def test_nginx_502_is_model_server_down(redis_url: str) -> None:
 
 
 def test_wrong_token_is_token_invalid(redis_url: str) -> None:
-    """A token the model side refuses is reported as a misconfigured token."""
+    """A token the model side refuses is reported as a misconfigured token, at LM Studio's
+    door: the health check raises the door's alert, a refused chat the outage."""
     with (
         running_sim("--api-key", "right-token") as sim,
         running_gateway(
             upstream_url=sim.url, redis_url=redis_url, upstream_token="wrong-token", **CHECKS
         ) as gateway,
     ):
+        refused = ["nginx_lmstudio"]
+        assert eventually(lambda: readyz(gateway)["token_refused"] == refused, timeout=10)
+        assert readyz(gateway)["outage"] is None  # the check alone does not shut the site
+        chat(gateway.url)
         wait_for_outage(gateway, "token_invalid")
         body = httpx.get(f"{gateway.url}/readyz").text + httpx.get(f"{gateway.url}/api/status").text
     assert "wrong-token" not in body
 
 
 def test_no_model_loaded(redis_url: str) -> None:
-    """A model server with no model loaded is model_not_loaded, and chats get a 503."""
+    """A model server that will not load the model by itself (JIT loading off, none loaded):
+    the one chat that tries to wake it is told model_not_loaded, then the outage stands and
+    chats get a 503 without reaching the server."""
     with (
         running_sim("--no-model") as sim,
         running_gateway(upstream_url=sim.url, redis_url=redis_url, **CHECKS) as gateway,
     ):
+        assert eventually(lambda: readyz(gateway)["model"] == "sleeping", timeout=10)
+        waker = chat(gateway.url)
+        assert [event["error"]["code"] for event in waker.events if "error" in event] == [
+            "model_not_loaded"
+        ]
         wait_for_outage(gateway, "model_not_loaded")
+        time.sleep(3 * CHECKS["health_interval"])  # health checks see it asleep: it stays out
+        assert readyz(gateway)["outage"] == "model_not_loaded"
         assert chat(gateway.url).status == 503
-        assert sim.stats()["started"] == 0
 
 
 def test_killed_sim_then_recovery(sim: SimHandle, redis_url: str) -> None:

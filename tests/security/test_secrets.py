@@ -129,8 +129,9 @@ def test_no_secret_in_any_output_or_response(stack: Stack) -> None:
 
     stack.sim.stop()  # the model host now wants another token: 401 upstream
     refusing = spawn_sim(stack.sim.port, "--api-key", OTHER_TOKEN)
-    assert eventually(lambda: readyz(stack)["outage"] == "token_invalid", timeout=10)
+    assert eventually(lambda: readyz(stack)["token_refused"] == ["nginx_lmstudio"], timeout=10)
     statuses = {chat(stack).status_code for _ in range(3)}
+    assert readyz(stack)["outage"] == "token_invalid"  # the refused chats shut the door
     visit_every_endpoint(stack)
     refusing.kill()  # and then it is gone altogether
     refusing.wait(timeout=10)

@@ -2,51 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from litestar import Request, post
 from litestar.exceptions import HTTPException
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanKind
 
-from app.admission.decision import Conversation, Decision, Limit
+from app.admission.decision import Decision, Limit
 from app.chat.request import parse_chat_request
-from app.errors import (
-    BreakerOpen,
-    GatewayError,
-    NotFound,
-    Shed,
-    UpstreamError,
-    UpstreamTimeout,
-    VisitorsError,
-)
+from app.errors import BreakerOpen, GatewayError, NotFound, Shed
 from app.server.chat_telemetry import ROUTE, Call, outcome_of
+from app.server.routes.exchange import Exchange
 from app.server.routes.raw_responses import EventStream, JsonAnswer
-from app.telemetry.tracing import (
-    current_span,
-    incoming_context,
-    outgoing_headers,
-    span_in_use,
-    tracer,
-    tracing_on,
-)
-from app.upstream.client import build_payload, open_stream
-from app.upstream.relay import StreamRecord, relay
+from app.server.routes.waking import WakingChat
+from app.telemetry.tracing import current_span, incoming_context, span_in_use, tracer, tracing_on
+from app.upstream.client import build_payload
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp
 
-    from app.chat.visitor import Visitor
-    from app.protection.breaker import Permit
     from app.server.services import Services
-    from app.upstream.client import StreamedAnswer
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-# Outcomes after which the upstream counts as failing, for the breaker.
-UPSTREAM_FAILURES = frozenset({"upstream_error", "timeout"})
+WAKING_RETRY_SECONDS = 10  # a full waiting room while the model loads: come back soon
 
 
 @post(ROUTE, status_code=200, summary="Chat with the model (SSE stream)")
@@ -91,11 +70,13 @@ async def _chat(request: Request[Any, Any, Any], call: Call) -> EventStream | Js
         raise BreakerOpen("the model is unavailable right now, try again soon", retry_after=wait)
 
     async def attempt() -> Decision:
+        asleep = services.monitor.model_asleep()  # asked again on each try: it may have woken
         return await services.limiter.admit(
             visitor.ids,
             services.governor.limits(),
             continues=chat_request.previous_response_id,
             owner=visitor.owner,
+            wake_seconds=services.settings.model_load_timeout if asleep else None,
         )
 
     with current_span("admission", on=call.tracing) as admission_span:
@@ -108,130 +89,23 @@ async def _chat(request: Request[Any, Any, Any], call: Call) -> EventStream | Js
         admission_span.set_attribute("llmgw.admission.admitted", decision.admitted)
         admission_span.set_attribute("llmgw.admission.path", decision.path)
     services.metrics.admission("admitted" if decision.admitted else decision.limit, decision.path)
+    payload = build_payload(chat_request, services.settings)
+    if decision.waker or decision.limit is Limit.WAKING:
+        if not decision.admitted and services.waiting_room.full():
+            services.breaker.give_back(permit)
+            message = "the model is waking up, try again in a moment"
+            raise Shed(message, retry_after=WAKING_RETRY_SECONDS)
+        waking = WakingChat(call, permit, visitor, chat_request, payload, decision, attempt)
+        return EventStream(waking.stream(), SSE_HEADERS)
     headers = rate_limit_headers(decision, services.settings.window_seconds)
     if not decision.admitted:
         services.breaker.give_back(permit)
         call.refused_by = str(decision.limit)
         return rejection(decision, headers)
     exchange = Exchange(call, permit, decision, visitor)
-    upstream = await exchange.open(build_payload(chat_request, services.settings))
-    return EventStream(
-        relay(upstream, services.timeouts, exchange.record, exchange.finish, exchange.started),
-        SSE_HEADERS | headers,
-    )
-
-
-@dataclass(slots=True)
-class Exchange:
-    """One admitted chat: what it holds (a breaker permit, a lease) and how it ends."""
-
-    call: Call
-    permit: Permit
-    decision: Decision
-    visitor: Visitor
-    record: StreamRecord = field(default_factory=lambda: StreamRecord(started=time.monotonic()))
-    genai: trace.Span = field(default=trace.INVALID_SPAN)
-
-    @property
-    def services(self) -> Services:
-        return self.call.services
-
-    async def open(self, payload: bytes) -> StreamedAnswer:
-        """Open the upstream stream; on failure give back what was taken and say why."""
-        services = self.services
-        model = services.settings.model
-        if self.call.tracing:  # off: no span, not even the no-op tracer's (it costs a lookup)
-            self.genai = tracer().start_span(
-                f"chat {model}",
-                kind=SpanKind.CLIENT,
-                attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": model},
-            )
-        try:
-            with span_in_use(self.genai):
-                return await self._send(payload)
-        except VisitorsError as exc:  # the request's own fault: the host is fine
-            self.genai.set_status(StatusCode.ERROR, exc.code)
-            self.genai.end()
-            await services.limiter.release(self.decision)
-            services.breaker.give_back(self.permit)
-            raise
-        except (UpstreamError, TimeoutError) as exc:
-            self.genai.set_status(StatusCode.ERROR, type(exc).__name__)
-            self.genai.end()
-            await services.limiter.release(self.decision)
-            services.breaker.failure(self.permit)
-            if isinstance(exc, UpstreamError):
-                if exc.outage is not None:
-                    services.monitor.observe(exc.outage)
-                raise
-            raise UpstreamTimeout("the model server did not answer in time") from None
-
-    async def _send(self, payload: bytes) -> StreamedAnswer:
-        timeouts = self.services.timeouts
-        with current_span("POST", kind=SpanKind.CLIENT) as http_span:
-            http_span.set_attribute("http.request.method", "POST")
-            async with asyncio.timeout(min(timeouts.first_token, timeouts.total)):
-                response = await open_stream(
-                    self.services.upstream, payload, outgoing_headers(http_span)
-                )
-            http_span.set_attribute("http.response.status_code", response.status_code)
-            return response
-
-    def started(self) -> None:
-        """The body began to flow."""
-        self.services.metrics.stream_started()
-
-    async def finish(self, record: StreamRecord) -> None:
-        """Give back the lease, tell the breaker and the monitor, record what happened."""
-        services = self.services
-        conversation = None  # only an answered response can be continued
-        if record.response_id is not None and record.usage is not None:
-            conversation = Conversation(record.response_id, self.visitor.owner)
-        await services.limiter.release(self.decision, conversation)
-        if record.outcome in UPSTREAM_FAILURES:
-            services.breaker.failure(self.permit)
-        elif record.first_token_at is not None:
-            services.breaker.success(self.permit)
-            services.monitor.observe(None)
-            services.ttft.observe(record.first_token_at - record.started, time.monotonic())
-        else:
-            services.breaker.give_back(self.permit)
-        self._record(record)
-        self.call.done(record.outcome, 200, record)
-
-    def _record(self, record: StreamRecord) -> None:
-        metrics, now, trace_id = self.services.metrics, time.monotonic(), self.call.trace_id
-        metrics.stream_ended()
-        usage = record.usage or {}
-        output = int(usage.get("output_tokens") or 0)
-        details = usage.get("output_tokens_details") or {}
-        self._end_genai_span(record, output)
-        if record.first_token_at is None:
-            return
-        metrics.first_token(record.first_token_at - record.started, trace_id)
-        metrics.time_per_output_token(now - record.first_token_at, output, trace_id)
-        metrics.tokens(
-            input_tokens=int(usage.get("input_tokens") or 0),
-            output_tokens=output,
-            reasoning_tokens=int(details.get("reasoning_tokens") or 0),
-        )
-
-    def _end_genai_span(self, record: StreamRecord, output_tokens: int) -> None:
-        span = self.genai
-        if span is trace.INVALID_SPAN:  # not tracing
-            return
-        if record.response_id:
-            span.set_attribute("gen_ai.response.id", record.response_id)
-        if record.usage:
-            span.set_attribute(
-                "gen_ai.usage.input_tokens", int(record.usage.get("input_tokens") or 0)
-            )
-            span.set_attribute("gen_ai.usage.output_tokens", output_tokens)
-        if record.ttft is not None:
-            span.set_attribute("gen_ai.response.time_to_first_chunk", record.ttft)
-        if record.outcome not in ("ok", "client_cancelled"):
-            span.set_status(StatusCode.ERROR, record.outcome)
-        span.end()
+    await exchange.check_room(chat_request.estimated_tokens())
+    upstream = await exchange.open(payload)
+    return EventStream(exchange.stream(upstream), SSE_HEADERS | headers)
 
 
 def rate_limit_headers(decision: Decision, window_seconds: int) -> dict[str, str]:

@@ -31,12 +31,14 @@ async def healthz() -> dict[str, str]:
 
 @route("/readyz", http_method=["GET", "HEAD"], summary="Redis and the model server are reachable")
 async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, object]]:
-    """200 when every dependency answers, else 503; the detail names no host or URL."""
+    """200 when every dependency answers and LLMGW_MODEL is loaded or loadable (an LLM the
+    server has), else 503; the detail names no host or URL."""
     services: Services = request.app.state.services
     redis, upstream = await asyncio.gather(
         _timed(services.redis.ping()), _timed(_upstream_models(services))
     )
     ready = bool(upstream["ok"] and (redis["ok"] or services.limiter.fallback_active))
+    ready = ready and not services.monitor.model_misconfigured()  # it answers, but cannot chat
     body: dict[str, object] = {
         "ready": ready,
         "redis": redis,

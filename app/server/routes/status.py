@@ -46,6 +46,8 @@ def operator_detail(services: Services) -> dict[str, object]:
     return {
         "breaker": str(services.breaker.state),
         "outage": None if services.monitor.outage is None else str(services.monitor.outage),
+        "model": str(services.monitor.model_state()),
+        "token_refused": [str(door) for door in services.monitor.refused_doors()],
         "fallback_active": services.limiter.fallback_active,
         "governor": {
             "pressure": round(services.governor.pressure, 3),

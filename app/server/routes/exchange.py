@@ -1,0 +1,226 @@
+"""One admitted chat on its way through the model: what it holds (a breaker permit, an
+in-flight lease), its upstream call, and how it ends. A chat that wakes a model asleep has the
+model's load time on top of its first-token budget, and ends the wake for every replica when its
+first output comes (or when it fails before any)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import aclosing
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+import anyio
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
+
+from app.admission.decision import Conversation, Decision
+from app.errors import ContextFull, UpstreamError, UpstreamTimeout, VisitorsError
+from app.telemetry.tracing import current_span, outgoing_headers, span_in_use, tracer
+from app.upstream.answer_errors import CONTEXT_FULL_MESSAGE
+from app.upstream.client import open_stream
+from app.upstream.relay import StreamRecord, relay
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator
+
+    from app.chat.visitor import Visitor
+    from app.protection.breaker import Permit
+    from app.server.chat_telemetry import Call
+    from app.server.services import Services
+    from app.upstream.client import StreamedAnswer, Timeouts
+
+# Outcomes after which the upstream counts as failing, for the breaker.
+UPSTREAM_FAILURES = frozenset({"upstream_error", "timeout"})
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One admitted chat: what it holds (a breaker permit, a lease) and how it ends."""
+
+    call: Call
+    permit: Permit
+    decision: Decision
+    visitor: Visitor
+    record: StreamRecord = field(default_factory=lambda: StreamRecord(started=time.monotonic()))
+    genai: trace.Span = field(default=trace.INVALID_SPAN)
+    waking: bool = False  # this chat wakes the model, and the wake is not over yet
+
+    def __post_init__(self) -> None:
+        self.waking = self.decision.waker
+        if self.waking:
+            self.services.monitor.waking = True
+
+    @property
+    def services(self) -> Services:
+        return self.call.services
+
+    @property
+    def timeouts(self) -> Timeouts:
+        """The budgets of this chat: the model's load comes first when it wakes it."""
+        timeouts = self.services.timeouts
+        if not self.decision.waker:
+            return timeouts
+        load = self.services.settings.model_load_timeout
+        return replace(timeouts, first_token=load, total=timeouts.total + load)
+
+    def stream(self, upstream: StreamedAnswer) -> AsyncGenerator[bytes, None]:
+        """The visitor's event stream, relayed from the model's."""
+        frames = relay(upstream, self.timeouts, self.record, self.finish, self.started)
+        return self._ending_the_wake(frames) if self.waking else frames
+
+    async def _ending_the_wake(
+        self, frames: AsyncGenerator[bytes, None]
+    ) -> AsyncGenerator[bytes, None]:
+        async with aclosing(frames):
+            async for frame in frames:
+                if self.waking and self.record.first_token_at is not None:
+                    await self.end_wake(woke=True)
+                yield frame
+
+    async def end_wake(self, *, woke: bool) -> None:
+        """The model answered (or this chat failed before it did): over to everyone else."""
+        if not self.waking:
+            return
+        self.waking = False
+        services = self.services
+        if woke:
+            services.monitor.woke()
+        else:
+            services.monitor.waking = False
+        # 'awake' until every replica's health check has seen the model loaded.
+        awake = 2 * services.settings.health_interval + 1
+        with anyio.CancelScope(shield=True):
+            await services.limiter.wake_ended(woke=woke, awake_seconds=awake)
+
+    async def check_room(self, input_tokens: int) -> None:
+        """Refuse a follow-up whose answer cannot fit the model's loaded context, before the
+        model sees it: the conversation's size on record, the new input and the answer's
+        budget against the context length the model server reports."""
+        services = self.services
+        used, length = self.decision.conversation_tokens, services.monitor.context_length()
+        if not used or length is None:
+            return
+        if used + input_tokens + services.settings.max_output_tokens <= length:
+            return
+        self.genai.end()
+        await services.limiter.release(self.decision)
+        services.breaker.give_back(self.permit)
+        await self.end_wake(woke=False)
+        raise ContextFull(CONTEXT_FULL_MESSAGE)
+
+    async def abandon(self) -> None:
+        """The visitor left before the stream opened: give back what was taken."""
+        with anyio.CancelScope(shield=True):
+            self.genai.end()
+            await self.services.limiter.release(self.decision)
+            self.services.breaker.give_back(self.permit)
+            await self.end_wake(woke=False)
+
+    async def open(self, payload: bytes) -> StreamedAnswer:
+        """Open the upstream stream; on failure give back what was taken and say why."""
+        services = self.services
+        model = services.settings.model
+        if self.call.tracing:  # off: no span, not even the no-op tracer's (it costs a lookup)
+            self.genai = tracer().start_span(
+                f"chat {model}",
+                kind=SpanKind.CLIENT,
+                attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": model},
+            )
+        try:
+            with span_in_use(self.genai):
+                return await self._send(payload)
+        except VisitorsError as exc:  # the request's own fault: the host is fine
+            self.genai.set_status(StatusCode.ERROR, exc.code)
+            self.genai.end()
+            await services.limiter.release(self.decision)
+            services.breaker.give_back(self.permit)
+            await self.end_wake(woke=False)  # another request may try; the load goes on
+            raise
+        except (UpstreamError, TimeoutError) as exc:
+            self.genai.set_status(StatusCode.ERROR, type(exc).__name__)
+            self.genai.end()
+            await services.limiter.release(self.decision)
+            services.breaker.failure(self.permit)
+            await self.end_wake(woke=False)
+            if isinstance(exc, UpstreamError):
+                if exc.outage is not None:
+                    services.monitor.observe(exc.outage)
+                raise
+            raise UpstreamTimeout("the model server did not answer in time") from None
+
+    async def _send(self, payload: bytes) -> StreamedAnswer:
+        timeouts = self.timeouts
+        with current_span("POST", kind=SpanKind.CLIENT) as http_span:
+            http_span.set_attribute("http.request.method", "POST")
+            async with asyncio.timeout(min(timeouts.first_token, timeouts.total)):
+                response = await open_stream(
+                    self.services.upstream, payload, outgoing_headers(http_span)
+                )
+            http_span.set_attribute("http.response.status_code", response.status_code)
+            return response
+
+    def started(self) -> None:
+        """The body began to flow."""
+        self.services.metrics.stream_started()
+
+    async def finish(self, record: StreamRecord) -> None:
+        """Give back the lease, tell the breaker and the monitor, record what happened."""
+        services = self.services
+        conversation = None  # only an answered response can be continued
+        if record.response_id is not None and record.usage is not None:
+            conversation = Conversation(record.response_id, self.visitor.owner, _size(record))
+        await services.limiter.release(self.decision, conversation)
+        await self.end_wake(woke=record.first_token_at is not None)
+        if record.outcome in UPSTREAM_FAILURES:
+            services.breaker.failure(self.permit)
+        elif record.first_token_at is not None:
+            services.breaker.success(self.permit)
+            services.monitor.observe(None)
+            services.ttft.observe(record.first_token_at - record.started, time.monotonic())
+        else:
+            services.breaker.give_back(self.permit)
+        self._record(record)
+        self.call.done(record.outcome, 200, record)
+
+    def _record(self, record: StreamRecord) -> None:
+        metrics, now, trace_id = self.services.metrics, time.monotonic(), self.call.trace_id
+        metrics.stream_ended()
+        usage = record.usage or {}
+        output = int(usage.get("output_tokens") or 0)
+        details = usage.get("output_tokens_details") or {}
+        self._end_genai_span(record, output)
+        if record.first_token_at is None:
+            return
+        metrics.first_token(record.first_token_at - record.started, trace_id)
+        metrics.time_per_output_token(now - record.first_token_at, output, trace_id)
+        metrics.tokens(
+            input_tokens=int(usage.get("input_tokens") or 0),
+            output_tokens=output,
+            reasoning_tokens=int(details.get("reasoning_tokens") or 0),
+        )
+
+    def _end_genai_span(self, record: StreamRecord, output_tokens: int) -> None:
+        span = self.genai
+        if span is trace.INVALID_SPAN:  # not tracing
+            return
+        if record.response_id:
+            span.set_attribute("gen_ai.response.id", record.response_id)
+        if record.usage:
+            span.set_attribute(
+                "gen_ai.usage.input_tokens", int(record.usage.get("input_tokens") or 0)
+            )
+            span.set_attribute("gen_ai.usage.output_tokens", output_tokens)
+        if record.ttft is not None:
+            span.set_attribute("gen_ai.response.time_to_first_chunk", record.ttft)
+        if record.outcome not in ("ok", "client_cancelled"):
+            span.set_status(StatusCode.ERROR, record.outcome)
+        span.end()
+
+
+def _size(record: StreamRecord) -> int:
+    """A conversation's size after its last answer: that answer's input (the whole history)
+    and output, as the model server counted them."""
+    usage = record.usage or {}
+    return int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0)
