@@ -116,12 +116,33 @@ def goals(results: dict[str, Any]) -> list[Goal]:
             "KiB",
             f"sim holding the same streams: {memory['sim']['per_stream_kib']:.1f} KiB each",
         ),
+        *_waking(results["waking"]),
         Goal(
             "Redis round trips per admission",
             1,
             trips["evalsha"] / max(1, trips["requests"]),
             "",
             f"{trips['evalsha']} EVALSHA for {trips['requests']} requests",
+        ),
+    ]
+
+
+def _waking(wake: dict[str, Any]) -> list[Goal]:
+    load = wake["load_seconds"]
+    return [
+        Goal(
+            "waking a model: first chat to its first token",
+            load + 1,
+            wake["waker_first_token_s"],
+            "s",
+            f"the sim's load alone: {load:.0f} s; model loads started: {wake['loads_started']}",
+        ),
+        Goal(
+            f"waking a model: the {wake['waiters']} who waited, after the waker's first token",
+            1,
+            wake["waiters_after_waker_max_s"],
+            "s",
+            f"p50 {wake['waiters_after_waker_p50_s']:.2f} s, two gateway replicas",
         ),
     ]
 

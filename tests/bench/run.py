@@ -27,6 +27,7 @@ from processes import LOAD_CPU, gateway_server, redis_server, sim_server
 from report import write
 from throughput import wrk_with_cpu
 from usage import CpuClock
+from waking import wake_run
 
 from app.chat.request import ChatRequest
 from app.settings import load_settings
@@ -179,6 +180,7 @@ def main() -> int:
         results |= latency_runs(redis_url)
         results |= throughput_runs(redis_url)
         results["memory"] = memory_runs(redis_url)
+        results["waking"] = wake_run(redis_url)
         results["soak"] = soak_run(redis_url) if soak.ENABLED else None
     if os.environ.get("LLMGW_BENCH_ADAPTIVE", "1") == "1":
         with redis_server() as redis_url:
