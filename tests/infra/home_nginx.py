@@ -66,6 +66,7 @@ class SiteFiles:
     listen: str
     tokens_map: str
     origins_map: str
+    lmstudio_token: str = ""  # compose always sets LLMGW_LMSTUDIO_API_TOKEN, empty by default
 
 
 def lay_out(prefix: Path, site: SiteFiles) -> Path:
@@ -74,7 +75,11 @@ def lay_out(prefix: Path, site: SiteFiles) -> Path:
     (prefix / "llmgw" / "tokens.map").write_text(site.tokens_map)
     (prefix / "llmgw" / "cors-origins.map").write_text(site.origins_map)
     (prefix / "conf.d").mkdir()
-    values = {"LLMGW_LMSTUDIO_ADDRESS": site.upstream, "LLMGW_NGINX_LISTEN": site.listen}
+    values = {
+        "LLMGW_LMSTUDIO_ADDRESS": site.upstream,
+        "LLMGW_NGINX_LISTEN": site.listen,
+        "LLMGW_LMSTUDIO_API_TOKEN": site.lmstudio_token,
+    }
     (prefix / "conf.d" / "default.conf").write_text(envsubst(TEMPLATE.read_text(), values))
     main = prefix / "nginx.conf"
     main.write_text(_MAIN_CONF)
@@ -99,7 +104,13 @@ class NginxHandle:
 
 @contextlib.contextmanager
 def running_nginx(
-    binary: str, prefix: Path, *, upstream: str, tokens: Iterable[str], origins: Iterable[str]
+    binary: str,
+    prefix: Path,
+    *,
+    upstream: str,
+    tokens: Iterable[str],
+    origins: Iterable[str] = (),
+    lmstudio_token: str = "",
 ) -> Iterator[NginxHandle]:
     """Start nginx on a free loopback port in front of upstream; stop it on exit."""
     port = free_port()
@@ -108,6 +119,7 @@ def running_nginx(
         listen=f"127.0.0.1:{port}",
         tokens_map=map_lines(tokens),
         origins_map=map_lines(origins),
+        lmstudio_token=lmstudio_token,
     )
     lay_out(prefix, site)
     access_log, error_log = prefix / "access.log", prefix / "error.log"
@@ -133,11 +145,12 @@ def _wait_listening(handle: NginxHandle, port: int) -> None:
         pytest.fail(f"nginx did not listen on {port}:\n{handle.error_log.read_text()}")
 
 
-def shipped_maps(*, upstream: str, listen: str) -> SiteFiles:
+def shipped_maps(*, upstream: str, listen: str, lmstudio_token: str = "") -> SiteFiles:
     """The map files as shipped (tokens.map copied from its .example), with the given variables."""
     return SiteFiles(
         upstream=upstream,
         listen=listen,
+        lmstudio_token=lmstudio_token,
         tokens_map=(HOME / "nginx" / "tokens.map.example").read_text(),
         origins_map=(HOME / "nginx" / "cors-origins.map").read_text(),
     )

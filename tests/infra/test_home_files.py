@@ -68,10 +68,18 @@ def test_env_example_names_every_variable_compose_reads() -> None:
     assert "REPLACE" in example["TS_AUTHKEY"]
 
 
+def test_lm_studio_token_is_always_set_and_empty_by_default(
+    nginx_environment: dict[str, str],
+) -> None:
+    """Compose always passes LM Studio's token, empty unless .env sets it, as the example ships."""
+    assert nginx_environment["LLMGW_LMSTUDIO_API_TOKEN"] == "${LLMGW_LMSTUDIO_API_TOKEN:-}"
+    assert env_example()["LLMGW_LMSTUDIO_API_TOKEN"] == ""
+
+
 def test_template_variables_come_from_compose(nginx_environment: dict[str, str]) -> None:
     """Every variable the template uses is set for nginx and passes the envsubst filter."""
     used = set(VARIABLE.findall(TEMPLATE.read_text()))
-    assert used == {"LLMGW_LMSTUDIO_ADDRESS", "LLMGW_NGINX_LISTEN"}
+    assert used == {"LLMGW_LMSTUDIO_ADDRESS", "LLMGW_NGINX_LISTEN", "LLMGW_LMSTUDIO_API_TOKEN"}
     assert used <= nginx_environment.keys()
     assert all(re.match(nginx_environment["NGINX_ENVSUBST_FILTER"], name) for name in used)
 
@@ -81,7 +89,11 @@ def test_rendering_matches_the_images_envsubst(nginx_environment: dict[str, str]
     binary = shutil.which("envsubst")
     if binary is None:
         pytest.skip("envsubst (gettext-base) is not installed")
-    values = {"LLMGW_LMSTUDIO_ADDRESS": "127.0.0.1:1234", "LLMGW_NGINX_LISTEN": "127.0.0.1:8080"}
+    values = {
+        "LLMGW_LMSTUDIO_ADDRESS": "127.0.0.1:1234",
+        "LLMGW_NGINX_LISTEN": "127.0.0.1:8080",
+        "LLMGW_LMSTUDIO_API_TOKEN": "",  # compose's default: set, and empty
+    }
     environment = {**values, "NGINX_VERSION": "1.30.4", "http_origin": "clobbered"}
     names = [
         name for name in environment if re.match(nginx_environment["NGINX_ENVSUBST_FILTER"], name)
@@ -121,13 +133,15 @@ def test_tokens_file_is_ignored_by_git() -> None:
         assert ignored.returncode == 0, path
 
 
+@pytest.mark.parametrize("lmstudio_token", ["", "sk-lm-AbC123:dEf456"], ids=["none", "set"])
 def test_nginx_accepts_the_shipped_config(
-    tmp_path: Path, nginx_environment: dict[str, str]
+    tmp_path: Path, nginx_environment: dict[str, str], lmstudio_token: str
 ) -> None:
     """`nginx -t` accepts the template rendered with compose's values and the shipped map files."""
     binary = require_binary("nginx")
     # host.docker.internal resolves only inside the container: nginx -t resolves upstreams.
-    site = shipped_maps(upstream="127.0.0.1:1234", listen=nginx_environment["LLMGW_NGINX_LISTEN"])
+    listen = nginx_environment["LLMGW_NGINX_LISTEN"]
+    site = shipped_maps(upstream="127.0.0.1:1234", listen=listen, lmstudio_token=lmstudio_token)
     lay_out(tmp_path, site)
     checked = subprocess.run(
         nginx_command(binary, tmp_path, "-t"), capture_output=True, text=True, check=False

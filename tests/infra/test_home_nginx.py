@@ -86,10 +86,10 @@ def timed_events(client: httpx.Client, body: dict[str, Any]) -> list[tuple[float
 def test_missing_or_wrong_token_is_refused_before_lm_studio(
     client: httpx.Client, sim: SimHandle, headers: dict[str, str]
 ) -> None:
-    """No token, a wrong one or one without `Bearer` gets a JSON 401 and never reaches LM Studio."""
+    """No token, a wrong one or one without `Bearer` gets nginx's JSON 401, never LM Studio."""
     response = client.post("/v1/responses", json=chat(), headers=headers)
     assert response.status_code == 401
-    assert response.json() == {"error": "unauthorized"}
+    assert response.json()["error"]["code"] == "nginx_token_invalid"
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert sim.stats()["started"] == 0
 

@@ -103,13 +103,22 @@ def settles_on(client: httpx.Client, expected: set[str]) -> bool:
             ["UpstreamTokenInvalid", "BreakerOpen", "AvailabilityBudgetBurnFast"],
             {"UpstreamTokenInvalid"},
         ),
+        (
+            ["UpstreamModelMissing", "ModelNotLoaded", "BreakerOpen", "AvailabilityBudgetBurnFast"],
+            {"UpstreamModelMissing"},
+        ),
+        (["ModelServerDown", "UpstreamModelMissing"], {"ModelServerDown"}),
+        (["ProbeTokenInvalid", "BreakerOpen"], {"ProbeTokenInvalid", "BreakerOpen"}),
         (["RedisDown", "RedisFallbackActive"], {"RedisDown"}),
         (
             ["BreakerOpen", "AvailabilityBudgetBurnFast", "ProbeStale", "HighShedRate"],
             {"BreakerOpen", "AvailabilityBudgetBurnFast", "ProbeStale", "HighShedRate"},
         ),
     ],
-    ids=["host-offline", "tunnel", "nginx", "model-server", "token", "redis", "no-cause"],
+    ids=[
+        *("host-offline", "tunnel", "nginx", "model-server", "token", "model-missing"),
+        *("model-server-then-missing", "probe-token-explains-no-outage", "redis", "no-cause"),
+    ],
 )
 def test_one_outage_notifies_once(
     alertmanager: httpx.Client, firing: list[str], pages: set[str]

@@ -163,3 +163,11 @@ def test_provisioning_points_at_the_fixed_uid_and_the_dashboards() -> None:
     (provider,) = load_yaml(DASHBOARDS_DIR / "provisioning" / "dashboards.yml")["providers"]
     assert provider["type"] == "file"
     assert provider["options"]["path"]
+
+
+def test_gateway_dashboard_shows_each_diagnosis_of_the_model_path() -> None:
+    """The outage class, the model's state and the refused token's door each have a panel."""
+    model = load_dashboard(DASHBOARDS_DIR / "llmgw-gateway.json")
+    used = {name for expr in queries(model) for name in metric_names(expr)}
+    diagnoses = {"llmgw_upstream_outage", "llmgw_model_state", "llmgw_upstream_token_invalid"}
+    assert diagnoses <= used
