@@ -61,11 +61,12 @@ def build_collectors(
     """Every collector that applies to this host and these settings."""
     system = platform.system()
     optional = [pressure_collector(system), gpu_collector(gpu_source, client)]
-    collectors = [MemoryCollector(), *filter(None, optional), ModelServerCollector(client)]
+    model_server = ModelServerCollector(client, settings.model)
+    collectors = [MemoryCollector(), *filter(None, optional), model_server]
     if settings.probe_synthetic_interval > 0:
         timeout = ONCE_SYNTHETIC_TIMEOUT if once else SYNTHETIC_TIMEOUT
         every = settings.probe_synthetic_interval
-        model = settings.probe_model
+        model = settings.synthetic_model
         collectors.append(
             SyntheticCollector(client, every=every, timeout=timeout, model=model, wait=once)
         )
@@ -106,6 +107,7 @@ def redis_publisher(settings: ProbeSettings) -> RedisPublisher | None:
 @contextlib.asynccontextmanager
 async def open_agent(settings: ProbeSettings, *, once: bool = False) -> AsyncIterator[Agent]:
     """An agent with its clients open; `once` builds it for one look (no Redis, no server)."""
+    _warn_about_the_model(settings)
     async with contextlib.AsyncExitStack() as stack:
         client = await stack.enter_async_context(model_client(settings))
         gpu_source = resolve_gpu_source(settings.probe_gpu, platform.system())
@@ -119,6 +121,17 @@ async def open_agent(settings: ProbeSettings, *, once: bool = False) -> AsyncIte
         if not once:
             _attach_outputs(stack, agent, settings)
         yield agent
+
+
+def _warn_about_the_model(settings: ProbeSettings) -> None:
+    if settings.model is None:
+        LOG.warning(
+            "LLMGW_MODEL is not set: model_available is not published and model_loaded means"
+            " any LLM; set it to the gateway's LLMGW_MODEL"
+        )
+    elif settings.synthetic_model != settings.model:
+        # Allowed by LLMGW_PROBE_ALLOW_OTHER_MODEL: say once what it costs.
+        LOG.warning("the synthetic generation names %s, not the blog's model", settings.probe_model)
 
 
 def _time_limit(collector: Collector, settings: ProbeSettings, *, once: bool) -> float:

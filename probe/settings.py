@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import socket
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GpuSource = Literal["auto", "macos", "nvidia", "sim", "none"]
@@ -26,8 +27,11 @@ class ProbeSettings(BaseSettings):
     key_prefix: str = Field(default="llmgw", pattern=r"^[A-Za-z0-9_.:-]{1,32}$")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # The blog's model, the same variable the gateway reads: the probe reports its state.
+    model: str | None = Field(default=None, min_length=1, max_length=200)
     probe_model_url: str = "http://127.0.0.1:1234"
     probe_model: str | None = Field(default=None, min_length=1, max_length=200)
+    probe_allow_other_model: bool = False
     probe_model_token: SecretStr | None = None
     probe_interval: float = Field(default=2.0, gt=0, le=3600)
     probe_timeout: float = Field(default=3.0, gt=0, le=60)
@@ -37,6 +41,17 @@ class ProbeSettings(BaseSettings):
     probe_host: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     probe_metrics_host: str = "127.0.0.1"
     probe_metrics_port: int = Field(default=9464, ge=0, le=65_535)
+
+    @property
+    def synthetic_model(self) -> str | None:
+        """The model the synthetic generation names (None: whichever LLM is loaded)."""
+        return self.probe_model or self.model
+
+    @model_validator(mode="after")
+    def _synthetic_uses_the_served_model(self) -> Self:
+        if self.probe_model in (None, self.model) or self.probe_allow_other_model:
+            return self
+        raise PydanticCustomError("other_model", other_model_refusal(self.probe_model, self.model))
 
     @field_validator("redis_url")
     @classmethod
@@ -53,12 +68,28 @@ class ProbeSettings(BaseSettings):
         return value.rstrip("/")
 
 
+def other_model_refusal(probe_model: str | None, model: str | None) -> str:
+    """Why the synthetic generation may not name a model other than the blog's."""
+    served = f"LLMGW_MODEL ({model})" if model else "LLMGW_MODEL, which is unset,"
+    # docs 1_developer/0_core/ttl-and-auto-evict.md: Auto-Evict "unloads previously JIT loaded
+    # models before loading new ones" [Default: enabled].
+    return (
+        f"LLMGW_PROBE_MODEL ({probe_model}) is not {served}: with LM Studio's Auto-Evict (on by"
+        " default) every synthetic request would unload the blog's model to load this one."
+        " Set LLMGW_MODEL to the blog's model and unset LLMGW_PROBE_MODEL, or set"
+        " LLMGW_PROBE_ALLOW_OTHER_MODEL=1 if Auto-Evict is off"
+    )
+
+
 def load_settings(**overrides: object) -> ProbeSettings:
     """Read the environment; raise SettingsError naming each bad variable."""
     try:
         return ProbeSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = [
-            f"LLMGW_{str(error['loc'][0]).upper()}: {error['msg']}" for error in exc.errors()
-        ]
+        problems = [_problem(error["loc"], error["msg"]) for error in exc.errors()]
         raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
+
+
+def _problem(location: tuple[int | str, ...], message: str) -> str:
+    # A check across fields has no location: its message names the variables itself.
+    return f"LLMGW_{str(location[0]).upper()}: {message}" if location else message

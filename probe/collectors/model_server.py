@@ -1,11 +1,14 @@
-"""Is the model server answering, how fast, and has it a model loaded."""
+"""Is the model server answering, how fast, does it take the probe's token, and is the served
+model loaded, asleep or missing."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
+
+from probe.collectors.catalog import model_signals, read_catalog
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -13,48 +16,58 @@ if TYPE_CHECKING:
     from probe.collectors import Signals
 
 DOWN: Signals = {"model_server_up": 0.0, "model_loaded": 0.0}
-
-
-async def loaded_models(client: httpx.AsyncClient, listing: Any = None) -> list[str]:
-    """Ids of loaded models: LM Studio's `/api/v0/models`, else `/v1/models` (`listing`)."""
-    response = await client.get("/api/v0/models")
-    if response.status_code == 404:  # not LM Studio: every listed model counts as loaded
-        if listing is None:
-            listing = (await client.get("/v1/models")).raise_for_status().json()
-        return [str(entry["id"]) for entry in listing["data"]]
-    entries = response.raise_for_status().json()["data"]
-    return [str(entry["id"]) for entry in entries if entry.get("state") == "loaded"]
+# LM Studio's Require Authentication refuses a missing or wrong token with 401 (docs
+# `1_developer/0_core/authentication.md`); a proxy may say 403. Either way the server answered.
+TOKEN_REFUSED = frozenset({401, 403})
 
 
 class ModelServerCollector:
-    """`model_server_up`, `model_server_latency_seconds` (of `GET /v1/models`), `model_loaded`.
+    """`model_server_up`, `model_server_latency_seconds` (of `GET /v1/models`), `model_token_ok`,
+    and the served model's `model_loaded`, `model_available`, `model_context_length`.
 
-    A server that does not answer is down and has nothing loaded: both are 0, not unknown.
+    A server that does not answer is down and has nothing loaded: both are 0, not unknown. One
+    that refuses the token is up (chats pass another door), and its models are unknown.
     """
 
     name = "model_server"
 
     def __init__(
-        self, client: httpx.AsyncClient, clock: Callable[[], float] = time.monotonic
+        self,
+        client: httpx.AsyncClient,
+        model: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
+        self._model = model
         self._clock = clock
 
     async def collect(self) -> Signals:
-        """List the models, timing the call."""
+        """List the models, timing the call, then read the served model's state."""
         started = self._clock()
         try:
             response = await self._client.get("/v1/models")
         except httpx.HTTPError:
             return dict(DOWN)
         latency = {"model_server_latency_seconds": self._clock() - started}
+        if response.status_code in TOKEN_REFUSED:
+            return {"model_server_up": 1.0, "model_token_ok": 0.0, **latency}
         if not response.is_success:
             return DOWN | latency
-        return {"model_server_up": 1.0, **latency, **await self._loaded(response.json())}
+        up = {"model_server_up": 1.0, "model_token_ok": 1.0, **latency}
+        return up | await self._model_state(response)
 
-    async def _loaded(self, listing: Any) -> Signals:
+    async def _model_state(self, openai_listing: httpx.Response) -> Signals:
         try:
-            models = await loaded_models(self._client, listing)
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
-            return {}  # the server answers but will not say: model_loaded stays unknown
-        return {"model_loaded": 1.0 if models else 0.0}
+            catalog = await read_catalog(self._client, _json(openai_listing))
+        except httpx.HTTPError:
+            return {}  # the server answers but will not say: the model's state stays unknown
+        if catalog is None:
+            return {}
+        return model_signals(catalog.view(self._model), served_known=self._model is not None)
+
+
+def _json(response: httpx.Response) -> object:
+    try:
+        return response.json()
+    except ValueError:
+        return None

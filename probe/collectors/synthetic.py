@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from probe.collectors.model_server import loaded_models
+from probe.collectors.catalog import read_catalog
+from probe.model_catalog import ModelState
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -20,6 +21,13 @@ if TYPE_CHECKING:
 FIRST_TOKEN_EVENTS = {"response.output_text.delta", "response.reasoning_text.delta"}
 # Cheapest first: models that cannot switch reasoning off reject "none" with a 400.
 EFFORTS = ("none", "minimal", "low")
+# A request for a model not loaded would load it (JIT): the probe measures, it never loads.
+MEASURABLE = frozenset({ModelState.READY, ModelState.UNKNOWN})
+NOT_MEASURED = {
+    ModelState.SLEEPING: "is asleep (a request would load it)",
+    ModelState.MISSING: "is not downloaded",
+    ModelState.NOT_AN_LLM: "is not an LLM",
+}
 
 
 class SyntheticFailed(Exception):
@@ -61,7 +69,9 @@ def request_body(model: str, effort: str) -> dict[str, Any]:
 class SyntheticCollector:
     """Starts a measurement every `every` seconds in the background; reports the latest one.
 
-    With `wait` (for `--once`), `collect` waits for the measurement it starts.
+    It names `model` (the served one, by default) and measures it only while it is loaded; with
+    no model it names the LLM that is loaded. With `wait` (for `--once`), `collect` waits for
+    the measurement it starts.
     """
 
     name = "synthetic"
@@ -128,7 +138,7 @@ class SyntheticCollector:
 
     async def _measure(self) -> Measurement:
         async with asyncio.timeout(self._timeout):
-            model = self._model or await self._first_loaded_model()
+            model = await self._loaded_target()
             while True:
                 try:
                     return await self._generate(model, EFFORTS[self._effort])
@@ -137,11 +147,20 @@ class SyntheticCollector:
                         raise
                     self._effort += 1
 
-    async def _first_loaded_model(self) -> str:
-        models = await loaded_models(self._client)
-        if not models:
-            raise SyntheticFailed("no model is loaded to measure")
-        return models[0]
+    async def _loaded_target(self) -> str:
+        catalog = await read_catalog(self._client)
+        if catalog is None:
+            if self._model is None:
+                raise SyntheticFailed("the model server lists no model to measure")
+            return self._model  # a server whose listings we cannot read: trust the setting
+        view = catalog.view(self._model)
+        if self._model is None:
+            if not view.loaded_llms:
+                raise SyntheticFailed("no LLM is loaded to measure")
+            return view.loaded_llms[0]
+        if view.state not in MEASURABLE:
+            raise SyntheticFailed(f"{self._model} {NOT_MEASURED[view.state]}: not measured")
+        return self._model
 
     async def _generate(self, model: str, effort: str) -> Measurement:
         started = self._clock()

@@ -14,6 +14,7 @@ from sim_process import SimHandle, running_sim
 from probe.assembly import open_agent
 from probe.runner import CollectorRunner
 from probe.settings import load_settings
+from sim.config import SimConfig
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -49,6 +50,7 @@ def with_agent(
         probe_synthetic_interval=0,
         probe_metrics_port=0,
         redis_url=redis_url,
+        model=SimConfig().model,
     )
 
     async def run() -> Any:
@@ -178,6 +180,8 @@ def test_killed_model_server_is_down_and_its_gpu_unknown(
 
         before, after = with_agent(handle.url, redis_url, scenario)
     assert (before["model_server_up"], before["model_loaded"]) == ("1", "1")
+    assert (before["model_available"], before["model_token_ok"]) == ("1", "1")
     assert (after["model_server_up"], after["model_loaded"]) == ("0", "0")
+    assert "model_available" not in after  # down: whether the model is there is unknown
     assert "gpu_utilization_ratio" not in after
     assert after["unknown"] == "gpu"

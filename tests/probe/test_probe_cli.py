@@ -73,15 +73,15 @@ def test_once_prints_one_snapshot_as_json(sim: SimHandle) -> None:
     assert TOKEN not in done.stdout + done.stderr
 
 
-def test_without_the_token_the_model_server_counts_as_down(sim: SimHandle) -> None:
-    """A server refusing the probe (401) is down for it, though it answered in measured time."""
+def test_without_the_token_the_model_server_is_up_and_refuses_it(sim: SimHandle) -> None:
+    """A server refusing the probe (401) is up, in measured time, with its token door shut."""
 
     async def scenario() -> Signals:
         async with httpx.AsyncClient(base_url=sim.url, timeout=5.0) as http:
             return await ModelServerCollector(http).collect()
 
     signals = asyncio.run(scenario())
-    assert signals["model_server_up"] == 0
+    assert (signals["model_server_up"], signals["model_token_ok"]) == (1, 0)
     assert signals["model_server_latency_seconds"] > 0
 
 
@@ -149,6 +149,7 @@ def test_publishes_and_serves_metrics_without_the_token(
         metrics = scrape(port)
     assert process.returncode == 0
     assert "llmgw_probe_model_server_up 1.0" in metrics
+    assert "llmgw_probe_model_token_ok 1.0" in metrics
     assert 'llmgw_probe_collector_up{collector="model_server"} 1.0' in metrics
     assert "llmgw_probe_publish_errors_total 0.0" in metrics
     assert TOKEN not in metrics

@@ -55,7 +55,7 @@ def faulty(sim: SimHandle) -> Iterator[SimHandle]:
 
 
 def test_up_without_a_model(faulty: SimHandle) -> None:
-    """A server with nothing loaded is up, with model_loaded 0 (from /api/v0/models)."""
+    """A server with nothing loaded is up, with model_loaded 0 (from /api/v1/models)."""
     faulty.set_fault("no_model")
     signals = collect(faulty.url, ModelServerCollector)
     assert signals["model_server_up"] == 1
@@ -101,6 +101,38 @@ def test_without_the_lm_studio_api_listed_models_count_as_loaded(
     """Where /api/v0/models is 404, a non-empty /v1/models means a model is loaded."""
     signals = collect("http://model", ModelServerCollector, transport=openai_only_server(models))
     assert signals["model_loaded"] == loaded
+
+
+def lm_studio_0_3() -> httpx.MockTransport:
+    """An LM Studio before 0.4: /api/v1 answers 200 "Unexpected endpoint" (#618), v0 lists."""
+    v0: list[dict[str, Any]] = [
+        {"id": "qwen3-4b", "type": "llm", "state": "loaded", "loaded_context_length": 4096},
+        {"id": "nomic-embed", "type": "embeddings", "state": "loaded"},
+    ]
+    bodies: dict[str, Any] = {
+        "/api/v1/models": {"error": "Unexpected endpoint or method. (GET /api/v1/models)"},
+        "/api/v0/models": {"object": "list", "data": v0},
+        "/v1/models": {"data": [{"id": row["id"]} for row in v0]},
+    }
+    return httpx.MockTransport(lambda request: httpx.Response(200, json=bodies[request.url.path]))
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("qwen3-4b", {"model_loaded": 1, "model_available": 1, "model_context_length": 4096}),
+        ("nomic-embed", {"model_loaded": 0, "model_available": 0}),
+    ],
+)
+def test_an_lm_studio_without_api_v1_is_read_from_api_v0(
+    model: str, expected: dict[str, float]
+) -> None:
+    """/api/v1's 200 "Unexpected endpoint" is no listing: /api/v0 says what is loaded."""
+    signals = collect(
+        "http://model", lambda http: ModelServerCollector(http, model), transport=lm_studio_0_3()
+    )
+    assert {name: signals.get(name) for name in expected} == expected
+    assert ("model_context_length" in signals) == ("model_context_length" in expected)
 
 
 def synthetic(every: float = 30.0, **options: Any) -> Callable[[httpx.AsyncClient], Collector]:
@@ -154,7 +186,7 @@ def test_synthetic_runs_in_the_background(sim: SimHandle) -> None:
 def test_synthetic_without_a_loaded_model_fails_with_a_reason(faulty: SimHandle) -> None:
     """Nothing loaded: the measurement fails and says so, rather than reporting 0."""
     faulty.set_fault("no_model")
-    with pytest.raises(SyntheticFailed, match="no model"):
+    with pytest.raises(SyntheticFailed, match="no LLM is loaded"):
         collect(faulty.url, synthetic())
 
 
@@ -177,6 +209,8 @@ def test_synthetic_falls_back_to_a_smaller_effort_the_model_accepts() -> None:
     efforts: list[str] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":  # no listing: the configured model is measured
+            return httpx.Response(404)
         effort = json.loads(request.content)["reasoning"]["effort"]
         efforts.append(effort)
         if effort != "low":
