@@ -14,9 +14,14 @@ if TYPE_CHECKING:
 
 @contextmanager
 def running_probe(
-    redis_url: str, model_url: str, interval: float = 0.3, timeout: float = 0.5
+    redis_url: str,
+    model_url: str,
+    interval: float = 0.3,
+    timeout: float = 0.5,
+    **extra: str,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A probe agent publishing every `interval` seconds, reading the sim at `model_url`."""
+    """A probe agent publishing every `interval` seconds, reading the sim at `model_url`;
+    `extra` adds LLMGW_* variables (model="x" sets LLMGW_MODEL)."""
     env = {
         **os.environ,
         "LLMGW_REDIS_URL": redis_url,
@@ -27,6 +32,7 @@ def running_probe(
         "LLMGW_PROBE_HOST": "test-host",
         "LLMGW_PROBE_METRICS_PORT": "0",
         "LLMGW_PROBE_SYNTHETIC_INTERVAL": "0",
+        **{f"LLMGW_{name.upper()}": value for name, value in extra.items()},
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "probe"],

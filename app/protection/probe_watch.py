@@ -25,6 +25,12 @@ RETRY_SECONDS = 2.0
 NOT_SIGNALS = frozenset({"ts", "interval"})
 
 
+# Signals where 0 is the bad reading: across hosts the lowest is the one that counts.
+WORST_IS_LOWEST = frozenset(
+    {"model_server_up", "model_loaded", "model_available", "model_token_ok"}
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """One host's latest numbers, and when this gateway last saw them (monotonic)."""
@@ -95,7 +101,7 @@ class ProbeWatcher:
         merged: dict[str, float] = {}
         for snapshot in fresh:
             for name, value in snapshot.signals.items():
-                worse = min if name in ("model_server_up", "model_loaded") else max
+                worse = min if name in WORST_IS_LOWEST else max
                 merged[name] = worse(merged.get(name, value), value)
         return merged
 

@@ -16,6 +16,8 @@ from probe_process import running_probe
 from sim_process import SimHandle, running_sim
 from support import eventually, free_port
 
+from sim.config import SimConfig
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -145,3 +147,37 @@ def test_probe_tells_model_server_down_from_host_offline(sim: SimHandle, redis_u
     for text in (public, operator):
         assert "test-host" not in text
         assert str(sim.port) not in text
+
+
+def test_a_probe_whose_token_is_refused_raises_its_door_and_chats_keep_working(
+    redis_url: str,
+) -> None:
+    """LM Studio refuses the probe's token (Require Authentication): the door probe_lmstudio
+    is raised, no outage (not model_server_down), and visitors still chat."""
+    with (
+        running_sim("--api-key", "lmstudio-token") as sim,
+        running_probe(redis_url, sim.url, model=sim_model()),
+        running_gateway(
+            upstream_url=sim.url, redis_url=redis_url, upstream_token="lmstudio-token", **CHECKS
+        ) as gateway,
+    ):
+        refused = ["probe_lmstudio"]
+        assert eventually(lambda: readyz(gateway)["token_refused"] == refused, timeout=10)
+        assert readyz(gateway)["outage"] is None
+        assert chat(gateway.url).status == 200
+        assert readyz(gateway)["breaker"] == "closed"
+
+
+def test_a_probe_that_finds_the_model_missing_is_model_missing(redis_url: str) -> None:
+    """The probe says LLMGW_MODEL is not on the host: the configuration outage model_missing."""
+    with (
+        running_sim() as sim,
+        running_probe(redis_url, sim.url, model="nobody/not-here"),
+        running_gateway(upstream_url=sim.url, redis_url=redis_url, probe_poll_seconds=0.3) as gw,
+    ):
+        wait_for_outage(gw, "model_missing")
+        assert chat(gw.url).status == 503
+
+
+def sim_model() -> str:
+    return SimConfig().model
