@@ -9,7 +9,7 @@ import pytest
 from sim_process import SimHandle, running_sim
 from support import require_binary
 
-from browser.widget_page import Widget, gateway_with
+from browser.widget_page import QUICK, Widget, gateway_with
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -31,17 +31,6 @@ CHROMIUM_ARGS = [
 ]
 # Under a second an answer, yet long enough to watch it grow; slowed tenfold to stop it halfway.
 PACED = ("--slots", "8", "--decode-rate", "60", "--output-tokens", "32", "--reasoning-tokens", "8")
-# Answers in a few milliseconds, for tests about what happens around an answer.
-QUICK = (
-    "--slots",
-    "8",
-    "--decode-rate",
-    "3000",
-    "--output-tokens",
-    "32",
-    "--reasoning-tokens",
-    "8",
-)
 # Collects the widget's DOM events, so that a test can wait for an answer to finish.
 EVENT_RECORDER = """
 window.llmgwEvents = [];

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway_server import running_gateway
+from sim_process import running_sim
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -19,6 +20,17 @@ if TYPE_CHECKING:
     from sim_process import SimHandle
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+# Answers in a few milliseconds, for tests about what happens around an answer.
+QUICK = (
+    "--slots",
+    "8",
+    "--decode-rate",
+    "3000",
+    "--output-tokens",
+    "32",
+    "--reasoning-tokens",
+    "8",
+)
 
 
 class Widget:
@@ -99,6 +111,19 @@ def gateway_with(sim: SimHandle, redis_url: str, **settings: object) -> Iterator
     """A gateway in front of the sim, with these setting overrides."""
     with running_gateway(upstream_url=sim.url, redis_url=redis_url, **settings) as handle:
         yield handle
+
+
+@contextmanager
+def lmstudio_gateway(
+    redis_url: str, *sim_flags: str, **settings: object
+) -> Iterator[tuple[GatewayHandle, SimHandle]]:
+    """A quick sim playing these LM Studio behaviours (`python -m sim --help`), and a gateway
+    with these settings in front of it."""
+    with (
+        running_sim(*QUICK, *sim_flags) as sim,
+        gateway_with(sim, redis_url, **settings) as gateway,
+    ):
+        yield gateway, sim
 
 
 @contextmanager

@@ -8,7 +8,12 @@
  * random id kept in localStorage), heading (or title), placeholder,
  * theme ("light" | "dark"; default: the system's preference).
  * CSS custom properties: --llmgw-accent, --llmgw-bg, --llmgw-fg, --llmgw-radius, --llmgw-font.
- * DOM events (bubbling, composed): llmgw-sent, llmgw-completed, llmgw-error.
+ * DOM events (bubbling, composed), with their detail:
+ *   llmgw-sent       { input, previousResponseId }    a question went to the gateway
+ *   llmgw-completed  { responseId, usage, incomplete } an answer ended normally; incomplete: true
+ *                    when it was cut short at its length limit (it can be continued)
+ *   llmgw-error      { status, code, message }         an answer failed or was refused; status 200
+ *                    for an error event in the stream, 0 when the gateway could not be reached
  *
  * No dependencies and no innerHTML: the model's output is untrusted and only ever set as text.
  */
@@ -94,6 +99,13 @@ summary { cursor: pointer; font-weight: 500; }
   display: block; margin-top: .35rem; font-size: .85em; color: var(--_muted); white-space: normal;
 }
 .note.error { color: var(--_error-fg); }
+.wait-status { margin: .35rem 0 0; font-size: .85em; color: var(--_muted); white-space: normal; }
+.wait-status:empty { margin: 0; }
+.wordless .answer { display: none; }
+.offer {
+  display: block; min-height: 2.25rem; margin-top: .45rem; padding: .3rem .8rem;
+  background: transparent; color: var(--_accent); font-size: .9em;
+}
 .notice {
   display: flex; flex-wrap: wrap; align-items: baseline; justify-content: space-between;
   gap: .25rem .75rem;
@@ -181,6 +193,12 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
     }
   }
 
+  /** Which text an event belongs to: its kind, output item and part (or summary part). */
+  function textKey(kind, event) {
+    const part = event.content_index ?? event.summary_index ?? 0;
+    return `${kind} ${event.item_id ?? ""} ${part}`;
+  }
+
   function randomId() {
     const bytes = new Uint8Array(16);
     crypto.getRandomValues(bytes); // unlike randomUUID, also available on plain-http pages
@@ -230,19 +248,43 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
     return minutes === 1 ? "about a minute" : `about ${minutes} minutes`;
   }
 
+  const WAKING = "Waking the model…";
+  const CUT_SHORT = "Cut short: the answer reached its length limit.";
+  const NO_ROOM = "The answer ran out of room while thinking.";
   const STATE_MESSAGES = {
     busy: "The model is busy answering other visitors right now.",
     down: "The chat is resting at the moment — the model is offline.",
     unavailable: "The chat can't take new questions right now.",
   };
-  // Codes of the gateway's SSE error event, said for a visitor; unknown codes show its message.
-  const STREAM_ERRORS = {
+  // The gateway's error codes (SSE error event or JSON answer), said for a visitor; unknown codes
+  // show the gateway's own message.
+  const ERROR_WORDS = {
     first_token_timeout: "The model took too long to start answering. Please try again.",
     idle_timeout: "The model stopped sending. Please try again.",
     total_timeout: "The answer took too long and was cut short.",
     upstream_failed: "The model failed while answering. Please try again.",
     upstream_closed: "The model stopped before finishing. Please try again.",
+    context_full: "This conversation has grown too long for the model to go on.",
+    conversation_expired: "The model no longer remembers this conversation.",
+    upstream_incompatible:
+      "The chat's model server can't answer in the way this chat needs. Please try again later.",
+    upstream_rejected: "The model couldn't take this question. Try asking it another way.",
   };
+  // Errors that only a fresh conversation gets past: offered as one click.
+  const RESTARTABLE = new Set(["context_full", "conversation_expired"]);
+  // Any of these is the model's first output: the waking status line gives way to it.
+  const OUTPUT_EVENTS = new Set([
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.reasoning_text.delta",
+    "response.reasoning_text.done",
+    "response.reasoning_summary_text.delta",
+    "response.reasoning_summary_text.done",
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+    "error",
+  ]);
   const LIMIT_MESSAGES = {
     visitor: "You've sent a lot of messages.",
     global: "Everyone is chatting right now.",
@@ -256,6 +298,7 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
     constructor() {
       super();
       this.previousResponseId = null;
+      this.offers = [];
       this.controller = null;
       this.countdownTimer = null;
       this.statusChecked = false;
@@ -410,13 +453,23 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
       return true;
     }
 
-    async send() {
+    send() {
       const text = this.input.value.trim();
       if (!text || this.controller || this.locked.input || this.locked.send) return;
+      this.input.value = "";
+      this.ask(text);
+    }
+
+    /** Send a question (typed, or a Continue / restart the widget offered) and show its answer. */
+    async ask(text) {
+      if (this.controller || this.locked.input || this.locked.send) {
+        if (!this.input.value) this.input.value = text; // an offer clicked while waiting: keep it
+        return;
+      }
       this.statusChecked = true;
       this.controller = new AbortController();
+      this.withdrawOffers();
       const turn = this.addTurn(text);
-      this.input.value = "";
       this.setStreaming(true);
       try {
         const status = await this.fetchStatus();
@@ -455,7 +508,9 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
     async readStream(stream, turn) {
       const reader = stream.getReader();
       const decoder = new TextDecoder();
-      const progress = { id: null, done: false, failed: false };
+      // streamed: the texts (by kind, item and part) that came as deltas, so a `.done` carrying
+      // the same text whole is not shown twice.
+      const progress = { id: null, done: false, failed: false, streamed: new Set() };
       const parser = new SseParser((name, data) => this.onEvent(name, data, turn, progress));
       try {
         for (;;) {
@@ -478,32 +533,77 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
         return;
       }
       const type = typeof event?.type === "string" ? event.type : name;
-      const delta = typeof event?.delta === "string" ? event.delta : "";
-      if (type === "response.created") {
-        progress.id = event.response?.id ?? null;
-      } else if (type === "response.output_text.delta") {
-        this.appendText(turn.answer, delta, turn);
-      } else if (
-        type === "response.reasoning_text.delta" ||
-        type === "response.reasoning_summary_text.delta"
-      ) {
-        turn.reasoning.hidden = false;
-        this.appendText(turn.reasoningText, delta, turn);
-      } else if (type === "response.completed") {
-        progress.done = true;
-        // Only a finished answer is a safe anchor: a stopped one may never have been stored.
-        this.previousResponseId = event.response?.id ?? progress.id ?? this.previousResponseId;
-        this.resetButton.hidden = false;
-        this.emit("llmgw-completed", {
-          responseId: this.previousResponseId,
-          usage: event.response?.usage ?? null,
-        });
-      } else if (type === "error") {
-        progress.failed = true;
-        const code = String(event.error?.code ?? "error");
-        const known = Object.hasOwn(STREAM_ERRORS, code);
-        const message = known ? STREAM_ERRORS[code] : event.error?.message || "The answer failed.";
-        this.failTurn(turn, message, code, 200);
+      if (OUTPUT_EVENTS.has(type)) this.clearWaitStatus(turn);
+      if (type === "response.created") progress.id = event.response?.id ?? null;
+      else if (type === "llmgw.status") this.showWaitStatus(turn, event);
+      else if (type.endsWith(".delta")) this.onDelta(type, event, turn, progress);
+      else if (type.endsWith(".done")) this.onWhole(type, event, turn, progress);
+      else if (type === "response.completed") this.onEnd(event, turn, progress, false);
+      else if (type === "response.incomplete") this.onEnd(event, turn, progress, true);
+      else if (type === "error") this.onStreamError(event, turn, progress);
+    }
+
+    /** Where a text event's text goes (answer or reasoning block), or null for other events. */
+    textTarget(type, turn) {
+      const kind = type.slice("response.".length, type.lastIndexOf("."));
+      if (kind === "output_text") return { kind, element: turn.answer };
+      if (kind !== "reasoning_text" && kind !== "reasoning_summary_text") return null;
+      turn.reasoning.hidden = false;
+      return { kind, element: turn.reasoningText };
+    }
+
+    onDelta(type, event, turn, progress) {
+      const target = this.textTarget(type, turn);
+      if (!target || typeof event.delta !== "string") return;
+      progress.streamed.add(textKey(target.kind, event));
+      this.appendText(target.element, event.delta, turn);
+    }
+
+    /** A text sent whole (LM Studio may send reasoning as one `.done` and no deltas: issue 18). */
+    onWhole(type, event, turn, progress) {
+      const target = this.textTarget(type, turn);
+      if (!target || typeof event.text !== "string" || !event.text) return;
+      if (progress.streamed.has(textKey(target.kind, event))) return; // already shown piecewise
+      const gap = target.element.textContent ? "\n\n" : ""; // a second reasoning item, say
+      this.appendText(target.element, gap + event.text, turn);
+    }
+
+    onEnd(event, turn, progress, incomplete) {
+      progress.done = true;
+      // Only a finished answer is a safe anchor: a stopped one may never have been stored. A cut
+      // one was stored, and is what Continue goes on from.
+      this.previousResponseId = event.response?.id ?? progress.id ?? this.previousResponseId;
+      this.resetButton.hidden = false;
+      if (incomplete) this.markCutShort(turn, event.response?.incomplete_details?.reason);
+      this.emit("llmgw-completed", {
+        responseId: this.previousResponseId,
+        usage: event.response?.usage ?? null,
+        incomplete,
+      });
+    }
+
+    /** Cut at its token cap: keep what came, say so, and offer to go on in the same conversation. */
+    markCutShort(turn, reason) {
+      const wordless = !turn.answer.textContent;
+      if (wordless) turn.element.classList.add("wordless");
+      const cause = reason && reason !== "max_output_tokens" ? "Cut short." : CUT_SHORT;
+      this.note(turn, wordless ? NO_ROOM : cause);
+      this.offer(turn, "Continue", () => this.ask("Continue."));
+    }
+
+    onStreamError(event, turn, progress) {
+      progress.failed = true;
+      const code = String(event.error?.code ?? "error");
+      this.failed(turn, code, event.error?.message || "The answer failed.", 200);
+    }
+
+    /** An answer that failed with a gateway code: the visitor's words for it, and for a
+     * conversation that cannot go on, a one-click fresh start with the same question. */
+    failed(turn, code, message, status) {
+      const words = Object.hasOwn(ERROR_WORDS, code) ? ERROR_WORDS[code] : message;
+      this.failTurn(turn, words, code, status);
+      if (RESTARTABLE.has(code)) {
+        this.offer(turn, "Start a new conversation", () => this.restart(turn.text));
       }
     }
 
@@ -517,6 +617,7 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
 
     refused(response, body, turn, text) {
       const message = typeof body?.error === "string" ? body.error : `HTTP ${response.status}`;
+      const code = typeof body?.code === "string" ? body.code : `http_${response.status}`;
       if (response.status === 429) {
         this.giveBack(turn, text);
         const whose = body?.limit === "global" ? "global" : "visitor";
@@ -528,7 +629,7 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
         this.emit("llmgw-error", { status: 503, code: body?.code ?? "unavailable", message });
         return this.waitForService(STATE_MESSAGES.unavailable, retryAfterSeconds(response, body));
       }
-      return this.failTurn(turn, message, body?.code ?? `http_${response.status}`, response.status);
+      return this.failed(turn, code, message, response.status);
     }
 
     rateLimited(whose, seconds) {
@@ -602,12 +703,53 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
     }
 
     reset() {
-      this.stop();
-      this.previousResponseId = null;
-      this.log.replaceChildren();
-      this.resetButton.hidden = true;
+      this.forget();
       this.announce("Started a new chat.");
       this.input.focus();
+    }
+
+    /** The conversation cannot go on: forget it, clear the log, ask the last question afresh. */
+    restart(text) {
+      this.forget();
+      this.announce("Started a new conversation.");
+      this.input.focus(); // the clicked button goes with the old log
+      this.ask(text);
+    }
+
+    forget() {
+      this.stop();
+      this.previousResponseId = null;
+      this.offers = [];
+      this.log.replaceChildren();
+      this.resetButton.hidden = true;
+    }
+
+    /** A button under an answer (Continue, Start a new conversation), good until the next turn. */
+    offer(turn, label, action) {
+      const button = h("button", { type: "button", class: "offer" }, label);
+      button.addEventListener("click", action);
+      turn.element.append(button);
+      this.offers.push(button);
+    }
+
+    withdrawOffers() {
+      if (this.offers.includes(this.root.activeElement)) this.input.focus();
+      for (const button of this.offers) button.remove();
+      this.offers = [];
+    }
+
+    /** The gateway's word on why nothing came yet (waking the model), until the first output. */
+    showWaitStatus(turn, event) {
+      const said = typeof event.message === "string" ? event.message : "";
+      const message = said || (event.state === "waking" ? WAKING : "Please wait…");
+      turn.status.textContent = message;
+      this.announce(message);
+    }
+
+    clearWaitStatus(turn) {
+      if (!turn.status.textContent) return;
+      if (this.liveStatus.textContent === turn.status.textContent) this.announce("");
+      turn.status.textContent = "";
     }
 
     addTurn(text) {
@@ -616,12 +758,15 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
       const summary = h("summary", {}, "Reasoning");
       const reasoning = h("details", { class: "reasoning", hidden: "" }, summary, reasoningText);
       const answer = h("div", { class: "answer" });
-      const element = h("div", { class: "turn reply pending" }, reasoning, answer);
+      // Read out through the widget's status region instead: the log is aria-busy meanwhile,
+      // and screen readers hold back what changes inside a busy region.
+      const status = h("p", { class: "wait-status", "aria-hidden": "true" });
+      const element = h("div", { class: "turn reply pending" }, reasoning, answer, status);
       this.log.append(element);
       this.log.setAttribute("aria-busy", "true");
       this.log.scrollTop = this.log.scrollHeight;
       const question = element.previousElementSibling;
-      return { element, question, reasoning, reasoningText, answer };
+      return { text, element, question, reasoning, reasoningText, answer, status };
     }
 
     /** The question was not taken: remove it from the log and put the text back in the box. */
@@ -644,6 +789,7 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
 
     finishTurn(turn) {
       turn.element.classList.remove("pending");
+      this.clearWaitStatus(turn);
       this.log.setAttribute("aria-busy", "false");
       this.controller = null;
       this.setStreaming(false);
