@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import httpx
 from playwright.sync_api import expect
+from support import eventually
 
 from browser.widget_page import lmstudio_gateway
 
@@ -16,10 +18,18 @@ WAKING = "Waking the model…"  # the gateway's `llmgw.status` message for state
 LOAD_SECONDS = "3"
 
 
+def model_state(url: str) -> object:
+    return httpx.get(f"{url}/readyz", timeout=10).json()["model"]
+
+
 def test_waking_model_shows_a_status_then_the_answer(redis_url: str, widget: Widget) -> None:
     """A question to a model not loaded yet shows "Waking the model…" under the pending answer,
     and a screen reader hears it; then the answer comes and the line goes."""
-    with lmstudio_gateway(redis_url, "--jit", "--load-seconds", LOAD_SECONDS) as (gateway, sim):
+    with lmstudio_gateway(
+        redis_url, "--jit", "--load-seconds", LOAD_SECONDS, health_interval=0.3
+    ) as (gateway, sim):
+        # The gateway says "waking" once its health check has seen the model unloaded.
+        assert eventually(lambda: model_state(gateway.url) == "sleeping", timeout=10)
         widget.open(gateway.url)
         widget.ask("Are you awake?")
         line = widget.host.locator(".reply .wait-status")
