@@ -41,12 +41,13 @@ _HOST_DETAILS = re.compile(
     re.IGNORECASE | re.VERBOSE,
 )
 # Credentials an error may echo back (a header it quotes, a query string): the secret goes, its
-# label stays. A model server says what a visitor may read only after this.
+# label stays.
 _SECRETS = re.compile(
     r"""
-      (?P<label>\bbearer\s+)[^\s,;'"]+                   # an Authorization value
+      (?P<label>\bbearer\s+)[^\s,;'"()<>\[\]{}]+          # an Authorization value
     | (?P<basic>\bbasic\s+)(?=(?-i:[A-Za-z0-9+/][a-z0-9+/]*[A-Z0-9+/=]))[a-z0-9+/]{8,}=*
-    | (?P<key>\b[\w-]*(?:api[_-]?key|token|secret|password|passwd)\s*[=:]\s*)[^\s,;&'"]+
+    | (?P<key>\b[\w-]*(?:api[_-]?key|token|secret|password|passwd)\s*[=:]\s*)
+      [^\s,;&'"()<>\[\]{}]+
     | \b(?:sk|lm)-(?=[\w-]*\d)[\w:-]{16,}                # a key by its usual prefix
     """,
     re.IGNORECASE | re.VERBOSE,

@@ -26,6 +26,8 @@ def said(message: str) -> str | None:
         ("api_key: hunter2hunter2, try again", "api_key: …, try again"),
         ("X-Api-Key=1234567890 not allowed", "X-Api-Key=… not allowed"),
         ("password=correct-horse rejected", "password=… rejected"),
+        ("load failed (api_key=hunter2hunter2)", "load failed (api_key=…)"),
+        ("header [Bearer eyJhbGciOi.eyJzdWIi.c2lnbmF0] refused", "[Bearer …] refused"),
     ],
 )
 def test_a_credential_in_an_error_never_reaches_the_visitor(message: str, shown: str) -> None:
