@@ -16,7 +16,7 @@ import msgspec
 import pytest
 from chat_client import Received, chat
 from gateway_server import running_gateway
-from sim_process import SimHandle, running_sim
+from sim_process import SimHandle, running_sims
 from support import eventually, sample
 
 from app.upstream.client import Timeouts, UpstreamClient, open_stream
@@ -48,6 +48,10 @@ REBUILT = (b"event: response.created\n", b"event: response.in_progress\n")
 ENDS = (b"event: response.completed\n", b"event: response.incomplete\n")
 LONG_INPUT = "word " * 64  # 80 tokens
 CRASH = "Model crashed: out of memory"
+# LM Studio's three forms of a context overflow, each with an input it fails on: the first two
+# refuse an input longer than the context (160 tokens in 100), the last fails once input and
+# output fill it (80 tokens, then 20 more).
+OVERFLOWS = {"400": "word " * 128, "200": "word " * 128, "mid-generation": LONG_INPUT}
 T = TypeVar("T")
 
 
@@ -173,21 +177,34 @@ def answered(received: Received) -> bool:
 
 
 @pytest.fixture(scope="module")
-def thinking_sim() -> Iterator[SimHandle]:
-    with running_sim(*THINKING) as handle:
-        yield handle
+def sims() -> Iterator[dict[str, SimHandle]]:
+    """Every sim this file uses, started together."""
+    bare = ("--bare-error-frames", "--context-length", "100", "--overflow", "mid-generation")
+    options = {
+        "thinking": THINKING,
+        "bare": (*bare, *FAST, "--output-tokens", "40"),
+        "no-api-404": ("--no-responses-api", *FAST),
+        "no-api-200-json": ("--no-responses-api", "--unknown-path-200", *FAST),
+        "forgetful": FAST,
+        **{
+            f"overflow-{form}": ("--context-length", "100", "--overflow", form, *FAST)
+            for form in OVERFLOWS
+        },
+    }
+    with running_sims(**options) as handles:
+        yield handles
 
 
 @pytest.fixture
-def thinking(thinking_sim: SimHandle) -> SimHandle:
-    return thinking_sim.healthy()
+def thinking(sims: dict[str, SimHandle]) -> SimHandle:
+    return sims["thinking"].healthy()
 
 
 @pytest.fixture(scope="module")
-def thought(thinking_sim: SimHandle) -> Relayed:
+def thought(sims: dict[str, SimHandle]) -> Relayed:
     """One answer whose reasoning came whole after a think three times the first-token
     timeout."""
-    return run(relayed(thinking_sim.url, {"input": "Why?", "reasoning": {"effort": "low"}}))
+    return run(relayed(sims["thinking"].url, {"input": "Why?", "reasoning": {"effort": "low"}}))
 
 
 def test_reasoning_sent_whole_reaches_the_visitor_byte_for_byte(thought: Relayed) -> None:
@@ -215,6 +232,19 @@ def test_a_long_think_sent_whole_is_not_cut_by_the_first_token_timeout(thought: 
     assert thought.record.ttft > FIRST_TOKEN_TIMEOUT  # the premise: a think longer than that
     assert "error" not in thought.kinds()
     assert (thought.record.outcome, thought.record.incomplete) == ("ok", False)
+
+
+def test_a_visitor_waits_out_a_long_think_sent_whole(thinking: SimHandle, redis_url: str) -> None:
+    """Through the gateway, whose first-token timeout is a third of the think: the visitor gets
+    the reasoning whole and the answer after it, and the think counts as a success."""
+    settings = {"reasoning_effort": "low", "first_token_timeout": FIRST_TOKEN_TIMEOUT}
+    with running_gateway(upstream_url=thinking.url, redis_url=redis_url, **settings) as gateway:
+        received = chat(gateway.url)
+        assert counted(gateway.url, "ok")
+    assert received.types().count("response.reasoning_text.done") == 1
+    assert received.first_time("response.reasoning_text.done") > FIRST_TOKEN_TIMEOUT
+    assert received.types()[-1] == "response.completed"
+    assert received.text()
 
 
 def test_a_long_think_is_still_cut_by_the_total_timeout(thinking: SimHandle) -> None:
@@ -282,12 +312,10 @@ def test_an_answer_cut_short_is_continued_in_its_conversation(
         assert breaker(gateway.url) == "closed"
 
 
-def test_a_bare_overflow_frame_mid_answer_is_context_full() -> None:
+def test_a_bare_overflow_frame_mid_answer_is_context_full(sims: dict[str, SimHandle]) -> None:
     """--bare-error-frames: the context filling mid-answer arrives as a lone `data:` line; it
     is read by its JSON and ends the answer as context_full, the text before it kept."""
-    args = ("--bare-error-frames", "--context-length", "100", "--overflow", "mid-generation")
-    with running_sim(*args, *FAST, "--output-tokens", "40") as sim:
-        full = run(relayed(sim.url, {"input": LONG_INPUT}))
+    full = run(relayed(sims["bare"].url, {"input": LONG_INPUT}))
     assert b"event: error" not in full.upstream
     assert full.kinds().count("response.output_text.delta") == 20
     message = "this conversation has grown too long for the model: start a new one"
@@ -360,43 +388,30 @@ def test_an_unknown_previous_response_mid_stream_is_conversation_expired() -> No
     assert gone.record.outcome == "conversation_expired"
 
 
-@pytest.mark.parametrize(
-    "flags",
-    [("--no-responses-api",), ("--no-responses-api", "--unknown-path-200")],
-    ids=["404", "200-json"],
-)
+@pytest.mark.parametrize("answer", ["404", "200-json"])
 def test_a_server_without_the_responses_api_is_upstream_incompatible(
-    flags: tuple[str, ...], redis_url: str
+    answer: str, sims: dict[str, SimHandle], redis_url: str
 ) -> None:
     """A model server with no /v1/responses (LM Studio before 0.3.29), answering 404 or a 200
     JSON error that is no event stream, gives the visitor a 502 that says what it needs, and
     the outcome upstream_incompatible, not a generic upstream error."""
-    with (
-        running_sim(*flags, *FAST) as sim,
-        running_gateway(upstream_url=sim.url, redis_url=redis_url) as gateway,
-    ):
+    sim = sims[f"no-api-{answer}"]
+    with running_gateway(upstream_url=sim.url, redis_url=redis_url) as gateway:
         received = chat(gateway.url)
         assert (received.status, received.json["code"]) == (502, "upstream_incompatible")
         assert "0.3.29" in received.json["error"]
         assert counted(gateway.url, "upstream_incompatible")
 
 
-# Each form with an input it fails on: the first two refuse an input longer than the context
-# (160 tokens in 100), the last fails once input and output fill it (80 tokens, then 20 more).
-OVERFLOWS = {"400": "word " * 128, "200": "word " * 128, "mid-generation": LONG_INPUT}
-
-
 @pytest.mark.parametrize("form", OVERFLOWS)
 def test_a_context_overflow_is_context_full_and_no_breaker_failure(
-    form: str, redis_url: str
+    form: str, sims: dict[str, SimHandle], redis_url: str
 ) -> None:
     """LM Studio's three forms of a conversation outgrowing the context (a 400, a 200 carrying
     the error, an error mid-answer) each tell the visitor context_full; with a breaker that
     opens at one failure, it stays closed and the next visitor is served."""
-    with (
-        running_sim("--context-length", "100", "--overflow", form, *FAST) as sim,
-        running_gateway(upstream_url=sim.url, redis_url=redis_url, breaker_failures=1) as gateway,
-    ):
+    sim = sims[f"overflow-{form}"]
+    with running_gateway(upstream_url=sim.url, redis_url=redis_url, breaker_failures=1) as gateway:
         full = chat(gateway.url, {"input": OVERFLOWS[form]})
         if form == "400":
             assert (full.status, full.json["code"]) == (400, "context_full")
@@ -410,14 +425,14 @@ def test_a_context_overflow_is_context_full_and_no_breaker_failure(
         assert answered(chat(gateway.url, {"input": "Hi"}))
 
 
-def test_a_conversation_the_model_server_forgot_is_conversation_expired(redis_url: str) -> None:
+def test_a_conversation_the_model_server_forgot_is_conversation_expired(
+    sims: dict[str, SimHandle], redis_url: str
+) -> None:
     """After LM Studio lost a stored response (here: it restarted), a follow-up on it is
     previous_response_not_found: the visitor is told to start afresh (410), and with a breaker
     that opens at one failure, the next chat is served."""
-    with (
-        running_sim(*FAST) as sim,
-        running_gateway(upstream_url=sim.url, redis_url=redis_url, breaker_failures=1) as gateway,
-    ):
+    sim = sims["forgetful"]
+    with running_gateway(upstream_url=sim.url, redis_url=redis_url, breaker_failures=1) as gateway:
         first = chat(gateway.url)
         response_id = first.events[-1]["response"]["id"]
         sim.restart()
