@@ -13,7 +13,7 @@ GatewayError            any refusal or failure, with status, code and a safe mes
 └── UpstreamError       the model's side failed before the stream started (with its outage class)
     ├── UpstreamUnavailable   502: DNS, connect, TLS, reset, or an error status
     ├── ModelNotLoaded        503: the model server answers but has no model loaded
-    ├── UpstreamIncompatible  502: it answers a chat with something that is not an event stream
+    ├── UpstreamIncompatible  502: no event stream for a chat, or no Responses API (404, 405)
     └── UpstreamTimeout       504: connect, first token or total timeout
 
 Messages never carry upstream URLs, host names or tokens: they are shown to the public.

@@ -136,7 +136,8 @@ def _conversation(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--reasoning-done-only",
         action="store_true",
-        help="reasoning comes as one response.reasoning_text.done, no deltas (pi#4191)",
+        help="reasoning comes as one response.reasoning_text.done inside its item's events, "
+        "no deltas (pi#4191)",
     )
 
 

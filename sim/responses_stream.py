@@ -74,13 +74,6 @@ class ResponseFrames:
             "response.content_part.added", part=output_text_part(""), **self._text_ids()
         )
 
-    def reasoning_done_only(self) -> bytes:
-        """LM Studio's way (earendil-works/pi#4191): one `response.reasoning_text.done` with the
-        whole text, with no deltas and no reasoning item events around it."""
-        text = "".join(self._call.plan.script.reasoning)
-        ids = {"item_id": self._call.reasoning_id, "output_index": 0, "content_index": 0}
-        return self.event("response.reasoning_text.done", text=text, **ids)
-
     def closing(self) -> bytes:
         """Text done, part done, item done, and `response.completed` (or `.incomplete`)."""
         final = "response.incomplete" if self._call.incomplete else "response.completed"
@@ -165,14 +158,19 @@ async def _reasoning(
     reasoning = call.plan.script.reasoning
     if not reasoning:
         return
+    yield frames.reasoning_opening()
     if state.config.reasoning_done_only:
+        # LM Studio sends the whole reasoning as one `response.reasoning_text.done`, no deltas
+        # (earendil-works/pi#4191, #4193; no raw stream of it is public, see
+        # tests/upstream/captures). The item's events stay around it: the Responses API opens
+        # an item with `response.output_item.added` before the events naming its `item_id`,
+        # and pi's handler (a thinking block made on that event, filled from `summary` at
+        # `output_item.done`) shows the reported "no thinking" with them too.
         for _ in reasoning:
             await generation.next_token()  # decoded all the same, just not sent
-        yield frames.reasoning_done_only()
-        return
-    yield frames.reasoning_opening()
-    async for frame in paced(generation, reasoning, frames.reasoning_delta):
-        yield frame
+    else:
+        async for frame in paced(generation, reasoning, frames.reasoning_delta):
+            yield frame
     yield frames.reasoning_closing()
 
 

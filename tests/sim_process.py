@@ -90,6 +90,26 @@ def running_sim(*extra_args: str) -> Iterator[SimHandle]:
         handle.stop()
 
 
+@contextlib.contextmanager
+def running_sims(**named_args: tuple[str, ...]) -> Iterator[dict[str, SimHandle]]:
+    """Several sims by name, each with its options, all spawned before any is waited for: a
+    start is mostly Python's imports, so several cost little more than one."""
+    handles: dict[str, SimHandle] = {}
+    try:
+        for name, args in named_args.items():
+            port = free_port()
+            handles[name] = SimHandle(f"http://127.0.0.1:{port}", port, _spawn(port, args), args)
+        for handle in handles.values():
+            wait_for_port(handle.port)
+        yield handles
+    finally:
+        for handle in handles.values():  # all told at once, then each waited for
+            if handle.process.poll() is None:
+                handle.process.terminate()
+        for handle in handles.values():
+            handle.stop()
+
+
 def _spawn(port: int, extra_args: tuple[str, ...]) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "sim", "--port", str(port), *extra_args]
     return subprocess.Popen(command, stdout=subprocess.PIPE)

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING
 
 from opentelemetry.trace import INVALID_SPAN, StatusCode
 
-from app.errors import BreakerOpen, Shed, UpstreamError, UpstreamTimeout, VisitorsError
+from app.errors import (
+    BreakerOpen,
+    Shed,
+    UpstreamError,
+    UpstreamIncompatible,
+    UpstreamTimeout,
+    VisitorsError,
+)
 from app.telemetry.logs import REQUEST_LOGGER, log_request
 from app.telemetry.tracing import trace_id_of
 
@@ -24,21 +31,21 @@ ROUTE = "/api/chat"
 REQUEST_LOG = logging.getLogger(REQUEST_LOGGER)
 
 
+# Refusals and failures by their outcome label, each class before the ones it refines.
+_OUTCOMES: tuple[tuple[type[Exception], str], ...] = (
+    (BreakerOpen, "breaker_open"),
+    (Shed, "shed"),
+    (UpstreamTimeout, "timeout"),
+    (UpstreamIncompatible, "upstream_incompatible"),  # a server without the Responses API
+    (UpstreamError, "upstream_error"),
+)
+
+
 def outcome_of(exc: Exception) -> str:
     """The outcome label of a refusal or failure that happened before the stream."""
-    match exc:
-        case BreakerOpen():
-            return "breaker_open"
-        case Shed():
-            return "shed"
-        case UpstreamTimeout():
-            return "timeout"
-        case UpstreamError():
-            return "upstream_error"
-        case VisitorsError():
-            return exc.code  # context_full, conversation_expired or upstream_rejected
-        case _:
-            return "bad_request"
+    if isinstance(exc, VisitorsError):
+        return exc.code  # context_full, conversation_expired or upstream_rejected
+    return next((label for kind, label in _OUTCOMES if isinstance(exc, kind)), "bad_request")
 
 
 @dataclass(slots=True)

@@ -40,6 +40,18 @@ _HOST_DETAILS = re.compile(
     """,
     re.IGNORECASE | re.VERBOSE,
 )
+# Credentials an error may echo back (a header it quotes, a query string): the secret goes, its
+# label stays.
+_SECRETS = re.compile(
+    r"""
+      (?P<label>\bbearer\s+)[^\s,;'"()<>\[\]{}]+          # an Authorization value
+    | (?P<basic>\bbasic\s+)(?=(?-i:[A-Za-z0-9+/][a-z0-9+/]*[A-Z0-9+/=]))[a-z0-9+/]{8,}=*
+    | (?P<key>\b[\w-]*(?:api[_-]?key|token|secret|password|passwd)\s*[=:]\s*)
+      [^\s,;&'"()<>\[\]{}]+
+    | \b(?:sk|lm)-(?=[\w-]*\d)[\w:-]{16,}                # a key by its usual prefix
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
 MESSAGE_CHARS = 200
 CONTEXT_FULL_MESSAGE = "this conversation has grown too long for the model: start a new one"
 EXPIRED_MESSAGE = "the model no longer keeps this conversation: start a new one"
@@ -83,8 +95,8 @@ _decode_error = msgspec.json.Decoder(_ErrorBody).decode
 
 
 def public_message(body: bytes) -> str | None:
-    """The model server's own words about its error, shortened and without paths, URLs or
-    addresses (a visitor may read them); None when the body says nothing readable."""
+    """The model server's own words about its error, shortened and without credentials, paths,
+    URLs or addresses (a visitor may read them); None when the body says nothing readable."""
     try:
         parsed = _decode_error(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
@@ -95,5 +107,9 @@ def public_message(body: bytes) -> str | None:
     text = error if isinstance(error, str) else (error.message if error else parsed.message)
     if not text:
         return None
-    text = _HOST_DETAILS.sub("…", " ".join(text.split()))
+    text = _HOST_DETAILS.sub("…", _SECRETS.sub(_redacted, " ".join(text.split())))
     return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 1] + "…"
+
+
+def _redacted(match: re.Match[str]) -> str:
+    return (match["label"] or match["basic"] or match["key"] or "") + "…"

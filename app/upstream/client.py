@@ -42,6 +42,10 @@ ERROR_BODY_LIMIT = 4096
 CONNECT_TIMEOUT = 5.0  # when the client's own timeout leaves connecting unbounded
 # Statuses that say the request was at fault, not the host (other than the faults named).
 REJECTED_STATUSES = frozenset({400, 413, 422})
+# Statuses that say there is no `POST /v1/responses` here: a server too old for it (LM Studio
+# before 0.3.29), or not LM Studio at all. Every chat would fail alike: it is the setup's fault.
+MISSING_API_STATUSES = frozenset({404, 405})
+INCOMPATIBLE_MESSAGE = "the model server cannot stream answers (it needs LM Studio 0.3.29 or later)"
 
 
 class StreamedAnswer(Protocol):
@@ -167,9 +171,7 @@ def not_a_stream(body: bytes) -> GatewayError:
     fault = fault_error(body)
     if fault is not None:
         return fault
-    return UpstreamIncompatible(
-        "the model server cannot stream answers (it needs LM Studio 0.3.29 or later)"
-    )
+    return UpstreamIncompatible(INCOMPATIBLE_MESSAGE)
 
 
 def fault_error(body: bytes) -> GatewayError | None:
@@ -202,10 +204,13 @@ def mapped_transport_errors() -> Iterator[None]:
 
 def classify_status(status: int, server: str | None, body: bytes) -> GatewayError:
     """The gateway error for a non-200 answer from the model's side: an outage with its class,
-    the request's own fault (which is the visitor's, not the host's), or a plain failure."""
+    the request's own fault (which is the visitor's, not the host's), a server without the
+    Responses API, or a plain failure."""
     outage = classify_response(status, server, body)
     if outage is None and (fault := fault_error(body)) is not None:
         return fault
+    if outage is None and status in MISSING_API_STATUSES and b"model_not_found" not in body:
+        return UpstreamIncompatible(INCOMPATIBLE_MESSAGE)
     if outage is None and status in REJECTED_STATUSES and b"model_not_found" not in body:
         said = public_message(body)
         return UpstreamRejected(

@@ -228,7 +228,8 @@ def test_bare_error_frames_have_no_event_line(client: httpx.Client) -> None:
 
 
 def test_reasoning_done_only_and_incomplete_at_the_limit(client: httpx.Client) -> None:
-    """--reasoning-done-only: one reasoning_text.done, no deltas; a cut answer is incomplete."""
+    """--reasoning-done-only: one reasoning_text.done inside the reasoning item's own events,
+    no deltas; a cut answer is incomplete."""
     with running_sim("--reasoning-done-only", "--incomplete-at-limit", *FAST) as sim:
         body = {"input": "Why?", "reasoning": {"effort": "low"}, "max_output_tokens": 30}
         events = _events(client, f"{sim.url}/v1/responses", body)
@@ -237,6 +238,13 @@ def test_reasoning_done_only_and_incomplete_at_the_limit(client: httpx.Client) -
         (done,) = [event.json() for event in events if event.event.startswith("response.reas")]
         assert done["type"] == "response.reasoning_text.done"
         assert len(done["text"].split()) == 12
+        items = [e.json() for e in events if e.event.startswith("response.output_item.")]
+        assert [(e["type"], e["item"]["type"]) for e in items[:2]] == [
+            ("response.output_item.added", "reasoning"),
+            ("response.output_item.done", "reasoning"),
+        ]
+        assert kinds[2] == "response.output_item.added"  # before the think, after the opening
+        assert items[0]["item"]["id"] == done["item_id"] == items[1]["item"]["id"]
         assert kinds[-1] == "response.incomplete"
         final = events[-1].json()["response"]
         assert final["status"] == "incomplete"
