@@ -13,6 +13,10 @@ LOWEST := .venv-lowest
 LOWEST_PROBE := .venv-lowest-probe
 DIST ?= dist
 PROJECTS := pyproject.toml infra/probe/pyproject.toml
+# pytest-xdist workers, a test file each: most tests wait on the processes they start (redis,
+# the sim, gateways, nginx, Chromium), so three share two cores well. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 3
+PYTEST_ARGS := -n $(TEST_WORKERS) --dist loadfile
 
 # uv runs on this Python and never downloads one of its own.
 export UV_PYTHON := $(PYTHON)
@@ -41,7 +45,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	command -v wrk >/dev/null || apt-get install -y -qq wrk
@@ -72,7 +76,7 @@ test-lowest: $(UV)
 		--resolution lowest-direct -o $(LOWEST)/requirements.txt
 	$(UV) pip sync --quiet --python $(LOWEST) $(LOWEST)/requirements.txt
 	$(UV) pip install --quiet --python $(LOWEST) --no-deps -e .
-	$(LOWEST)/bin/pytest
+	$(LOWEST)/bin/pytest $(PYTEST_ARGS)
 	$(UV) venv --quiet --clear $(LOWEST_PROBE)
 	$(UV) pip compile --quiet infra/probe/pyproject.toml --no-deps --resolution lowest-direct \
 		-o $(LOWEST_PROBE)/floors.txt
@@ -81,7 +85,7 @@ test-lowest: $(UV)
 		-o $(LOWEST_PROBE)/requirements.txt
 	$(UV) pip sync --quiet --python $(LOWEST_PROBE) $(LOWEST_PROBE)/requirements.txt
 	$(UV) pip install --quiet --python $(LOWEST_PROBE) --no-deps -e .
-	$(LOWEST_PROBE)/bin/pytest tests/probe
+	$(LOWEST_PROBE)/bin/pytest $(PYTEST_ARGS) tests/probe
 
 # The wheels a user installs (README, "Installing"): dist/llmgw-*.whl on the gateway host (app,
 # sim and probe) and dist/llmgw_probe-*.whl on the model host (the probe alone, no Litestar),

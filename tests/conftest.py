@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 def redis_server() -> Iterator[str]:
     """URL of a real Redis: REDIS_URL when given, else a private redis-server on a free port."""
     if url := os.environ.get("REDIS_URL"):
-        yield url
+        yield _database_of_this_worker(url)
         return
     binary = require_binary("redis-server")
     port = free_port()
@@ -32,6 +33,14 @@ def redis_server() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def _database_of_this_worker(url: str) -> str:
+    """REDIS_URL itself, or under pytest-xdist a database of each worker's own (gw3 uses 3)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    return urlsplit(url)._replace(path=f"/{int(worker[2:]) % 16}").geturl()
 
 
 @pytest.fixture
