@@ -67,7 +67,7 @@ upgrade: $(UV)
 # The ranges' floors: each direct dependency at the lowest version its range allows (what those
 # pull in at the newest), resolved afresh into .venv-lowest; uv.lock is not touched. pytest only:
 # ruff and mypy at their floors judge the code's style, not whether the ranges hold. The probe's
-# own floors (infra/probe/pyproject.toml: redis-py 5.0, where the gateway needs 7.0) replace the
+# own floors (infra/probe/pyproject.toml: redis-py 5.0.1, where the gateway needs 7.0) replace the
 # gateway's in .venv-lowest-probe, which runs the probe's tests (they start the sim, so the
 # sim's dependencies are there, at their floors too).
 test-lowest: $(UV)
