@@ -96,6 +96,15 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _redis_url(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None  # LLMGW_REDIS_URL= (empty) is unset: the embedded Redis
+        if isinstance(value, str) and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _parse_networks(cls, value: object) -> object:

@@ -70,3 +70,14 @@ def test_secrets_are_not_in_the_settings_repr(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("LLMGW_REDIS_URL", "redis://:pw-very-secret@127.0.0.1:6379/0")
     text = repr(load_settings())
     assert "very-secret" not in text
+
+
+def test_an_empty_redis_url_is_unset_and_a_wrong_one_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """LLMGW_REDIS_URL= means the embedded Redis; an address that is no Redis URL is refused."""
+    monkeypatch.setenv("LLMGW_REDIS_URL", "")
+    assert load_settings().redis_url is None
+    monkeypatch.setenv("LLMGW_REDIS_URL", "127.0.0.1:6379")
+    with pytest.raises(SettingsError, match=r"LLMGW_REDIS_URL: .*redis://"):
+        load_settings()
