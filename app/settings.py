@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
+MIN_SECRET_CHARS = 32
 
 
 class SettingsError(Exception):
@@ -41,6 +42,9 @@ class Settings(BaseSettings):
     window_seconds: int = Field(default=60, ge=1, le=86_400)
     trusted_proxies: Annotated[tuple[Network, ...], NoDecode] = ()
     visitor_hash_key: SecretStr | None = None
+    # The HMAC key of API keys (app/access): Redis holds only HMAC-SHA256(key_secret, key), so
+    # every replica needs the same one. Unset: no key is accepted.
+    key_secret: SecretStr | None = None
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65_535)
@@ -95,6 +99,13 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")) or len(value) < 10:
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("key_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_CHARS:
+            raise ValueError(f"must be at least {MIN_SECRET_CHARS} characters")
+        return value
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
