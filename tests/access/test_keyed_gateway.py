@@ -185,3 +185,24 @@ def test_redis_down_is_a_503_to_retry_and_redis_back_serves_again(
             assert models(gateway.url, f"Bearer {key}").status_code == 200
     finally:
         stop_process(redis)
+
+
+def test_a_model_server_out_of_reach_is_openais_502_naming_no_address(
+    redis_server: str, tmp_path: Path
+) -> None:
+    """Nothing listens upstream: 502 upstream_unavailable, a server_error, no URL or port."""
+    key = create_key(redis_server, "far")
+    port = str(free_port())
+    with gateway_process(
+        tmp_path / "gateway.log",
+        redis_url=redis_server,
+        upstream_url=f"http://127.0.0.1:{port}",
+        key_secret=KEY_SECRET,
+        health_interval="0",
+    ) as gateway:
+        answer = models(gateway.url, f"Bearer {key}")
+    assert answer.status_code == 502
+    error = answer.json()["error"]
+    assert (error["type"], error["code"]) == ("server_error", "upstream_unavailable")
+    assert port not in answer.text
+    assert "127.0.0.1" not in answer.text

@@ -40,7 +40,7 @@ async def _catalog(upstream: UpstreamClient) -> Catalog:
         if answer.status_code != 200:
             server, body = answer.headers.get("server"), answer.content[:ERROR_BODY_LIMIT]
             error = classify_status(answer.status_code, server, body)
-            if error.outage is not None or listing is Listing.OPENAI:
+            if error.outage is not None or answer.status_code >= 500:
                 raise error
             continue  # no such listing here (an older LM Studio, or not LM Studio at all)
         try:
