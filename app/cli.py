@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "doctor", help="check every hop from here to the model, in order", add_help=False
     )
+    commands.add_parser("keys", help="create, list and revoke API keys", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "sim":
         from sim.cli import main as sim_main  # noqa: PLC0415 - the sim's own options
@@ -39,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         from app.doctor.run import main as doctor_main  # noqa: PLC0415 - needs no Litestar
 
         return doctor_main(rest)
+    if args.command == "keys":
+        from app.access.cli import main as keys_main  # noqa: PLC0415 - needs no Litestar
+
+        return keys_main(rest)
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     return serve() if args.command == "serve" else demo()

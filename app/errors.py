@@ -2,6 +2,7 @@
 
 GatewayError            any refusal or failure, with status, code and a safe message
 ├── BadRequest          400: the client sent something we will not pass on
+├── Unauthorized        401: no API key, or one we do not know (or keys are not configured)
 ├── NotFound            404: a conversation that is not this visitor's (or none at all)
 ├── VisitorsError       the model server refused what this request asked: never the host's fault
 │   ├── ContextFull           400: the conversation outgrew the model's context
@@ -9,7 +10,8 @@ GatewayError            any refusal or failure, with status, code and a safe mes
 │   └── UpstreamRejected      502: the model server refused the request for another reason
 ├── ServiceUnavailable  503: we cannot take the request now
 │   ├── BreakerOpen     503: the model's side is down; we do not even try
-│   └── Shed            503: the in-flight cap is full (distinct from a 429)
+│   ├── Shed            503: the in-flight cap is full (distinct from a 429)
+│   └── KeysUnavailable 503: Redis, where the keys live, cannot be asked
 └── UpstreamError       the model's side failed before the stream started (with its outage class)
     ├── UpstreamUnavailable   502: DNS, connect, TLS, reset, or an error status
     ├── ModelNotLoaded        503: the model server answers but has no model loaded
@@ -54,6 +56,11 @@ class BadRequest(GatewayError):
     code = "bad_request"
 
 
+class Unauthorized(GatewayError):
+    status_code = 401
+    code = "invalid_api_key"
+
+
 class NotFound(GatewayError):
     status_code = 404
     code = "unknown_conversation"
@@ -92,6 +99,10 @@ class BreakerOpen(ServiceUnavailable):
 
 class Shed(ServiceUnavailable):
     code = "shed"
+
+
+class KeysUnavailable(ServiceUnavailable):
+    code = "keys_unavailable"
 
 
 class UpstreamError(GatewayError):

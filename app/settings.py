@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
+MIN_SECRET_CHARS = 32
 
 
 class SettingsError(Exception):
@@ -41,6 +42,9 @@ class Settings(BaseSettings):
     window_seconds: int = Field(default=60, ge=1, le=86_400)
     trusted_proxies: Annotated[tuple[Network, ...], NoDecode] = ()
     visitor_hash_key: SecretStr | None = None
+    # The HMAC key of API keys (app/access): Redis holds only HMAC-SHA256(key_secret, key), so
+    # every replica needs the same one. Unset: no key is accepted.
+    key_secret: SecretStr | None = None
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65_535)
@@ -103,6 +107,18 @@ class Settings(BaseSettings):
             return None  # LLMGW_REDIS_URL= (empty) is unset: the embedded Redis
         if isinstance(value, str) and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("key_secret", mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("key_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_CHARS:
+            raise ValueError(f"must be at least {MIN_SECRET_CHARS} characters")
         return value
 
     @field_validator("trusted_proxies", mode="before")

@@ -30,6 +30,7 @@ class Counters:
     unauthorized: int = 0
     overflows: int = 0
     unknown_paths: int = 0
+    listings: int = 0  # model listings answered (/v1/models, /api/v0 and /api/v1/models)
 
 
 class ResponseStore:

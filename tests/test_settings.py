@@ -81,3 +81,12 @@ def test_an_empty_redis_url_is_unset_and_a_wrong_one_is_named(
     monkeypatch.setenv("LLMGW_REDIS_URL", "127.0.0.1:6379")
     with pytest.raises(SettingsError, match=r"LLMGW_REDIS_URL: .*redis://"):
         load_settings()
+
+
+def test_an_empty_key_secret_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LLMGW_KEY_SECRET= (a compose file's empty default) means no keys, not a failed start."""
+    monkeypatch.setenv("LLMGW_KEY_SECRET", "")
+    assert load_settings().key_secret is None
+    monkeypatch.setenv("LLMGW_KEY_SECRET", "short")
+    with pytest.raises(SettingsError, match=r"LLMGW_KEY_SECRET: .*32 characters"):
+        load_settings()

@@ -7,14 +7,17 @@ import logging
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from litestar import Litestar, Request, Response
+from litestar import Litestar, Request, Response, Router
 from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException
 
+from app.access.auth import key_guard
 from app.errors import GatewayError
+from app.server.openai_errors import OPENAI_ERROR_HANDLERS, OPENAI_PREFIX, openai_http_error
 from app.server.routes.chat import chat
 from app.server.routes.health import healthz, readyz
 from app.server.routes.metrics import metrics
+from app.server.routes.openai_models import list_models
 from app.server.routes.status import status
 from app.server.routes.widget import demo_page, widget_script
 from app.server.services import running_services
@@ -23,6 +26,9 @@ from app.telemetry import GatewayMetrics
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from litestar.connection import ASGIConnection
+
+    from app.access.store import KeyStore
     from app.settings import Settings
 
 log = logging.getLogger("llmgw")
@@ -56,7 +62,16 @@ def create_app(settings: Settings) -> Litestar:
             max_age=600,
         )
     return Litestar(
-        route_handlers=[chat, healthz, readyz, status, metrics, demo_page, widget_script],
+        route_handlers=[
+            chat,
+            healthz,
+            readyz,
+            status,
+            metrics,
+            demo_page,
+            widget_script,
+            _openai_router(),
+        ],
         lifespan=[lifespan],
         cors_config=cors,
         request_max_body_size=settings.max_body_bytes,
@@ -69,6 +84,21 @@ def create_app(settings: Settings) -> Litestar:
         # Logging is set up once by the command (`llmgw serve`), not by each app instance.
         logging_config=None,
     )
+
+
+def _openai_router() -> Router:
+    """The OpenAI-compatible routes: keyed, and answering errors in OpenAI's shape."""
+    return Router(
+        OPENAI_PREFIX.rstrip("/"),
+        route_handlers=[list_models],
+        guards=[key_guard(_key_store)],
+        exception_handlers=OPENAI_ERROR_HANDLERS,
+    )
+
+
+def _key_store(connection: ASGIConnection[Any, Any, Any, Any]) -> KeyStore | None:
+    store: KeyStore | None = connection.app.state.services.keys
+    return store
 
 
 def _freeze_start_up_objects() -> None:
@@ -91,7 +121,9 @@ def _gateway_error(_: Request[Any, Any, Any], exc: GatewayError) -> Response[dic
     return Response(exc.body(), status_code=exc.status_code, headers=headers)
 
 
-def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, object]]:
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, object]]:
+    if request.scope["path"].startswith(OPENAI_PREFIX):  # no route matched there: a 404 or a 405
+        return openai_http_error(request, exc)
     message = exc.detail
     if exc.status_code == 413:
         message = "the request body is too large"

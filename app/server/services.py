@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from app.access.store import KeyStore
 from app.admission.decision import Limits
 from app.admission.embedded_redis import embedded_redis
 from app.admission.fallback import LocalAdmitter
@@ -56,6 +57,7 @@ class Services:
     ttft: TtftTracker
     metrics: GatewayMetrics
     waiting_room: WaitingRoom
+    keys: KeyStore | None  # None: LLMGW_KEY_SECRET is not set, and no key is accepted
 
 
 @asynccontextmanager
@@ -155,7 +157,15 @@ async def _assemble(
         ttft=ttft,
         metrics=metrics,
         waiting_room=waiting_room,
+        keys=_key_store(redis, settings),
     )
+
+
+def _key_store(redis: aioredis.Redis, settings: Settings) -> KeyStore | None:
+    if settings.key_secret is None:
+        return None
+    secret = settings.key_secret.get_secret_value().encode()
+    return KeyStore(redis, prefix=settings.key_prefix, secret=secret)
 
 
 def _base_limits(settings: Settings) -> Limits:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Controller, Request, get, post
 
@@ -15,6 +15,9 @@ from sim.model_listing import (
 from sim.routes.common import sim_state
 from sim.schemas import LoadBody, decode_body
 
+if TYPE_CHECKING:
+    from sim.state import SimState
+
 
 class ModelsController(Controller):
     """The downloaded models, loaded or not."""
@@ -22,7 +25,7 @@ class ModelsController(Controller):
     @get("/v1/models")
     async def openai_models(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
         """The loaded LLM only, as LM Studio lists it when just-in-time loading is off."""
-        state = sim_state(request)
+        state = _listed(request)
         llm = state.host.models[state.config.model]
         data = [openai_entry(llm)] if state.model_loaded else []
         return {"object": "list", "data": data}
@@ -30,13 +33,13 @@ class ModelsController(Controller):
     @get("/api/v0/models")
     async def rest_models(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
         """Downloaded models with their state, as LM Studio's REST API v0 lists them."""
-        state = sim_state(request)
+        state = _listed(request)
         return {"object": "list", "data": [rest_v0_entry(state, m) for m in _models(request)]}
 
     @get("/api/v1/models")
     async def rest_v1_models(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
         """Downloaded models with their loaded instances (LM Studio 0.4's REST API v1)."""
-        state = sim_state(request)
+        state = _listed(request)
         return {"models": [rest_v1_entry(state, m) for m in _models(request)]}
 
     @post("/api/v1/models/load", status_code=200)
@@ -56,6 +59,12 @@ class ModelsController(Controller):
             context = loaded_context_length(state, llm=model.kind == "llm")
             answer["load_config"] = {"context_length": context}
         return answer
+
+
+def _listed(request: Request[Any, Any, Any]) -> SimState:
+    state = sim_state(request)
+    state.counters.listings += 1
+    return state
 
 
 def _models(request: Request[Any, Any, Any]) -> list[Any]:

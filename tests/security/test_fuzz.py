@@ -273,7 +273,10 @@ def test_content_length_mismatch(target: Target, body: bytes, skew: int) -> None
 
 # --- the public GET endpoints ----------------------------------------------------------------
 
-PATHS = ["/", "/llmgw-chat.js", "/healthz", "/readyz", "/api/status", "/metrics", "/api/chat"]
+PATHS = [
+    "/", "/llmgw-chat.js", "/healthz", "/readyz", "/api/status", "/metrics", "/api/chat",
+    "/v1/models",
+]  # fmt: skip
 
 
 @examples(250)
