@@ -1,6 +1,6 @@
 """Helpers shared by the tests: free ports, waiting for servers and stopping them, skipping on
 missing binaries, a redis-server of a test's own, a self-signed certificate, reading a sample
-from a metrics exposition."""
+from a metrics exposition, a little HTTP server on a thread."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
 # A Lua script busy for 300 ms of Redis's clock before it answers: a reply that comes late.
@@ -25,6 +28,20 @@ local start = micros()
 repeat until micros() - start > 300000
 return 'slow'
 """
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler], port: int = 0) -> Iterator[str]:
+    """The URL of an HTTP server answering with this handler on a loopback port, until the
+    block ends."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def free_port() -> int:

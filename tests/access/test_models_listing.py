@@ -4,14 +4,14 @@ API (vLLM, llama.cpp, Ollama), and one whose door refuses the gateway's token.""
 from __future__ import annotations
 
 import json
-import threading
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING
 
 import httpx
 from gateway_server import running_gateway
 from keys_support import KEY_SECRET, create_key
+from support import serving
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -42,14 +42,8 @@ def model_server(answers: dict[str, tuple[int, object]]) -> Iterator[str]:
         def log_message(self, *_: object) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield url
 
 
 def listed(upstream: str, redis_url: str) -> httpx.Response:
