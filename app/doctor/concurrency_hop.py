@@ -108,9 +108,9 @@ def serial(settings: Settings, first: AnswerTimes, second: AnswerTimes) -> Findi
     caps = recommended(settings, first, places=1)
     after = (second.first or second.end) - first.end
     detail = (
-        f"one prediction at a time (LM Studio's MLX engine): the second answer's first token "
-        f"came {after:.2f} s after the first answer ended, {second.first_token:.2f} s after "
-        "it was sent"
+        f"one prediction at a time (as LM Studio's MLX engine runs them): the second answer's "
+        f"first token came {after:.2f} s after the first answer ended, "
+        f"{second.first_token:.2f} s after it was sent"
     )
     if settings.max_inflight > 1:
         return warn(
@@ -145,7 +145,7 @@ def room(settings: Settings, first: AnswerTimes, caps: Caps) -> str:
     """Why the waiting room is sized so."""
     return (
         f"the longest answer ({settings.max_output_tokens} tokens) takes about "
-        f"{longest_answer(settings, first):.0f} s here, so a place frees about every "
+        f"{math.ceil(longest_answer(settings, first))} s here, so a place frees about every "
         f"{caps.queue_wait_seconds} s: one chat may wait per place"
     )
 

@@ -209,7 +209,7 @@ def test_one_prediction_at_a_time_recommends_one_in_flight(scene: Scene) -> None
     end, and with LLMGW_MAX_INFLIGHT at 4 the doctor warns: one in flight, one waiting."""
     row = scene["mlx"].rows["concurrency"]
     assert row.result == "warn", scene["mlx"].output
-    assert row.detail.startswith("one prediction at a time (LM Studio's MLX engine)")
+    assert row.detail.startswith("one prediction at a time (as LM Studio's MLX engine runs them)")
     assert "after the first answer ended" in row.detail
     assert row.advice.startswith("set LLMGW_MAX_INFLIGHT=1, LLMGW_QUEUE_SIZE=1, ")
     assert "more streams would wait inside LM Studio" in row.advice
