@@ -157,3 +157,8 @@ def _wire(group: argparse._ArgumentGroup) -> None:
         action="store_true",
         help="before LM Studio 0.3.29: no /v1/responses (it gets the unknown-path answer)",
     )
+    group.add_argument(
+        "--no-rest-v1",
+        action="store_true",
+        help="before LM Studio 0.4.0: no native /api/v1 (it gets the unknown-path answer)",
+    )

@@ -69,6 +69,7 @@ class SimConfig:
     bare_error_frames: bool = False
     unknown_path_200: bool = False
     no_responses_api: bool = False
+    no_rest_v1: bool = False
     prefill_survives_cancel: bool = False
 
     def __post_init__(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -18,12 +18,22 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 5.0
 GENERATION_TIMEOUT = 30.0
+CONCURRENCY_TIMEOUT = 30.0
 CERT_WARN_DAYS = 14
 MIN_TOKEN_CHARS = 32
 HOME = "infra/home"
 REFUSED_ADVICE = (
     "check LLMGW_UPSTREAM_TOKEN against infra/home/nginx/tokens.map "
     "(after editing it: `docker compose exec nginx nginx -s reload`)"
+)
+LMSTUDIO_TOKENS = "one of LM Studio's API tokens (Developer → Server Settings → Manage Tokens)"
+FORWARDED_TOKEN_ADVICE = (
+    f"set LLMGW_LMSTUDIO_API_TOKEN in {HOME}/.env to {LMSTUDIO_TOKENS}, then "
+    f"`docker compose up -d nginx` in {HOME} (a restart keeps the old value)"
+)
+INCOMPATIBLE_ADVICE = (
+    "update LM Studio to 0.3.29 or later, the first with POST /v1/responses; another server "
+    "needs a streaming OpenAI Responses API"
 )
 TUNNEL_ADVICE = (
     "the tunnel or what is behind it is down: on the model host, `docker compose ps` and "
@@ -77,12 +87,21 @@ class HopFailed(Exception):
         self.advice = advice
 
 
+@dataclass(slots=True)
+class Notes:
+    """What a hop learnt that a later one needs."""
+
+    model_asleep: bool = False  # the model hop saw it downloaded, not loaded, and JIT on
+
+
 @dataclass(frozen=True, slots=True)
 class Clients:
-    """The connections the hops share: one HTTP client (no token by default), Redis if set."""
+    """The connections the hops share: one HTTP client (no token by default), Redis if set,
+    and the hops' notes to each other."""
 
     http: httpx.AsyncClient
     redis: aioredis.Redis | None
+    notes: Notes = field(default_factory=Notes)
 
 
 Check = Callable[[Settings, Clients], Awaitable[Finding]]

@@ -8,13 +8,27 @@ from typing import TYPE_CHECKING
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
 from app.admission.redis_admitter import ADMIT_SCRIPT
-from app.doctor.findings import Clients, Finding, HopFailed, elapsed_ms, ok, warn
+from app.doctor.findings import (
+    LMSTUDIO_TOKENS,
+    Clients,
+    Finding,
+    HopFailed,
+    elapsed_ms,
+    ok,
+    warn,
+)
 from app.doctor.redaction import reason, redact_url
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from app.settings import Settings
+
+PROBE_TOKEN_ADVICE = (
+    f"set LLMGW_PROBE_MODEL_TOKEN to {LMSTUDIO_TOKENS} in the probe's environment on the model "
+    "host (/etc/llmgw/probe.env, or the plist's EnvironmentVariables on a Mac), then restart "
+    "the probe (infra/probe/README.md)"
+)
 
 
 async def check_redis(settings: Settings, clients: Clients) -> Finding:
@@ -81,17 +95,33 @@ async def check_probe(settings: Settings, clients: Clients) -> Finding:
             "start `llmgw probe` on the model host (infra/probe/README.md), with this "
             "LLMGW_REDIS_URL and LLMGW_KEY_PREFIX",
         )
-    ages = {host_of(key): await snapshot_age(clients.redis, key) for key in keys}
+    ages = {key: await snapshot_age(clients.redis, key) for key in keys}
     limit = settings.probe_stale_seconds
-    fresh = {host: age for host, age in ages.items() if abs(age) <= limit}
-    described = ", ".join(f"{host} {age:.1f} s old" for host, age in sorted(ages.items()))
+    fresh = [key for key, age in ages.items() if abs(age) <= limit]
+    described = ", ".join(sorted(f"{host_of(key)} {age:.1f} s old" for key, age in ages.items()))
     if not fresh:
         raise HopFailed(
             f"stale: {described} (stale after {limit:g} s)",
             "the probe stopped publishing, or the clocks disagree: check `llmgw probe` on the "
             "model host (launchctl or systemctl, infra/probe) and NTP on both machines",
         )
+    refused = [host_of(key) for key in fresh if await token_refused(clients.redis, key)]
+    if refused:
+        return warn(
+            f"fresh: {described}; door probe → LM Studio: LM Studio refuses the probe's token on "
+            f"{', '.join(sorted(refused))} (model_token_ok = 0), so it measures no model latency",
+            PROBE_TOKEN_ADVICE,
+        )
     return ok(f"fresh: {described}")
+
+
+async def token_refused(redis: aioredis.Redis, key: bytes | str) -> bool:
+    """Whether this snapshot says LM Studio refused the probe's token (probe/collectors)."""
+    value = await redis.hget(key, "model_token_ok")
+    try:
+        return value is not None and float(value) == 0
+    except ValueError:
+        return False
 
 
 def host_of(key: bytes | str) -> str:

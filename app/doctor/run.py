@@ -1,11 +1,12 @@
 """`llmgw doctor`: walk the path from this machine to the model hop by hop, and say what to do.
 
     config → redis → admit-script → dns → tunnel (TCP) → tls (https only) → nginx → token
-           → models → model-loaded → generation → probe
+           → models → model → generation → concurrency → probe
 
 A hop runs only when every hop before it passed: the first failure is the one to fix, and the
-hops behind it would only repeat it. Secrets never reach the output: URLs are shown with their
-password replaced, and the finished report is scrubbed of the token and the Redis password.
+hops behind it would only repeat it. A hop left out on request (`--no-concurrency`) is skipped
+and the rest still run. Secrets never reach the output: URLs are shown with their password
+replaced, and the finished report is scrubbed of the token and the Redis password.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from app.doctor.concurrency_hop import check_concurrency
+from app.doctor.door_hops import check_nginx, check_token
 from app.doctor.findings import (
     CONNECT_TIMEOUT,
     READ_TIMEOUT,
@@ -32,13 +35,8 @@ from app.doctor.findings import (
     HopReport,
     Result,
 )
-from app.doctor.model_hops import (
-    check_generation,
-    check_model_loaded,
-    check_models,
-    check_nginx,
-    check_token,
-)
+from app.doctor.generation_hop import check_generation
+from app.doctor.model_hops import check_model, check_models
 from app.doctor.network_hops import check_dns, check_tls, check_tunnel
 from app.doctor.redaction import reason, redact_url, scrub, secrets_in
 from app.doctor.redis_hops import check_admit_script, check_probe, check_redis
@@ -46,7 +44,7 @@ from app.doctor.table import render
 from app.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Mapping
 
 
 CHECKS: dict[str, Check] = {
@@ -58,8 +56,9 @@ CHECKS: dict[str, Check] = {
     "nginx": check_nginx,
     "token": check_token,
     "models": check_models,
-    "model-loaded": check_model_loaded,
+    "model": check_model,
     "generation": check_generation,
+    "concurrency": check_concurrency,
     "probe": check_probe,
 }
 HOPS = tuple(CHECKS)  # in order, after config
@@ -99,8 +98,10 @@ async def run_hop(check: Check, settings: Settings, clients: Clients) -> Finding
         return Finding(Result.FAIL, f"unexpected {type(exc).__name__}: {reason(exc)}")
 
 
-async def diagnose() -> list[HopReport]:
-    """Run every hop in order; after the first failure the rest are skipped."""
+async def diagnose(left_out: Mapping[str, str] | None = None) -> list[HopReport]:
+    """Run every hop in order; after the first failure the rest are skipped, and so are the
+    hops `left_out` names (with the reason)."""
+    left_out = left_out or {}
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -111,11 +112,13 @@ async def diagnose() -> list[HopReport]:
     reports = [HopReport("config", Result.OK, f"valid: {where}")]
     async with opened_clients(settings) as clients:
         for name in hops(settings):
-            if reports[-1].result in (Result.FAIL, Result.SKIPPED):
+            if any(report.result is Result.FAIL for report in reports):
                 reports.append(HopReport(name, Result.SKIPPED, ""))
-                continue
-            finding = await run_hop(CHECKS[name], settings, clients)
-            reports.append(HopReport(name, finding.result, finding.detail, finding.advice))
+            elif name in left_out:
+                reports.append(HopReport(name, Result.SKIPPED, left_out[name]))
+            else:
+                finding = await run_hop(CHECKS[name], settings, clients)
+                reports.append(HopReport(name, finding.result, finding.detail, finding.advice))
     return reports
 
 
@@ -125,7 +128,13 @@ def main(argv: list[str] | None = None) -> int:
         prog="llmgw doctor",
         description="Check every hop from here to the model, in order, and say what to do.",
     )
-    parser.parse_args(argv)
-    reports = asyncio.run(diagnose())
+    parser.add_argument(
+        "--no-concurrency",
+        action="store_true",
+        help="do not measure how many answers the model host runs at once (two small ones)",
+    )
+    args = parser.parse_args(argv)
+    left_out = {"concurrency": "not measured (--no-concurrency)"} if args.no_concurrency else {}
+    reports = asyncio.run(diagnose(left_out))
     sys.stdout.write(scrub(render(reports), secrets_in(dict(os.environ))))
     return 1 if any(report.result is Result.FAIL for report in reports) else 0

@@ -42,5 +42,7 @@ def verdict(reports: list[HopReport]) -> str:
     if failed is not None:
         return f"FAIL at {failed.hop}: fix that hop first, then run `llmgw doctor` again."
     warnings = sum(report.result is Result.WARN for report in reports)
+    skipped = sum(report.result is Result.SKIPPED for report in reports)
     suffix = f", {warnings} with a warning" if warnings else ""
-    return f"all {len(reports)} hops passed{suffix}."
+    suffix += f", {skipped} left out" if skipped else ""
+    return f"all {len(reports) - skipped} hops passed{suffix}."

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 
+from sim.config import FaultMode
+from sim.errors import json_response, unknown_route_response
 from sim.model_listing import (
     loaded_context_length,
     openai_entry,
@@ -24,8 +26,12 @@ class ModelsController(Controller):
 
     @get("/v1/models")
     async def openai_models(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
-        """The loaded LLM only, as LM Studio lists it when just-in-time loading is off."""
+        """With just-in-time loading off, the loaded LLM only; with it on (`--jit`), every
+        downloaded model (docs `1_developer/0_core/headless.md`: "Call to `/v1/models` will
+        return all downloaded models, not only the ones loaded into memory")."""
         state = _listed(request)
+        if state.config.jit and state.mode is not FaultMode.NO_MODEL:
+            return {"object": "list", "data": [openai_entry(m) for m in _models(request)]}
         llm = state.host.models[state.config.model]
         data = [openai_entry(llm)] if state.model_loaded else []
         return {"object": "list", "data": data}
@@ -37,15 +43,19 @@ class ModelsController(Controller):
         return {"object": "list", "data": [rest_v0_entry(state, m) for m in _models(request)]}
 
     @get("/api/v1/models")
-    async def rest_v1_models(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    async def rest_v1_models(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """Downloaded models with their loaded instances (LM Studio 0.4's REST API v1)."""
         state = _listed(request)
-        return {"models": [rest_v1_entry(state, m) for m in _models(request)]}
+        if state.config.no_rest_v1:
+            return _without_rest_v1(request)
+        return json_response({"models": [rest_v1_entry(state, m) for m in _models(request)]})
 
     @post("/api/v1/models/load", status_code=200)
-    async def load_model(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    async def load_model(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """Load a model (docs `1_developer/2_rest/load.md`); no TTL, as with `lms load`."""
         state = sim_state(request)
+        if state.config.no_rest_v1:
+            return _without_rest_v1(request)
         body = decode_body(await request.body(), LoadBody)
         model = state.host.find(body.model)
         seconds = await state.host.load(model)
@@ -58,7 +68,7 @@ class ModelsController(Controller):
         if body.echo_load_config:
             context = loaded_context_length(state, llm=model.kind == "llm")
             answer["load_config"] = {"context_length": context}
-        return answer
+        return json_response(answer)
 
 
 def _listed(request: Request[Any, Any, Any]) -> SimState:
@@ -69,3 +79,11 @@ def _listed(request: Request[Any, Any, Any]) -> SimState:
 
 def _models(request: Request[Any, Any, Any]) -> list[Any]:
     return list(sim_state(request).host.models.values())
+
+
+def _without_rest_v1(request: Request[Any, Any, Any]) -> Response[bytes]:
+    # LM Studio before 0.4.0 (docs `1_developer/api-changelog.md`: "Official release of LM
+    # Studio's native v1 REST API at `/api/v1/*`") answers these as unknown paths.
+    state = sim_state(request)
+    state.counters.unknown_paths += 1
+    return unknown_route_response(request, 200 if state.config.unknown_path_200 else 404)

@@ -49,9 +49,11 @@ def _v1_entry(client: httpx.Client, sim: SimHandle, key: str = MODEL) -> dict[st
 
 
 def test_jit_lists_downloaded_models_as_not_loaded_in_both_rest_apis(client: httpx.Client) -> None:
-    """--jit --embedding-model: v0 says not-loaded, v1 lists no instances and both types."""
+    """--jit --embedding-model: v0 says not-loaded, v1 lists no instances and both types, and
+    /v1/models lists both, as LM Studio does with JIT loading on (docs 0_core/headless.md)."""
     with running_sim("--jit", "--embedding-model", *FAST) as sim:
-        assert client.get(f"{sim.url}/v1/models").json()["data"] == []
+        openai = client.get(f"{sim.url}/v1/models").json()["data"]
+        assert [entry["id"] for entry in openai] == [MODEL, EMBEDDING]
         v0 = {entry["id"]: entry for entry in client.get(f"{sim.url}/api/v0/models").json()["data"]}
         assert (v0[MODEL]["state"], v0[EMBEDDING]["state"]) == ("not-loaded", "not-loaded")
         assert (v0[MODEL]["type"], v0[EMBEDDING]["type"]) == ("llm", "embeddings")
@@ -286,6 +288,20 @@ def test_unknown_paths_get_200_and_old_servers_have_no_responses_api(
         assert sim.stats()["unknown_paths"] == 2
     with running_sim(*FAST) as default:
         assert client.get(f"{default.url}/admin/api/stats").status_code == 404
+
+
+def test_servers_before_0_4_have_no_native_rest_api(client: httpx.Client) -> None:
+    """--no-rest-v1 (before 0.4.0): /api/v1 is an unknown path, /api/v0 still lists."""
+    with running_sim("--no-rest-v1", "--unknown-path-200", *FAST) as sim:
+        listing = client.get(f"{sim.url}/api/v1/models")
+        assert (listing.status_code, listing.json()) == (
+            200,
+            {"error": "Unexpected endpoint or method. (GET /api/v1/models)"},
+        )
+        load = client.post(f"{sim.url}/api/v1/models/load", json={"model": MODEL})
+        assert load.json()["error"].startswith("Unexpected endpoint")
+        assert _v0_state(client, sim) == "loaded"
+        assert sim.stats()["unknown_paths"] == 2
 
 
 def test_require_authentication_covers_every_api(client: httpx.Client) -> None:
