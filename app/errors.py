@@ -2,6 +2,7 @@
 
 GatewayError            any refusal or failure, with status, code and a safe message
 ├── BadRequest          400: the client sent something we will not pass on
+│   └── TooManyTokens   400: the chat needs more tokens than a whole token window holds
 ├── Unauthorized        401: no API key, or one we do not know (or keys are not configured)
 ├── NotFound            404: a conversation that is not this visitor's (or none at all)
 ├── VisitorsError       the model server refused what this request asked: never the host's fault
@@ -54,6 +55,12 @@ class GatewayError(Exception):
 class BadRequest(GatewayError):
     status_code = 400
     code = "bad_request"
+
+
+class TooManyTokens(BadRequest):
+    """Waiting would not help: shorter input, or a new conversation, would."""
+
+    code = "too_many_tokens"
 
 
 class Unauthorized(GatewayError):

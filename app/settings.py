@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     global_limit: int = Field(default=30, ge=1)
     visitor_limit: int = Field(default=6, ge=1)
     window_seconds: int = Field(default=60, ge=1, le=86_400)
+    # Tokens reserved per window (input estimate and answer cap, settled from the usage at the
+    # stream's end); 0: no token window.
+    global_token_limit: int = Field(default=0, ge=0)
+    visitor_token_limit: int = Field(default=0, ge=0)
     trusted_proxies: Annotated[tuple[Network, ...], NoDecode] = ()
     visitor_hash_key: SecretStr | None = None
     # The HMAC key of API keys (app/access): Redis holds only HMAC-SHA256(key_secret, key), so

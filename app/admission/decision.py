@@ -1,18 +1,25 @@
-"""What an admission decides: the limits it is checked against, its outcome, and the
-conversations it binds. Shared by the Redis admitter, the local fallback and the waiting room."""
+"""What an admission decides: the scopes and limits it is checked against, its outcome, the
+tokens it reserved, and the conversations it binds. Shared by the Redis admitter, the local
+fallback and the waiting room."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 class Limit(StrEnum):
-    """What decided: the visitor's window, everyone's window, the in-flight cap, a
-    conversation not the visitor's, or a model being woken by another request."""
+    """What decided: the visitor's window, everyone's window, a token window the reservation
+    does not fit, the in-flight cap, a conversation not the visitor's, or a model being woken
+    by another request."""
 
     VISITOR = "visitor"
     GLOBAL = "global"
+    TOKENS = "tokens"
     INFLIGHT = "inflight"
     CONVERSATION = "conversation"
     WAKING = "waking"
@@ -20,11 +27,48 @@ class Limit(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """The limits one admission is checked against (the governor's effective values)."""
+    """The limits one admission is checked against (the governor's effective values); token
+    limits are per window, 0 meaning off."""
 
     global_limit: int
     visitor_limit: int
     inflight_cap: int
+    global_tokens: int = 0
+    visitor_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """One party an admission counts against, with a request window and a token window of its
+    own (a limit of 0 turns that window off). `name` keys its windows: `global`, `visitor:<id>`
+    today; a lane's or a key's scope goes the same way. `whose` names a full request window
+    in a refusal, and whose budget a full token window was."""
+
+    name: str
+    whose: Limit
+    requests: int = 0
+    tokens: int = 0
+
+
+def public_scopes(visitor_ids: Sequence[str], limits: Limits) -> tuple[Scope, ...]:
+    """Everyone's scope, then one per visitor id (address, thumbmark): broadest first, so the
+    narrowest full window is the one a refusal names."""
+    everyone = Scope("global", Limit.GLOBAL, limits.global_limit, limits.global_tokens)
+    visitors = (
+        Scope(f"visitor:{vid}", Limit.VISITOR, limits.visitor_limit, limits.visitor_tokens)
+        for vid in visitor_ids
+    )
+    return (everyone, *visitors)
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Tokens one admission took from its token windows (or, refused by one, the tokens it
+    asked for), and each window by the instant it ends: the stream's end settles into a
+    window only while that same window lasts."""
+
+    tokens: int
+    windows: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +84,19 @@ class Decision:
     path: str = "redis"  # redis, local (the remembered full window) or fallback
     waker: bool = False  # this request wakes the model asleep (it alone, across replicas)
     conversation_tokens: int = 0  # the continued conversation's size, when on record
+    reservation: Reservation | None = None
+    whose: Limit | None = None  # refused by tokens: whose token window it was
 
     @property
     def retry_after(self) -> int:
         """Whole seconds until the deciding window resets (never 0 for a refusal)."""
         return max(1, int(-(-self.reset_seconds // 1)))
+
+    @property
+    def never_fits(self) -> bool:
+        """Refused by a token window smaller than the reservation itself: waiting won't help."""
+        asked = self.reservation.tokens if self.reservation else 0
+        return self.limit is Limit.TOKENS and asked > self.quota
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,18 +1,22 @@
-"""The in-process fallback: fixed windows and an in-flight count, for while Redis is away."""
+"""The in-process fallback: fixed windows (requests and tokens) and an in-flight count, for
+while Redis is away."""
 
 from __future__ import annotations
 
 import secrets
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from app.admission.decision import Decision, Limit, Limits, refusal
+from app.admission.decision import Decision, Limit, Limits, Reservation, public_scopes, refusal
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-GLOBAL = "global"
+    from app.admission.decision import Scope
+
+TOKENS = "tokens:"  # a token window's key: beside the scope's request window, as in Redis
 # Windows are pruned once this many keys are held, so a flood of visitors cannot grow memory.
 PRUNE_AT = 10_000
 
@@ -32,31 +36,38 @@ class LocalAdmitter:
         limits: Limits,
         continues: str | None = None,
         owner: str = "",
+        *,
+        tokens: int = 0,
+        scopes: Sequence[Scope] = (),
     ) -> Decision:
-        """Same rules as the Redis script: check everything, then spend."""
+        """Same rules as the Redis script: check everything, then spend. A conversation
+        continued here reserves no size on record (that record is in Redis)."""
         now = time.monotonic()
         if continues is not None and self._conversations.get(continues) != owner:
             return refusal(Limit.CONVERSATION, 0, 0, path="fallback")
         if len(self._windows) > PRUNE_AT:
             self._prune(now)
-        checks = [
-            (GLOBAL, limits.global_limit),
-            *((vid, limits.visitor_limit) for vid in visitor_ids),
-        ]
-        for key, quota in reversed(checks):
+        every = (*public_scopes(visitor_ids, limits), *scopes)
+        windows = [(s.name, s.requests, 1, s) for s in every if s.requests > 0]
+        if tokens > 0:
+            windows += [(TOKENS + s.name, s.tokens, tokens, s) for s in every if s.tokens > 0]
+        windows.sort(key=lambda window: every.index(window[3]))
+        for key, quota, cost, scope in reversed(windows):
             reset_at, used = self._window_of(key, now)
-            if used >= quota:
-                limit = Limit.GLOBAL if key == GLOBAL else Limit.VISITOR
-                return refusal(limit, quota, reset_at - now, path="fallback")
+            if used + cost > quota:
+                return self._refusal(scope, key, tokens, reset_at - now)
         if len(self._leases) >= limits.inflight_cap:
             return refusal(Limit.INFLIGHT, limits.inflight_cap, 1.0, path="fallback")
-        for key, _ in checks:
+        ends = []
+        for key, _, cost, _ in windows:
             reset_at, used = self._window_of(key, now)
-            self._windows[key] = (reset_at, used + 1)
+            self._windows[key] = (reset_at, used + cost)
+            if key.startswith(TOKENS):
+                ends.append((key.removeprefix(TOKENS), reset_at))
         lease = "local:" + secrets.token_hex(8)
         self._leases.add(lease)
-        reset_at, used = self._windows[GLOBAL]
-        return Decision(
+        reset_at, used = self._windows.get(every[0].name, (now, 0))
+        admitted = Decision(
             admitted=True,
             limit=Limit.GLOBAL,
             quota=limits.global_limit,
@@ -65,6 +76,14 @@ class LocalAdmitter:
             lease=lease,
             path="fallback",
         )
+        return replace(admitted, reservation=Reservation(tokens, tuple(ends))) if ends else admitted
+
+    @staticmethod
+    def _refusal(scope: Scope, key: str, tokens: int, reset: float) -> Decision:
+        if not key.startswith(TOKENS):
+            return refusal(scope.whose, scope.requests, reset, path="fallback")
+        refused = refusal(Limit.TOKENS, scope.tokens, reset, path="fallback")
+        return replace(refused, reservation=Reservation(tokens), whose=scope.whose)
 
     def remember_conversation(self, response_id: str, owner: str) -> None:
         """Bind a response to its visitor here too, for follow-ups while Redis is away."""
@@ -73,9 +92,16 @@ class LocalAdmitter:
         while len(self._conversations) > PRUNE_AT:
             self._conversations.popitem(last=False)
 
-    def release(self, lease: str) -> None:
-        """Give an in-flight place back."""
+    def release(self, lease: str, reservation: Reservation | None = None, spent: int = 0) -> None:
+        """Give an in-flight place back, and settle the reservation in each window that is
+        still the one it was made in."""
         self._leases.discard(lease)
+        if reservation is None:
+            return
+        for name, end in reservation.windows:
+            reset_at, used = self._windows.get(TOKENS + name, (0.0, 0))
+            if reset_at == end:
+                self._windows[TOKENS + name] = (reset_at, used + spent - reservation.tokens)
 
     def _window_of(self, key: str, now: float) -> tuple[float, int]:
         reset_at, used = self._windows.get(key, (0.0, 0))

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from redis.asyncio import Redis
 
-    from app.admission.decision import Conversation, Decision, Limits
+    from app.admission.decision import Conversation, Decision, Limits, Scope
     from app.admission.fallback import LocalAdmitter
     from app.admission.redis_admitter import RedisAdmitter
     from app.telemetry import GatewayMetrics
@@ -56,14 +56,26 @@ class Limiter:
         continues: str | None = None,
         owner: str = "",
         wake_seconds: float | None = None,
+        *,
+        tokens: int = 0,
+        scopes: Sequence[Scope] = (),
     ) -> Decision:
-        """The decision, from Redis while it answers and from the fallback while it does not.
-        The fallback does not coordinate a wake: without Redis, each replica may send one."""
+        """The decision, from Redis while it answers and from the fallback while it does not;
+        `tokens` reserved from the token windows, `scopes` counted besides the visitor's (see
+        RedisAdmitter.admit). The fallback does not coordinate a wake: without Redis, each
+        replica may send one."""
         if not self.fallback_active:
             started = time.perf_counter()
+            shared = self._shared
             try:
-                decision = await self._shared.admit(
-                    visitor_ids, limits, continues, owner, wake_seconds
+                decision = await shared.admit(
+                    visitor_ids,
+                    limits,
+                    continues,
+                    owner,
+                    wake_seconds,
+                    tokens=tokens,
+                    scopes=scopes,
                 )
             except (RedisError, OSError) as exc:
                 self._metrics.redis_command(time.perf_counter() - started, ok=False)
@@ -74,7 +86,10 @@ class Limiter:
                     self._metrics.redis_command(time.perf_counter() - started, ok=True)
                 self._hold(decision)
                 return decision
-        decision = self._local.admit(visitor_ids, self.fallback_limits(limits), continues, owner)
+        shared = self.fallback_limits(limits)
+        decision = self._local.admit(
+            visitor_ids, shared, continues, owner, tokens=tokens, scopes=scopes
+        )
         self._hold(decision)
         return decision
 
@@ -84,23 +99,31 @@ class Limiter:
             limits,
             global_limit=max(1, int(limits.global_limit * self._share)),
             inflight_cap=max(1, int(limits.inflight_cap * self._share)),
+            global_tokens=_share(limits.global_tokens, self._share),
         )
 
-    async def release(self, decision: Decision, conversation: Conversation | None = None) -> None:
-        """Give the in-flight place back and, for an answered stream, remember whose
-        conversation it is, here and in Redis: one round trip for both. A lease Redis cannot
-        take back expires by itself; an owner it cannot store is still known to this process."""
+    async def release(
+        self, decision: Decision, conversation: Conversation | None = None, spent: int = 0
+    ) -> None:
+        """Give the in-flight place back, settle the tokens reserved against the `spent` ones
+        (the unused part comes back) and, for an answered stream, remember whose conversation
+        it is, here and in Redis: one round trip for all of it. A lease Redis cannot take back
+        expires by itself (its reservation stays spent); an owner it cannot store is still
+        known to this process."""
         lease = decision.lease
+        reservation = decision.reservation if decision.admitted else None
         if lease is not None:
             self.leases.pop(lease, None)
+        if reservation is not None:
+            self._metrics.tokens_settled(reserved=reservation.tokens, spent=spent)
         if conversation is not None:
             self._local.remember_conversation(conversation.response_id, conversation.owner)
         if lease is not None and not lease.startswith("local:"):
-            await self._in_redis(self._shared.release(lease, conversation))
+            await self._in_redis(self._shared.release(lease, conversation, reservation, spent))
             self._released()
             return
         if lease is not None:
-            self._local.release(lease)
+            self._local.release(lease, reservation, spent)
             self._released()
         if conversation is not None:
             await self._in_redis(self._shared.remember_conversation(conversation))
@@ -144,6 +167,8 @@ class Limiter:
     def _hold(self, decision: Decision) -> None:
         if decision.lease is not None:
             self.leases[decision.lease] = time.monotonic()
+        if decision.reservation is not None and decision.admitted:
+            self._metrics.tokens_reserved(decision.reservation.tokens)
 
     def enter_fallback(self) -> None:
         """Admit from this process until Redis answers a ping again."""
@@ -152,3 +177,8 @@ class Limiter:
     def _set_fallback(self, *, active: bool) -> None:
         self.fallback_active = active
         self._metrics.redis_state(up=not active, fallback_active=active)
+
+
+def _share(limit: int, share: float) -> int:
+    """A share of a limit that may be off (0 stays 0)."""
+    return max(1, int(limit * share)) if limit > 0 else 0

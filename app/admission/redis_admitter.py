@@ -1,5 +1,6 @@
-"""Admission: the global and visitor fixed windows and the in-flight lease set, checked and
-spent in one Redis round trip (app/admission/lua/admit.lua)."""
+"""Admission: each scope's fixed windows (requests, and tokens reserved) and the in-flight lease
+set, checked and spent in one Redis round trip (app/admission/lua/admit.lua); the stream's end
+settles the reservation in the round trip that releases the lease (lua/finish.lua)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,16 @@ from dataclasses import replace
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from app.admission.decision import Conversation, Decision, Limit, Limits, refusal
+from app.admission.decision import (
+    Conversation,
+    Decision,
+    Limit,
+    Limits,
+    Reservation,
+    Scope,
+    public_scopes,
+    refusal,
+)
 from app.admission.redis_script import LuaScript
 
 if TYPE_CHECKING:
@@ -23,7 +33,7 @@ if TYPE_CHECKING:
 ADMIT_SCRIPT = resources.files("app.admission").joinpath("lua/admit.lua").read_text()
 RENEW_SCRIPT = resources.files("app.admission").joinpath("lua/renew.lua").read_text()
 FINISH_SCRIPT = resources.files("app.admission").joinpath("lua/finish.lua").read_text()
-VISITOR_FULL, GLOBAL_FULL, SHED, NOT_OWNER, WAKING = 1, 2, 3, 4, 5
+WINDOW_FULL, TOKENS_FULL, SHED, NOT_OWNER, WAKING = 1, 2, 3, 4, 5
 # How long a visitor may continue a conversation (LM Studio keeps stored responses longer).
 CONVERSATION_SECONDS = 24 * 3600
 # Spent visitor windows remembered per gateway process (about 200 bytes each).
@@ -53,9 +63,9 @@ class RedisAdmitter:
         self._lease_prefix = secrets.token_hex(6) + "-"
         self._lease_numbers = itertools.count()
         # One hash tag for every key of an admission, so a Redis Cluster keeps them in one slot.
-        self._global_key = f"{{{prefix}}}:window:global"
+        self._window_prefix = f"{{{prefix}}}:window:"
+        self._tokens_prefix = f"{{{prefix}}}:tokens:"
         self.inflight_key = f"{{{prefix}}}:inflight"
-        self._visitor_prefix = f"{{{prefix}}}:window:visitor:"
         self._conversation_prefix = f"{{{prefix}}}:conversation:"
         self.wake_key = f"{{{prefix}}}:wake"
         self._window_ms = window_seconds * 1000
@@ -77,10 +87,16 @@ class RedisAdmitter:
         continues: str | None = None,
         owner: str = "",
         wake_seconds: float | None = None,
+        *,
+        tokens: int = 0,
+        scopes: Sequence[Scope] = (),
     ) -> Decision:
         """Admit one request for a visitor known by these (hashed) ids, or say why not.
         `continues` is a previous response id, which must have been given to `owner`;
-        `wake_seconds`, given while the model is asleep, is how long its wake may take."""
+        `wake_seconds`, given while the model is asleep, is how long its wake may take;
+        `tokens` is what to reserve in the token windows that are on (the continued
+        conversation's size on record is added to it); `scopes` are further parties to count
+        against (a lane's, a key's), checked before the visitor's."""
         now = time.monotonic()
         if now < self._global_closed_until and limits.global_limit <= self._closed_at_limit:
             reset = self._global_closed_until - now
@@ -92,13 +108,10 @@ class RedisAdmitter:
                 return refusal(Limit.VISITOR, limits.visitor_limit, closed[0] - now, path="local")
             del self._visitors_closed[ids]  # its window has reset (or the limit was raised)
         lease = f"{self._lease_prefix}{next(self._lease_numbers):x}"
-        conversation = self._conversation_prefix + (continues or "-")
-        keys = [self._global_key, self.inflight_key, conversation, self.wake_key]
-        keys += [self._visitor_prefix + vid for vid in visitor_ids]
+        every = (*public_scopes(visitor_ids, limits), *scopes)
+        keys = [self.inflight_key, self._conversation_prefix + (continues or "-"), self.wake_key]
         args: list[int | str] = [
             self._window_ms,
-            limits.global_limit,
-            limits.visitor_limit,
             limits.inflight_cap,
             lease,
             self._lease_ms,
@@ -106,10 +119,14 @@ class RedisAdmitter:
             owner if continues else "",
             "0" if wake_seconds is None else "1",
             int((wake_seconds or 0) * 1000),
+            tokens,
         ]
+        for scope in every:
+            keys += (self._window_prefix + scope.name, self._tokens_prefix + scope.name)
+            args += (scope.requests, scope.tokens)
         reply = await self._admit(keys=keys, args=args)
-        decision = self._decision(now, limits, lease, reply)
-        if reply[0] == VISITOR_FULL:
+        decision = self._decision(now, every, limits, lease, reply)
+        if reply[0] == WINDOW_FULL and decision.limit is Limit.VISITOR:
             self._close_visitor(ids, now + decision.reset_seconds, limits)
         return decision
 
@@ -123,8 +140,10 @@ class RedisAdmitter:
             del closed[next(iter(closed))]
         closed[ids] = (until, limits.visitor_limit)
 
-    def _decision(self, now: float, limits: Limits, lease: str, reply: list[int]) -> Decision:
-        status, ttl_ms, remaining, binding, size, waker = reply
+    def _decision(
+        self, now: float, scopes: Sequence[Scope], limits: Limits, lease: str, reply: list[int]
+    ) -> Decision:
+        status, ttl_ms, remaining, binding, size, waker, reserved, *ends = reply
         reset = max(int(ttl_ms), 0) / 1000
         if status == NOT_OWNER:
             return refusal(Limit.CONVERSATION, 0, 0)
@@ -132,28 +151,49 @@ class RedisAdmitter:
             return refusal(Limit.WAKING, limits.inflight_cap, reset)
         if status == SHED:
             return refusal(Limit.INFLIGHT, limits.inflight_cap, reset)
-        if status == GLOBAL_FULL:
-            self._global_closed_until = now + reset
-            self._closed_at_limit = limits.global_limit
-        limit = Limit.GLOBAL if binding == 1 else Limit.VISITOR
-        quota = limits.global_limit if limit is Limit.GLOBAL else limits.visitor_limit
-        if status != 0:
-            return refusal(limit, quota, reset)
-        admitted = Decision(True, limit, quota, int(remaining), reset, lease)  # noqa: FBT003
-        return replace(admitted, waker=bool(waker), conversation_tokens=int(size))
+        scope = scopes[int(binding) - 1] if binding else scopes[0]
+        if status == TOKENS_FULL:
+            refused = refusal(Limit.TOKENS, scope.tokens, reset)
+            return replace(refused, reservation=Reservation(int(reserved)), whose=scope.whose)
+        if status == WINDOW_FULL:
+            if scope.whose is Limit.GLOBAL:
+                self._global_closed_until = now + reset
+                self._closed_at_limit = limits.global_limit
+            return refusal(scope.whose, scope.requests, reset)
+        admitted = Decision(True, scope.whose, scope.requests, int(remaining), reset, lease)  # noqa: FBT003
+        reservation = None
+        if reserved:
+            names = [s.name for s in scopes if s.tokens > 0]
+            windows = tuple(zip(names, map(float, ends), strict=True))
+            reservation = Reservation(int(reserved), windows)
+        return replace(
+            admitted, waker=bool(waker), conversation_tokens=int(size), reservation=reservation
+        )
 
     async def remember_conversation(self, conversation: Conversation) -> None:
         """Bind a response to the visitor it answered, so only they can continue it."""
         key = self._conversation_prefix + conversation.response_id
         await self._redis.set(key, _record(conversation), ex=CONVERSATION_SECONDS)
 
-    async def release(self, lease: str, conversation: Conversation | None = None) -> None:
-        """Give an in-flight place back at the end of a stream and, when it answered, bind
-        the response to its visitor: one round trip for both (app/admission/lua/finish.lua)."""
-        keys, args = [self.inflight_key], [lease]
-        if conversation is not None:
-            keys.append(self._conversation_prefix + conversation.response_id)
-            args += [_record(conversation), str(CONVERSATION_SECONDS)]
+    async def release(
+        self,
+        lease: str,
+        conversation: Conversation | None = None,
+        reservation: Reservation | None = None,
+        spent: int = 0,
+    ) -> None:
+        """Give an in-flight place back at the end of a stream; when it answered, bind the
+        response to its visitor; and settle its reservation: `spent`, the tokens the answer
+        really used, replaces what was reserved in each window still the one reserved in.
+        One round trip for all of it (app/admission/lua/finish.lua)."""
+        record = _record(conversation) if conversation is not None else ""
+        response_id = conversation.response_id if conversation is not None else "-"
+        keys = [self.inflight_key, self._conversation_prefix + response_id]
+        args: list[int | str] = [lease, record, CONVERSATION_SECONDS, 0]
+        if reservation is not None:
+            args[3] = spent - reservation.tokens
+            keys += (self._tokens_prefix + name for name, _ in reservation.windows)
+            args += (int(end) for _, end in reservation.windows)
         await self._finish(keys=keys, args=args)
 
     async def renew(self, leases: Collection[str]) -> None:

@@ -8,9 +8,9 @@ from typing import Literal
 
 import msgspec
 
+from app.chat.tokens import estimate
 from app.errors import BadRequest
 
-CHARS_PER_TOKEN = 4
 RESPONSE_ID = re.compile(r"resp_[A-Za-z0-9_-]{1,128}")
 # Control characters other than tab and newlines: nothing a person types, often a probe.
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -28,10 +28,9 @@ class ChatRequest(msgspec.Struct, forbid_unknown_fields=True):
     previous_response_id: str | None = None
 
     def estimated_tokens(self) -> int:
-        """A generous guess of the input's tokens before the model counts them: about four
-        characters a token in English (OpenAI's rule of thumb), rounded up."""
+        """A guess of the input's tokens before the model counts them (`app.chat.tokens`)."""
         texts = [self.input] if isinstance(self.input, str) else [m.content for m in self.input]
-        return -(-sum(len(text) for text in texts) // CHARS_PER_TOKEN)
+        return estimate(sum(len(text) for text in texts))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
 """The pressure governor: what the model host feels, as one pressure in [0, 1], and the factor
-by which the global limit and the in-flight cap shrink from their base toward a floor."""
+by which the global limits (requests and tokens) and the in-flight cap shrink from their base
+toward a floor."""
 
 from __future__ import annotations
 
@@ -114,10 +115,13 @@ class PressureGovernor:
         return self._limits
 
     def _shrunk(self) -> Limits:
+        base = self.base
         return Limits(
-            global_limit=_shrink(self.base.global_limit, self.factor),
-            visitor_limit=self.base.visitor_limit,
-            inflight_cap=_shrink(self.base.inflight_cap, self.factor),
+            global_limit=_shrink(base.global_limit, self.factor),
+            visitor_limit=base.visitor_limit,
+            inflight_cap=_shrink(base.inflight_cap, self.factor),
+            global_tokens=_shrink(base.global_tokens, self.factor) if base.global_tokens else 0,
+            visitor_tokens=base.visitor_tokens,
         )
 
 

@@ -172,6 +172,8 @@ class UpstreamMonitor:
             effective_global=effective.global_limit,
             base_cap=base.inflight_cap,
             effective_cap=effective.inflight_cap,
+            base_global_tokens=base.global_tokens,
+            effective_global_tokens=effective.global_tokens,
         )
         self._watcher.forget_stale(now)
         self._diagnose()

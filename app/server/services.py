@@ -169,7 +169,13 @@ def _key_store(redis: aioredis.Redis, settings: Settings) -> KeyStore | None:
 
 
 def _base_limits(settings: Settings) -> Limits:
-    return Limits(settings.global_limit, settings.visitor_limit, settings.max_inflight)
+    return Limits(
+        settings.global_limit,
+        settings.visitor_limit,
+        settings.max_inflight,
+        global_tokens=settings.global_token_limit,
+        visitor_tokens=settings.visitor_token_limit,
+    )
 
 
 def _governor_config(settings: Settings) -> GovernorConfig:

@@ -19,6 +19,7 @@ OUTCOMES: Final = frozenset(
         "ok",
         "rate_limited_visitor",
         "rate_limited_global",
+        "rate_limited_tokens",
         "shed",
         "breaker_open",
         "upstream_error",
@@ -33,7 +34,9 @@ OUTCOMES: Final = frozenset(
     }
 )
 TOKEN_TYPES: Final = ("input", "output", "reasoning")
-DECISIONS: Final = frozenset({"admitted", "visitor", "global", "shed", "conversation", "waking"})
+DECISIONS: Final = frozenset(
+    {"admitted", "visitor", "global", "tokens", "shed", "conversation", "waking"}
+)
 # The admission's own names for a decision, where they differ from the label (Limit.INFLIGHT).
 DECISION_ALIASES: Final = {"inflight": "shed"}
 ADMISSION_PATHS: Final = frozenset({"redis", "local", "fallback"})

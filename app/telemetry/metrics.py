@@ -91,6 +91,18 @@ class GatewayMetrics:
             ["type"],
         )
         self._active_streams = gauge("llmgw_active_streams", "Answers being streamed right now.")
+        self._tokens_reserved = counter(
+            "llmgw_tokens_reserved_total",
+            "Tokens reserved by admissions: input estimate, conversation on record, answer cap.",
+        )
+        self._tokens_refunded = counter(
+            "llmgw_tokens_refunded_total",
+            "Reserved tokens given back at the stream's end: what the answer did not use.",
+        )
+        self._tokens_spent = counter(
+            "llmgw_tokens_spent_total",
+            "Tokens charged at the stream's end: the model's usage, else what was relayed.",
+        )
 
         self._admissions = counter(
             "llmgw_admission_decisions_total",
@@ -107,6 +119,11 @@ class GatewayMetrics:
             "llmgw_global_limit", "Chats admitted per window for everyone.", ["kind"]
         )
         self._inflight_cap = gauge("llmgw_inflight_cap", "Streams allowed at once.", ["kind"])
+        self._global_token_limit = gauge(
+            "llmgw_global_token_limit",
+            "Tokens admissions may reserve per window for everyone (0: no token window).",
+            ["kind"],
+        )
         self._pressure = gauge(
             "llmgw_pressure", "Normalised pressure per signal, 0..1.", ["signal"]
         )
@@ -228,6 +245,16 @@ class GatewayMetrics:
             if count > 0:
                 self._token_series[token_type].inc(count)
 
+    def tokens_reserved(self, tokens: int) -> None:
+        """An admission reserved `tokens` in its token windows."""
+        self._tokens_reserved.inc(tokens)
+
+    def tokens_settled(self, *, reserved: int, spent: int) -> None:
+        """A stream's end settled its reservation: `spent` charged, the unused rest refunded
+        (an answer that used more than reserved is charged the difference, refunds nothing)."""
+        self._tokens_spent.inc(max(spent, 0))
+        self._tokens_refunded.inc(max(reserved - spent, 0))
+
     def stream_started(self) -> None:
         """An answer began streaming to a visitor."""
         self._active_streams.inc()
@@ -239,8 +266,9 @@ class GatewayMetrics:
     # -- admission and the governor -----------------------------------------------------------
 
     def admission(self, decision: str | Enum, path: str | Enum) -> None:
-        """Admission decided: admitted, or refused by the visitor, global, in-flight (`shed`,
-        also accepted as `inflight`) or conversation check; by Redis, locally or the fallback."""
+        """Admission decided: admitted, or refused by the visitor, global, token, in-flight
+        (`shed`, also accepted as `inflight`) or conversation check; by Redis, locally or the
+        fallback."""
         name = decision.value if isinstance(decision, Enum) else decision
         labels = (
             bounded(DECISION_ALIASES.get(name, name), DECISIONS),
@@ -255,13 +283,22 @@ class GatewayMetrics:
         self._queue_wait.labels(QUEUE_RESULTS[0] if admitted else QUEUE_RESULTS[1]).observe(seconds)
 
     def limits(
-        self, *, base_global: float, effective_global: float, base_cap: float, effective_cap: float
+        self,
+        *,
+        base_global: float,
+        effective_global: float,
+        base_cap: float,
+        effective_cap: float,
+        base_global_tokens: float = 0,
+        effective_global_tokens: float = 0,
     ) -> None:
         """The configured limits and what the governor makes of them now."""
         self._global_limit.labels("base").set(base_global)
         self._global_limit.labels("effective").set(effective_global)
         self._inflight_cap.labels("base").set(base_cap)
         self._inflight_cap.labels("effective").set(effective_cap)
+        self._global_token_limit.labels("base").set(base_global_tokens)
+        self._global_token_limit.labels("effective").set(effective_global_tokens)
 
     def pressure(self, signals: Mapping[str, float], combined: float, factor: float) -> None:
         """The governor's inputs and result; a signal missing from `signals` is removed."""

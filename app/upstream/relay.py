@@ -103,6 +103,10 @@ class _Item(msgspec.Struct):
     type: str | None = None
 
 
+class _Delta(msgspec.Struct):
+    delta: str = ""
+
+
 class _ItemAdded(msgspec.Struct):
     item: _Item = msgspec.field(default_factory=_Item)
 
@@ -121,6 +125,7 @@ class _Rebuilt(msgspec.Struct):
 _envelope = msgspec.json.Decoder(_Envelope)
 _typed = msgspec.json.Decoder(_Typed)
 _item_added = msgspec.json.Decoder(_ItemAdded)
+_delta = msgspec.json.Decoder(_Delta)
 _encode = msgspec.json.Encoder().encode
 
 
@@ -136,6 +141,10 @@ class StreamRecord:
     events: int = field(default=0)
     thinking: bool = False  # a reasoning item began before any output
     incomplete: bool = False  # ended at its token cap: a normal end, continuable
+    # Characters of text and reasoning deltas relayed, counted when `counts_text` is set: what
+    # a visitor who leaves before the usage comes is charged for (app/chat/tokens.py).
+    counts_text: bool = False
+    text_chars: int = 0
 
     @property
     def ttft(self) -> float | None:
@@ -296,11 +305,20 @@ def _passed_as_is(block: bytes) -> str | None:
 
 def _count(kind: str, record: StreamRecord, data: bytes) -> None:
     record.events += 1
+    if record.counts_text and kind in TOKEN_EVENTS:
+        record.text_chars += _delta_chars(data)
     if record.first_token_at is None:
         if kind in FIRST_OUTPUT_EVENTS:
             record.first_token_at = time.monotonic()
         elif kind in THINKING_EVENTS and not record.thinking:
             record.thinking = _begins_reasoning(kind, data)
+
+
+def _delta_chars(data: bytes) -> int:
+    try:
+        return len(_delta.decode(data).delta)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return 0
 
 
 def _begins_reasoning(kind: str, data: bytes) -> bool:

@@ -11,7 +11,8 @@ from opentelemetry.trace import SpanKind
 
 from app.admission.decision import Decision, Limit
 from app.chat.request import parse_chat_request
-from app.errors import BreakerOpen, GatewayError, NotFound, Shed
+from app.chat.tokens import to_reserve
+from app.errors import BreakerOpen, GatewayError, NotFound, Shed, TooManyTokens
 from app.server.chat_telemetry import ROUTE, Call, outcome_of
 from app.server.routes.exchange import Exchange
 from app.server.routes.raw_responses import EventStream, JsonAnswer
@@ -69,6 +70,8 @@ async def _chat(request: Request[Any, Any, Any], call: Call) -> EventStream | Js
         wait = max(1, round(services.breaker.retry_after()))
         raise BreakerOpen("the model is unavailable right now, try again soon", retry_after=wait)
 
+    tokens = to_reserve(chat_request, services.settings)
+
     async def attempt() -> Decision:
         asleep = services.monitor.model_asleep()  # asked again on each try: it may have woken
         return await services.limiter.admit(
@@ -77,6 +80,7 @@ async def _chat(request: Request[Any, Any, Any], call: Call) -> EventStream | Js
             continues=chat_request.previous_response_id,
             owner=visitor.owner,
             wake_seconds=services.settings.model_load_timeout if asleep else None,
+            tokens=tokens,
         )
 
     with current_span("admission", on=call.tracing) as admission_span:
@@ -124,17 +128,31 @@ def rate_limit_headers(decision: Decision, window_seconds: int) -> dict[str, str
 
 def rejection(decision: Decision, headers: dict[str, str]) -> JsonAnswer:
     """A 429 saying whose limit it was and when to come back; a 503 when shed; 404 for a
-    conversation that is not this visitor's."""
+    conversation that is not this visitor's; 400 for a chat no token window can ever hold."""
     wait = decision.retry_after
     if decision.limit is Limit.CONVERSATION:
         raise NotFound("no such conversation: previous_response_id is unknown or not yours")
     if decision.limit is Limit.INFLIGHT:
         raise Shed("the model is busy right now, try again in a moment", retry_after=wait)
-    whose = "your" if decision.limit is Limit.VISITOR else "everyone's"
+    if decision.never_fits and decision.reservation is not None:
+        raise TooManyTokens(
+            f"this chat needs about {decision.reservation.tokens} tokens, more than the"
+            f" {decision.quota} allowed per window: send a shorter message, or start a new"
+            " conversation"
+        )
     body: dict[str, object] = {
-        "error": f"too many requests: {whose} limit is spent, try again in {wait} s",
+        "error": _refused_because(decision, wait),
         "limit": str(decision.limit),
         "retry_after": wait,
     }
     headers["Retry-After"] = str(wait)  # the caller's dict, made for this answer alone
     return JsonAnswer(body, 429, headers)
+
+
+def _refused_because(decision: Decision, wait: int) -> str:
+    mine = (decision.whose or decision.limit) is Limit.VISITOR
+    if decision.limit is Limit.TOKENS:
+        spent = "your messages have used up your" if mine else "everyone has used up the"
+        return f"too many tokens: {spent} token budget, try again in {wait} s"
+    whose = "your" if mine else "everyone's"
+    return f"too many requests: {whose} limit is spent, try again in {wait} s"

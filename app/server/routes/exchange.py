@@ -1,7 +1,8 @@
 """One admitted chat on its way through the model: what it holds (a breaker permit, an
-in-flight lease), its upstream call, and how it ends. A chat that wakes a model asleep has the
-model's load time on top of its first-token budget, and ends the wake for every replica when its
-first output comes (or when it fails before any)."""
+in-flight lease, the tokens it reserved), its upstream call, and how it ends: a chat that never
+reached the model spends none of its reservation, one that did spends its usage. A chat that
+wakes a model asleep has the model's load time on top of its first-token budget, and ends the
+wake for every replica when its first output comes (or when it fails before any)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 from app.admission.decision import Conversation, Decision
+from app.chat.tokens import estimate
 from app.errors import ContextFull, UpstreamError, UpstreamTimeout, VisitorsError
 from app.telemetry.tracing import current_span, outgoing_headers, span_in_use, tracer
 from app.upstream.answer_errors import CONTEXT_FULL_MESSAGE
@@ -48,6 +50,7 @@ class Exchange:
     waking: bool = False  # this chat wakes the model, and the wake is not over yet
 
     def __post_init__(self) -> None:
+        self.record.counts_text = self.decision.reservation is not None
         self.waking = self.decision.waker
         if self.waking:
             self.services.monitor.waking = True
@@ -171,7 +174,7 @@ class Exchange:
         conversation = None  # only an answered response can be continued
         if record.response_id is not None and record.usage is not None:
             conversation = Conversation(record.response_id, self.visitor.owner, _size(record))
-        await services.limiter.release(self.decision, conversation)
+        await services.limiter.release(self.decision, conversation, self._spent(record))
         await self.end_wake(woke=record.first_token_at is not None)
         if record.outcome in UPSTREAM_FAILURES:
             services.breaker.failure(self.permit)
@@ -183,6 +186,20 @@ class Exchange:
             services.breaker.give_back(self.permit)
         self._record(record)
         self.call.done(record.outcome, 200, record)
+
+    def _spent(self, record: StreamRecord) -> int:
+        """The tokens this chat cost: the model's own usage; without it (the visitor left, or
+        the stream broke), the input reserved and the output relayed so far, estimated from
+        its text; nothing when the model failed before any output."""
+        reservation = self.decision.reservation
+        if reservation is None:
+            return 0
+        if record.usage is not None:
+            return _size(record)
+        if record.first_token_at is None and record.outcome != "client_cancelled":
+            return 0
+        reserved_input = reservation.tokens - self.services.settings.max_output_tokens
+        return max(reserved_input, 0) + estimate(record.text_chars)
 
     def _record(self, record: StreamRecord) -> None:
         metrics, now, trace_id = self.services.metrics, time.monotonic(), self.call.trace_id

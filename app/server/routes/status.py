@@ -53,6 +53,7 @@ def operator_detail(services: Services) -> dict[str, object]:
             "pressure": round(services.governor.pressure, 3),
             "factor": round(services.governor.factor, 3),
             "global_limit": limits.global_limit,
+            "global_token_limit": limits.global_tokens,
             "inflight_cap": limits.inflight_cap,
         },
         "probes_fresh": len(services.watcher.fresh(time.monotonic())),

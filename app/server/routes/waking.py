@@ -31,6 +31,7 @@ WAKING_MESSAGE = "Waking the model…"
 WAIT_REFUSALS = {  # how a wait that ends without a place is told, by the last decision's limit
     "visitor": ("rate_limited", "your limit is spent, try again in a minute"),
     "global": ("rate_limited", "everyone's limit is spent, try again in a minute"),
+    "tokens": ("rate_limited", "the token budget is spent, try again in a minute"),
 }
 TIMED_OUT = ("model_waking", "the model is still waking up, try again in a moment")
 
