@@ -66,9 +66,8 @@ class Limiter:
         replica may send one."""
         if not self.fallback_active:
             started = time.perf_counter()
-            shared = self._shared
             try:
-                decision = await shared.admit(
+                decision = await self._shared.admit(
                     visitor_ids,
                     limits,
                     continues,
@@ -86,9 +85,9 @@ class Limiter:
                     self._metrics.redis_command(time.perf_counter() - started, ok=True)
                 self._hold(decision)
                 return decision
-        shared = self.fallback_limits(limits)
+        share = self.fallback_limits(limits)
         decision = self._local.admit(
-            visitor_ids, shared, continues, owner, tokens=tokens, scopes=scopes
+            visitor_ids, share, continues, owner, tokens=tokens, scopes=scopes
         )
         self._hold(decision)
         return decision

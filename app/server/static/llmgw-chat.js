@@ -269,6 +269,8 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
     upstream_incompatible:
       "The chat's model server can't answer in the way this chat needs. Please try again later.",
     upstream_rejected: "The model couldn't take this question. Try asking it another way.",
+    too_many_tokens:
+      "That's more than the chat can take at once. Send a shorter message, or start afresh.",
   };
   // Errors that only a fresh conversation gets past: offered as one click.
   const RESTARTABLE = new Set(["context_full", "conversation_expired"]);
@@ -288,6 +290,7 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
   const LIMIT_MESSAGES = {
     visitor: "You've sent a lot of messages.",
     global: "Everyone is chatting right now.",
+    tokens: "Long messages have used up the chat's budget for now.",
   };
 
   class LlmgwChat extends HTMLElement {
@@ -620,7 +623,7 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
       const code = typeof body?.code === "string" ? body.code : `http_${response.status}`;
       if (response.status === 429) {
         this.giveBack(turn, text);
-        const whose = body?.limit === "global" ? "global" : "visitor";
+        const whose = Object.hasOwn(LIMIT_MESSAGES, body?.limit) ? body.limit : "visitor";
         this.emit("llmgw-error", { status: 429, code: `rate_limited_${whose}`, message });
         return this.rateLimited(whose, retryAfterSeconds(response, body));
       }
