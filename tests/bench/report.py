@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import adaptive
+import mixed
 import spy
 from goals import goals, other_figures, table
 from usage import KIB
@@ -41,6 +42,8 @@ def write(results: dict[str, Any], folder: Path) -> str:
     ]
     if "adaptive" in results:
         lines += adaptive.markdown(results["adaptive"])
+    if "mixed" in results:
+        lines += mixed.markdown(results["mixed"])
     text = "\n".join(lines) + "\n"
     (folder / "report.md").write_text(text)
     (folder / "results.json").write_text(json.dumps(results, indent=2))

@@ -1,7 +1,8 @@
 """`make bench`: what the gateway costs, measured side by side with its reference in one run.
 
 Writes bench-report/report.md (with PNG plots and results.json beside it) and prints it.
-LLMGW_BENCH_SOAK=0 skips the soak, LLMGW_BENCH_ADAPTIVE=0 the adaptive-limits comparison.
+LLMGW_BENCH_SOAK=0 skips the soak, LLMGW_BENCH_ADAPTIVE=0 the adaptive-limits comparison,
+LLMGW_BENCH_MIXED=0 the mixed prompt sizes (request against token windows).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import mixed
 import redis
 import soak
 import spy
@@ -185,6 +187,9 @@ def main() -> int:
     if os.environ.get("LLMGW_BENCH_ADAPTIVE", "1") == "1":
         with redis_server() as redis_url:
             results["adaptive"] = compare(redis_url)
+    if os.environ.get("LLMGW_BENCH_MIXED", "1") == "1":
+        with redis_server() as redis_url:
+            results["mixed"] = mixed.compare(redis_url)
     print(write(results, REPORT))
     return 0
 

@@ -20,10 +20,14 @@ EXPECTED = {
     "llmgw_time_to_first_token_seconds": ("histogram", set()),
     "llmgw_time_per_output_token_seconds": ("histogram", set()),
     "llmgw_tokens": ("counter", {"type"}),
+    "llmgw_tokens_reserved": ("counter", set()),
+    "llmgw_tokens_refunded": ("counter", set()),
+    "llmgw_tokens_spent": ("counter", set()),
     "llmgw_active_streams": ("gauge", set()),
     "llmgw_admission_decisions": ("counter", {"decision", "path"}),
     "llmgw_global_limit": ("gauge", {"kind"}),
     "llmgw_inflight_cap": ("gauge", {"kind"}),
+    "llmgw_global_token_limit": ("gauge", {"kind"}),
     "llmgw_pressure": ("gauge", {"signal"}),
     "llmgw_pressure_combined": ("gauge", set()),
     "llmgw_governor_factor": ("gauge", set()),
@@ -60,6 +64,8 @@ def exercise(metrics: GatewayMetrics) -> None:
     metrics.first_token(0.3, TRACE_ID)
     metrics.time_per_output_token(2.0, 21, TRACE_ID)
     metrics.tokens(input_tokens=10, output_tokens=20, reasoning_tokens=5)
+    metrics.tokens_reserved(1_100)
+    metrics.tokens_settled(reserved=1_100, spent=300)
     metrics.stream_started()
     metrics.admission("admitted", "redis")
     metrics.queue_wait(0.2, admitted=True)
@@ -265,6 +271,18 @@ def test_tokens_count_by_type(metrics: GatewayMetrics) -> None:
     assert value(metrics, "llmgw_tokens_total", type="reasoning") == 8
 
 
+def test_token_budget_counts_reserved_refunded_and_spent(metrics: GatewayMetrics) -> None:
+    """What admissions reserved, what their ends gave back and what they charged; an answer
+    that used more than its reservation is charged it all and refunds nothing."""
+    metrics.tokens_reserved(1_000)
+    metrics.tokens_reserved(200)
+    metrics.tokens_settled(reserved=1_000, spent=250)
+    metrics.tokens_settled(reserved=200, spent=260)
+    assert value(metrics, "llmgw_tokens_reserved_total") == 1_200
+    assert value(metrics, "llmgw_tokens_spent_total") == 510
+    assert value(metrics, "llmgw_tokens_refunded_total") == 750
+
+
 def test_active_streams_go_up_and_down(metrics: GatewayMetrics) -> None:
     """Started streams raise the gauge, ended ones lower it."""
     metrics.stream_started()
@@ -274,12 +292,21 @@ def test_active_streams_go_up_and_down(metrics: GatewayMetrics) -> None:
 
 
 def test_limits_export_base_and_effective(metrics: GatewayMetrics) -> None:
-    """Base and effective global limit and in-flight cap are separate series."""
-    metrics.limits(base_global=30, effective_global=12, base_cap=4, effective_cap=2)
+    """Base and effective global limit, token limit and in-flight cap are separate series."""
+    metrics.limits(
+        base_global=30,
+        effective_global=12,
+        base_cap=4,
+        effective_cap=2,
+        base_global_tokens=50_000,
+        effective_global_tokens=20_000,
+    )
     assert value(metrics, "llmgw_global_limit", kind="base") == 30
     assert value(metrics, "llmgw_global_limit", kind="effective") == 12
     assert value(metrics, "llmgw_inflight_cap", kind="base") == 4
     assert value(metrics, "llmgw_inflight_cap", kind="effective") == 2
+    assert value(metrics, "llmgw_global_token_limit", kind="base") == 50_000
+    assert value(metrics, "llmgw_global_token_limit", kind="effective") == 20_000
 
 
 def test_pressure_signals_follow_the_latest_snapshot(metrics: GatewayMetrics) -> None:

@@ -75,6 +75,17 @@ def test_limits_follow_every_change_of_factor_or_base() -> None:
     assert governor.limits() == Limits(50, 3, 5)
 
 
+def test_the_global_token_window_shrinks_with_the_factor() -> None:
+    """Everyone's token window shrinks like everyone's request window; the visitor's stays,
+    and a token window that is off stays off."""
+    tokens = Limits(40, 6, 8, global_tokens=50_000, visitor_tokens=4_000)
+    governor = PressureGovernor(tokens, CONFIG)
+    governor.factor = 0.25
+    assert governor.limits() == Limits(10, 6, 2, global_tokens=12_500, visitor_tokens=4_000)
+    governor.base = BASE
+    assert (governor.limits().global_tokens, governor.limits().visitor_tokens) == (0, 0)
+
+
 def test_missing_probe_gives_the_conservative_factor() -> None:
     """With no fresh probe the factor is the configured stale factor, never unlimited."""
     governor = PressureGovernor(BASE, CONFIG)
