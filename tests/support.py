@@ -44,6 +44,16 @@ def serving(handler: type[BaseHTTPRequestHandler], port: int = 0) -> Iterator[st
         server.server_close()
 
 
+def flushed(redis_url: str) -> str:
+    """The Redis URL, its database emptied: for a module's own processes, which must not read
+    what an earlier test on this worker left (a probe's snapshot, a wake, a window)."""
+    import redis  # noqa: PLC0415 - not every helper's user needs redis-py
+
+    with redis.Redis.from_url(redis_url) as client:
+        client.flushdb()
+    return redis_url
+
+
 def free_port() -> int:
     """Return a TCP port on loopback that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -18,7 +18,7 @@ import redis
 from doctor_process import Diagnosis, Route, Run, assert_fails_first_at, doctors, routed_server
 from probe_process import running_probe
 from sim_process import SimHandle, running_sims
-from support import eventually, require_binary
+from support import eventually, flushed, require_binary
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infra"))
 from home_nginx import running_nginx
@@ -98,6 +98,7 @@ def scene(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """The sims, two servers that are not LM Studio, the home nginx in front of an LM Studio
     that requires its own token (and gets none), a probe without that token; then every case's
     doctor at once."""
+    redis_server = flushed(redis_server)
     binary = require_binary("nginx")
     prefix = tmp_path_factory.mktemp("nginx")
     with redis.Redis.from_url(redis_server) as client:

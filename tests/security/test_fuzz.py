@@ -22,6 +22,7 @@ from gateway_subprocess import GatewayProcess, gateway_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sim_process import SimHandle, running_sim
+from support import flushed
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -73,6 +74,7 @@ class Target:
 def target(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     """One gateway process and one sim for the whole module; limits raised so that no 429 can
     hide what the input did."""
+    redis_server = flushed(redis_server)
     log = tmp_path_factory.mktemp("fuzz") / "gateway.log"
     with (
         running_sim("--decode-rate", "5000", "--output-tokens", "3", "--slots", "16") as sim,

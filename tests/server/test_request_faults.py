@@ -13,6 +13,7 @@ import pytest
 from chat_client import Received, chat
 from fault_servers import ScriptedServer, scripted_server
 from gateway_subprocess import GatewayProcess, gateway_process
+from support import flushed
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -36,6 +37,7 @@ def gateway(
 ) -> Iterator[GatewayProcess]:
     """One gateway for the whole file. Its breaker cools down within a millisecond, so each
     test's fault reaches the model side instead of a breaker the last one opened."""
+    redis_server = flushed(redis_server)
     log = tmp_path_factory.mktemp("gateway") / "gateway.log"
     settings = {
         "upstream_url": upstream.url,
