@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -23,11 +24,13 @@ NAME = "pool-under-test"
 
 
 def client(url: str, **settings: Any) -> aioredis.Redis:
-    """A client on the pool under test; its connections carry NAME, so the server can count them."""
+    """A client on the pool under test; its connections carry a name of this client's own (NAME
+    and a random tail), so the server counts them and no earlier test's closing ones."""
     options: dict[str, Any] = {"max_connections": 4, "timeout": 5, "socket_timeout": 5}
     options.update(settings)
+    name = f"{NAME}-{secrets.token_hex(4)}"
     return aioredis.Redis(
-        connection_pool=LeanConnectionPool.from_url(url, client_name=NAME, **options)
+        connection_pool=LeanConnectionPool.from_url(url, client_name=name, **options)
     )
 
 
@@ -48,7 +51,8 @@ async def ping(redis: aioredis.Redis) -> bool:
 async def named_connections(redis: aioredis.Redis) -> int:
     """How many connections the server has from clients of the pool under test."""
     listing = await redis.client_list()
-    return sum(entry["name"] == NAME for entry in listing)
+    name = redis.connection_pool.connection_kwargs["client_name"]
+    return sum(entry["name"] == name for entry in listing)
 
 
 def test_replies_are_parsed_by_hiredis() -> None:
