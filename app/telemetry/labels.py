@@ -13,7 +13,17 @@ from typing import Final
 
 OTHER: Final = "other"
 
-ROUTES: Final = frozenset({"/api/chat", "/healthz", "/readyz", "/metrics"})
+ROUTES: Final = frozenset(
+    {
+        "/api/chat",
+        "/v1/chat/completions",
+        "/v1/responses",
+        "/v1/models",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    }
+)
 OUTCOMES: Final = frozenset(
     {
         "ok",
@@ -31,11 +41,23 @@ OUTCOMES: Final = frozenset(
         "conversation_expired",
         "upstream_rejected",
         "upstream_incompatible",
+        # Keyed clients (/v1): a key's own windows or streams at once, a bad key, a model the
+        # server does not list.
+        "rate_limited_key",
+        "rate_limited_concurrency",
+        "unauthorized",
+        "model_not_found",
     }
 )
+# Who asks (`lane` label): the owner's keys, the members' keys, the public widget's visitors.
+LANES: Final = ("owner", "member", "public")
+# Keys by name on `llmgw_key_requests_total`: names are the owner's, valid_name() keeps them
+# tame, and past this many distinct names the rest share `other`.
+MAX_KEY_NAMES: Final = 64
 TOKEN_TYPES: Final = ("input", "output", "reasoning")
 DECISIONS: Final = frozenset(
-    {"admitted", "visitor", "global", "tokens", "shed", "conversation", "waking"}
+    {"admitted", "visitor", "global", "tokens", "shed", "conversation", "waking", "key"}
+    | {"concurrency"}
 )
 # The admission's own names for a decision, where they differ from the label (Limit.INFLIGHT).
 DECISION_ALIASES: Final = {"inflight": "shed"}

@@ -33,6 +33,8 @@ from app.telemetry.labels import (
     DECISION_ALIASES,
     DECISIONS,
     HOST_NAME,
+    LANES,
+    MAX_KEY_NAMES,
     MAX_PROBE_HOSTS,
     MODEL_STATES,
     OTHER,
@@ -177,6 +179,7 @@ class GatewayMetrics:
         self._probe_signal = gauge(
             "llmgw_probe_signal", "The probe's latest signals, re-exported.", ["host", "signal"]
         )
+        self._lane_metrics()
         self._pressure_signals: set[str] = set()
         self._probe_hosts: dict[str, set[str]] = {}
         # Children of the per-request metrics, by their (bounded) label values: `labels()`
@@ -188,6 +191,61 @@ class GatewayMetrics:
         }
         self._outage_shown: str | None = _NOT_SHOWN
         self._initialise()
+
+    def _lane_metrics(self) -> None:
+        """Each lane's requests, first tokens, tokens and places, and each key's requests."""
+        self._lane_requests = Counter(
+            "llmgw_lane_requests_total",
+            "Requests finished, by lane (owner, member, public) and outcome.",
+            ["lane", "outcome"],
+            registry=self.registry,
+        )
+        self._lane_ttft = Histogram(
+            "llmgw_lane_time_to_first_token_seconds",
+            "Time from admission to the first token, by lane.",
+            ["lane"],
+            buckets=TIME_TO_FIRST_TOKEN_BUCKETS,
+            registry=self.registry,
+        )
+        self._lane_tokens = Counter(
+            "llmgw_lane_tokens_total",
+            "Tokens as the model reported them (input, output), by lane.",
+            ["lane", "type"],
+            registry=self.registry,
+        )
+        self._lane_inflight = Gauge(
+            "llmgw_lane_inflight",
+            "Streams this replica holds now, by lane.",
+            ["lane"],
+            registry=self.registry,
+        )
+        self._lane_cap = Gauge(
+            "llmgw_lane_inflight_cap",
+            "Streams at once a lane may reach now (all lanes' streams count against it).",
+            ["lane"],
+            registry=self.registry,
+        )
+        self._lane_queued = Gauge(
+            "llmgw_lane_queued",
+            "Requests waiting in this replica's line for a place, by lane.",
+            ["lane"],
+            registry=self.registry,
+        )
+        self._key_requests = Counter(
+            "llmgw_key_requests_total",
+            "Keyed requests finished, by the key's name (never the key) and outcome.",
+            ["key", "outcome"],
+            registry=self.registry,
+        )
+        self._key_names: set[str] = set()
+        for lane in LANES:
+            for outcome in OUTCOMES:
+                self._lane_requests.labels(lane, outcome)
+            for token_type in TOKEN_TYPES[:2]:
+                self._lane_tokens.labels(lane, token_type)
+            self._lane_ttft.labels(lane)
+            self._lane_inflight.labels(lane).set(0)
+            self._lane_queued.labels(lane).set(0)
 
     def _initialise(self) -> None:
         """Series that alerts and rates need from the start, at zero; up-gauges unknown."""
@@ -262,6 +320,47 @@ class GatewayMetrics:
     def stream_ended(self) -> None:
         """An answer stopped streaming, however it ended."""
         self._active_streams.dec()
+
+    # -- lanes and keys ---------------------------------------------------------------------
+
+    def lane_request(self, lane: str | Enum, outcome: str | Enum, key: str | None = None) -> None:
+        """One request of a lane is done; a keyed one counts for its key's name too."""
+        outcome_label = bounded(outcome, OUTCOMES)
+        self._lane_requests.labels(bounded(lane, LANES), outcome_label).inc()
+        if key is not None:
+            self._key_requests.labels(self._key_label(key), outcome_label).inc()
+
+    def lane_first_token(self, lane: str | Enum, seconds: float) -> None:
+        """A lane's answer reached its first token `seconds` after admission."""
+        self._lane_ttft.labels(bounded(lane, LANES)).observe(seconds)
+
+    def lane_tokens(self, lane: str | Enum, *, input_tokens: int, output_tokens: int) -> None:
+        """Usage of one answer of a lane."""
+        label = bounded(lane, LANES)
+        self._lane_tokens.labels(label, "input").inc(max(input_tokens, 0))
+        self._lane_tokens.labels(label, "output").inc(max(output_tokens, 0))
+
+    def lane_stream(self, lane: str | Enum, change: int) -> None:
+        """A lane's stream began (+1) or ended (-1) on this replica."""
+        self._lane_inflight.labels(bounded(lane, LANES)).inc(change)
+
+    def lane_caps(self, caps: Mapping[str, int]) -> None:
+        """The in-flight cap each lane is held to now."""
+        for lane, cap in caps.items():
+            self._lane_cap.labels(bounded(lane, LANES)).set(cap)
+
+    def lane_queued(self, queued: Mapping[str, int]) -> None:
+        """How many requests of each lane wait in this replica's line now."""
+        for lane, count in queued.items():
+            self._lane_queued.labels(bounded(lane, LANES)).set(count)
+
+    def _key_label(self, name: str) -> str:
+        if name in self._key_names:
+            return name
+        if len(self._key_names) < MAX_KEY_NAMES and HOST_NAME.fullmatch(name):
+            self._key_names.add(name)
+            return name
+        return OTHER
 
     # -- admission and the governor -----------------------------------------------------------
 

@@ -8,7 +8,7 @@ from enum import Enum
 import pytest
 
 from app.telemetry import GatewayMetrics
-from app.telemetry.labels import MAX_PROBE_HOSTS
+from app.telemetry.labels import MAX_KEY_NAMES, MAX_PROBE_HOSTS
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
@@ -45,6 +45,13 @@ EXPECTED = {
     "llmgw_redis_fallback_active": ("gauge", set()),
     "llmgw_probe_last_seen_timestamp_seconds": ("gauge", {"host"}),
     "llmgw_probe_signal": ("gauge", {"host", "signal"}),
+    "llmgw_lane_requests": ("counter", {"lane", "outcome"}),
+    "llmgw_lane_time_to_first_token_seconds": ("histogram", {"lane"}),
+    "llmgw_lane_tokens": ("counter", {"lane", "type"}),
+    "llmgw_lane_inflight": ("gauge", {"lane"}),
+    "llmgw_lane_inflight_cap": ("gauge", {"lane"}),
+    "llmgw_lane_queued": ("gauge", {"lane"}),
+    "llmgw_key_requests": ("counter", {"key", "outcome"}),
 }
 # OpenTelemetry GenAI semantic conventions, docs/gen-ai/gen-ai-metrics.md (bucket advice).
 GENAI_TTFT = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0]
@@ -77,6 +84,12 @@ def exercise(metrics: GatewayMetrics) -> None:
     metrics.redis_state(up=True, fallback_active=False)
     metrics.redis_command(0.002, ok=False)
     metrics.probe_snapshot("studio", 1_700_000_000.0, {"gpu_utilization_ratio": 0.9})
+    metrics.lane_request("owner", "ok", key="laptop")
+    metrics.lane_first_token("owner", 0.2)
+    metrics.lane_tokens("owner", input_tokens=10, output_tokens=20)
+    metrics.lane_stream("owner", 1)
+    metrics.lane_caps({"owner": 4, "member": 3, "public": 3})
+    metrics.lane_queued({"public": 2})
 
 
 def value(metrics: GatewayMetrics, name: str, **labels: str) -> float | None:
@@ -425,3 +438,23 @@ def test_probe_host_names_are_bounded(metrics: GatewayMetrics) -> None:
     assert "other" in hosts
     assert "bad host!" not in hosts
     assert len(hosts) == MAX_PROBE_HOSTS
+
+
+def test_key_names_are_bounded_and_a_lane_outside_the_three_is_other(
+    metrics: GatewayMetrics,
+) -> None:
+    """Past MAX_KEY_NAMES distinct key names the rest share `other`; a lane label is one of
+    owner, member, public."""
+    for number in range(MAX_KEY_NAMES + 5):
+        metrics.lane_request("member", "ok", key=f"key-{number}")
+    metrics.lane_request("visitor", "ok")
+    keys = {
+        sample.labels["key"]
+        for family in metrics.registry.collect()
+        if family.name == "llmgw_key_requests"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+    assert len(keys) == MAX_KEY_NAMES + 1
+    assert "other" in keys
+    assert value(metrics, "llmgw_lane_requests_total", lane="other", outcome="ok") == 1
