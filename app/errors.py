@@ -5,6 +5,7 @@ GatewayError            any refusal or failure, with status, code and a safe mes
 │   └── TooManyTokens   400: the chat needs more tokens than a whole token window holds
 ├── Unauthorized        401: no API key, or one we do not know (or keys are not configured)
 ├── NotFound            404: a conversation that is not this visitor's (or none at all)
+│   └── ModelNotFound   404: a keyed client's model is not among those listed
 ├── VisitorsError       the model server refused what this request asked: never the host's fault
 │   ├── ContextFull           400: the conversation outgrew the model's context
 │   ├── ConversationExpired   410: the model server no longer has the conversation
@@ -37,12 +38,18 @@ class GatewayError(Exception):
     code: ClassVar[str] = "internal_error"
 
     def __init__(
-        self, message: str, *, retry_after: int | None = None, outage: OutageClass | None = None
+        self,
+        message: str,
+        *,
+        retry_after: int | None = None,
+        outage: OutageClass | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
         self.outage = outage
+        self.param = param  # the request field at fault, where one is (OpenAI's `param`)
 
     def body(self) -> dict[str, object]:
         """The JSON body a client gets."""
@@ -71,6 +78,12 @@ class Unauthorized(GatewayError):
 class NotFound(GatewayError):
     status_code = 404
     code = "unknown_conversation"
+
+
+class ModelNotFound(NotFound):
+    """A keyed client asked for a model the model server does not list (or the key may not use)."""
+
+    code = "model_not_found"
 
 
 class VisitorsError(GatewayError):

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     # The HMAC key of API keys (app/access): Redis holds only HMAC-SHA256(key_secret, key), so
     # every replica needs the same one. Unset: no key is accepted.
     key_secret: SecretStr | None = None
+    # What keyed clients (/v1) may ask: an answer's tokens (a larger max_tokens is lowered to
+    # this, and an absent one is this), the input's characters, and a body's size.
+    key_max_output_tokens: int = Field(default=4_096, ge=1, le=1_048_576)
+    key_max_input_chars: int = Field(default=400_000, ge=1, le=100_000_000)
+    key_max_body_bytes: int = Field(default=2_000_000, ge=1_024, le=200_000_000)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65_535)

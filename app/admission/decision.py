@@ -23,6 +23,8 @@ class Limit(StrEnum):
     INFLIGHT = "inflight"
     CONVERSATION = "conversation"
     WAKING = "waking"
+    KEY = "key"  # an API key's own request window
+    CONCURRENCY = "concurrency"  # an API key's streams at once
 
 
 @dataclass(frozen=True, slots=True)

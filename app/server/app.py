@@ -17,6 +17,7 @@ from app.server.openai_errors import OPENAI_ERROR_HANDLERS, OPENAI_PREFIX, opena
 from app.server.routes.chat import chat
 from app.server.routes.health import healthz, readyz
 from app.server.routes.metrics import metrics
+from app.server.routes.openai_chat import chat_completions, responses
 from app.server.routes.openai_models import list_models
 from app.server.routes.status import status
 from app.server.routes.widget import demo_page, widget_script
@@ -70,7 +71,7 @@ def create_app(settings: Settings) -> Litestar:
             metrics,
             demo_page,
             widget_script,
-            _openai_router(),
+            _openai_router(settings),
         ],
         lifespan=[lifespan],
         cors_config=cors,
@@ -86,12 +87,14 @@ def create_app(settings: Settings) -> Litestar:
     )
 
 
-def _openai_router() -> Router:
-    """The OpenAI-compatible routes: keyed, and answering errors in OpenAI's shape."""
+def _openai_router(settings: Settings) -> Router:
+    """The OpenAI-compatible routes: keyed, answering errors in OpenAI's shape, and taking the
+    larger bodies of the owner's tools (LLMGW_KEY_MAX_BODY_BYTES)."""
     return Router(
         OPENAI_PREFIX.rstrip("/"),
-        route_handlers=[list_models],
+        route_handlers=[list_models, chat_completions, responses],
         guards=[key_guard(_key_store)],
+        request_max_body_size=settings.key_max_body_bytes,
         exception_handlers=OPENAI_ERROR_HANDLERS,
     )
 

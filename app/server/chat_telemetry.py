@@ -8,20 +8,24 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from opentelemetry.trace import INVALID_SPAN, StatusCode
+from opentelemetry.trace import INVALID_SPAN, SpanKind, StatusCode
 
 from app.errors import (
     BreakerOpen,
+    ModelNotFound,
     Shed,
+    Unauthorized,
     UpstreamError,
     UpstreamIncompatible,
     UpstreamTimeout,
     VisitorsError,
 )
 from app.telemetry.logs import REQUEST_LOGGER, log_request
-from app.telemetry.tracing import trace_id_of
+from app.telemetry.tracing import incoming_context, trace_id_of, tracer, tracing_on
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from opentelemetry import trace
 
     from app.server.services import Services
@@ -34,6 +38,8 @@ REQUEST_LOG = logging.getLogger(REQUEST_LOGGER)
 # Refusals and failures by their outcome label, each class before the ones it refines.
 _OUTCOMES: tuple[tuple[type[Exception], str], ...] = (
     (BreakerOpen, "breaker_open"),
+    (Unauthorized, "unauthorized"),
+    (ModelNotFound, "model_not_found"),
     (Shed, "shed"),
     (UpstreamTimeout, "timeout"),
     (UpstreamIncompatible, "upstream_incompatible"),  # a server without the Responses API
@@ -48,12 +54,29 @@ def outcome_of(exc: Exception) -> str:
     return next((label for kind, label in _OUTCOMES if isinstance(exc, kind)), "bad_request")
 
 
+def server_span(headers: Iterable[tuple[bytes, bytes]], route: str) -> trace.Span:
+    """The request's server span, continuing the caller's trace; none when not tracing (it is
+    asked once per request: off, no span, context or attributes are made)."""
+    if not tracing_on():
+        return INVALID_SPAN
+    return tracer().start_span(
+        f"POST {route}",
+        context=incoming_context(headers),  # type: ignore[arg-type]
+        kind=SpanKind.SERVER,
+        attributes={"http.request.method": "POST", "http.route": route},
+    )
+
+
 @dataclass(slots=True)
 class Call:
-    """One request's telemetry: its span, when it arrived, and its one log line."""
+    """One request's telemetry: its span, when it arrived, and its one log line; its route,
+    its lane, and for a keyed client the key's name (never the key)."""
 
     services: Services
     span: trace.Span
+    route: str = ROUTE
+    lane: str = "public"
+    key: str | None = None
     arrived: float = field(default_factory=time.monotonic)
     visitor: str | None = None
     refused_by: str | None = None
@@ -72,7 +95,9 @@ class Call:
         """Record the outcome in metrics, the log line and the span, and end the span."""
         seconds = time.monotonic() - self.arrived
         trace_id = self.trace_id
-        self.services.metrics.request_finished(ROUTE, outcome, seconds, trace_id)
+        metrics = self.services.metrics
+        metrics.request_finished(self.route, outcome, seconds, trace_id)
+        metrics.lane_request(self.lane, outcome, self.key)
         if REQUEST_LOG.isEnabledFor(logging.INFO):
             self._log(outcome, status, seconds, record)
         if self.tracing:
@@ -89,7 +114,9 @@ class Call:
         ttft = None if record is None else record.ttft
         usage = (record.usage if record else None) or {}
         log_request(
-            route=ROUTE,
+            route=self.route,
+            lane=self.lane,
+            key=self.key,
             status=status,
             outcome=outcome,
             duration_ms=round(seconds * 1000, 2),

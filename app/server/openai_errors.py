@@ -19,17 +19,19 @@ log = logging.getLogger("llmgw")
 OPENAI_PREFIX = "/v1/"
 
 
-def openai_error(status: int, message: str, code: str) -> dict[str, object]:
+def openai_error(
+    status: int, message: str, code: str, param: str | None = None
+) -> dict[str, object]:
     """The body OpenAI's API sends for an error."""
     kind = "server_error" if status >= 500 else "invalid_request_error"
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def _gateway_error(_: Request[Any, Any, Any], exc: GatewayError) -> Response[dict[str, object]]:
     headers = {} if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
     if exc.status_code == 401:  # RFC 6750: the scheme the client should have used
         headers["WWW-Authenticate"] = "Bearer"
-    body = openai_error(exc.status_code, exc.message, exc.code)
+    body = openai_error(exc.status_code, exc.message, exc.code, exc.param)
     return Response(body, status_code=exc.status_code, headers=headers)
 
 

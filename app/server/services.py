@@ -29,6 +29,7 @@ from app.protection.governor import GovernorConfig, PressureGovernor, TtftTracke
 from app.protection.monitor import UpstreamMonitor
 from app.protection.probe_watch import ProbeWatcher
 from app.upstream.client import Timeouts, create_client
+from app.upstream.model_list import ModelList
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Coroutine
@@ -58,6 +59,7 @@ class Services:
     metrics: GatewayMetrics
     waiting_room: WaitingRoom
     keys: KeyStore | None  # None: LLMGW_KEY_SECRET is not set, and no key is accepted
+    models: ModelList  # the chat models keyed clients may name
 
 
 @asynccontextmanager
@@ -158,6 +160,7 @@ async def _assemble(
         metrics=metrics,
         waiting_room=waiting_room,
         keys=_key_store(redis, settings),
+        models=ModelList(upstream, settings.model),
     )
 
 

@@ -91,32 +91,47 @@ class UpstreamClient(httpx.AsyncClient):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.responses_url = self._merge_url(RESPONSES_PATH)
-        self.pool: UpstreamPool | None = None
-        if self._transport_for_url(self.responses_url) is self._transport:  # no proxy
-            self.pool = UpstreamPool(
-                self.responses_url,
+        # One lean pool per path chats are posted to (the Responses API; Chat Completions for
+        # keyed clients), made when first used; none when chats go through a proxy.
+        self._pools: dict[str, UpstreamPool] = {}
+        self._direct = self._transport_for_url(self.responses_url) is self._transport
+        self._pool(RESPONSES_PATH)
+
+    def _pool(self, path: str) -> UpstreamPool | None:
+        if not self._direct:
+            return None
+        if (pool := self._pools.get(path)) is None:
+            pool = self._pools[path] = UpstreamPool(
+                self._merge_url(path),
                 self.headers.items(),
                 connect_timeout=self.timeout.connect or CONNECT_TIMEOUT,
                 ssl_context=httpx.create_ssl_context(),
             )
+        return pool
 
     async def open_responses(
         self, payload: bytes, headers: Mapping[str, str] | None = None
     ) -> StreamedAnswer:
         """POST a chat; return its streaming answer once the head is in."""
-        if self.pool is not None:
-            return await self.pool.post(payload, headers)
+        return await self.open_post(RESPONSES_PATH, payload, headers)
+
+    async def open_post(
+        self, path: str, payload: bytes, headers: Mapping[str, str] | None = None
+    ) -> StreamedAnswer:
+        """POST to `path`; return the answer once its head is in, its body still to read."""
+        if (pool := self._pool(path)) is not None:
+            return await pool.post(payload, headers)
         request = self.build_request(
             "POST",
-            self.responses_url,
+            self._merge_url(path),
             content=payload,
             headers={"Content-Type": "application/json", **(headers or {})},
         )
         return await self.send(request, stream=True)
 
     async def aclose(self) -> None:
-        if self.pool is not None:
-            await self.pool.aclose()
+        for pool in self._pools.values():
+            await pool.aclose()
         await super().aclose()
 
 
@@ -142,16 +157,19 @@ def build_payload(chat: ChatRequest, settings: Settings) -> bytes:
 
 
 async def open_stream(
-    client: UpstreamClient, payload: bytes, headers: Mapping[str, str] | None = None
+    client: UpstreamClient,
+    payload: bytes,
+    headers: Mapping[str, str] | None = None,
+    path: str = RESPONSES_PATH,
 ) -> StreamedAnswer:
     """Send the request and return the streaming response once its status and content type
     say it is an event stream."""
     with mapped_transport_errors():
-        response = await client.open_responses(payload, headers)
+        response = await client.open_post(path, payload, headers)
         if response.status_code == 200 and is_event_stream(response.headers):
             return response
         try:
-            body = await _read_some(response)
+            body = await read_some(response)
         finally:
             await response.aclose()
     if response.status_code == 200:
@@ -225,7 +243,7 @@ def classify_status(status: int, server: str | None, body: bytes) -> GatewayErro
     return UpstreamError(f"the model server answered with an error ({status})")
 
 
-async def _read_some(response: StreamedAnswer) -> bytes:
+async def read_some(response: StreamedAnswer) -> bytes:
     body = b""
     async for chunk in response.aiter_raw():
         body += chunk

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import httpx
@@ -122,7 +122,7 @@ class _Rebuilt(msgspec.Struct):
     response: _Response
 
 
-_envelope = msgspec.json.Decoder(_Envelope)
+ENVELOPE = msgspec.json.Decoder(_Envelope)
 _typed = msgspec.json.Decoder(_Typed)
 _item_added = msgspec.json.Decoder(_ItemAdded)
 _delta = msgspec.json.Decoder(_Delta)
@@ -163,17 +163,53 @@ def error_frame(code: str, message: str) -> bytes:
     return sse_frame("error", msgspec.json.encode(body))
 
 
+class Dialect(Protocol):
+    """What a relayed stream is made of on the client's side: the frames of a batch of
+    upstream event blocks (and the event among them that ended the stream, if one did), and
+    the error event the gateway sends when the stream fails after it started."""
+
+    def translate(self, blocks: list[bytes], record: StreamRecord) -> tuple[bytes, str | None]:
+        """The client's frames for these blocks, and `END` or `FAILED` when the stream ended."""
+        ...
+
+    def error_frame(self, code: str, message: str) -> bytes:
+        """The event that tells the client the stream failed."""
+        ...
+
+
+END, FAILED = "end", "failed"
+
+
+class VisitorsDialect:
+    """The widget's stream: the Responses API's events, the response object rebuilt to its id,
+    status and usage, the model server's errors replaced by the gateway's."""
+
+    def translate(self, blocks: list[bytes], record: StreamRecord) -> tuple[bytes, str | None]:
+        frames, last = _translate_batch(blocks, record)
+        if last is None:
+            return frames, None
+        return frames, END if last in END_EVENTS else FAILED
+
+    def error_frame(self, code: str, message: str) -> bytes:
+        return error_frame(code, message)
+
+
+VISITORS = VisitorsDialect()
+
+
 async def relay(
     response: StreamedAnswer,
     timeouts: Timeouts,
     record: StreamRecord,
     finish: Callable[[StreamRecord], Awaitable[None]] | None = None,
     started: Callable[[], None] | None = None,
+    *,
+    dialect: Dialect = VISITORS,
 ) -> AsyncGenerator[bytes, None]:
-    """Yield browser-ready SSE frames, one write per batch of upstream events that arrived
-    together; always closes the upstream response and then runs `finish` (release the lease,
-    record the outcome), shielded from cancellation. `started` runs when the body starts to
-    flow, so it pairs with `finish` exactly."""
+    """Yield client-ready SSE frames in `dialect`, one write per batch of upstream events that
+    arrived together; always closes the upstream response and then runs `finish` (release the
+    lease, record the outcome), shielded from cancellation. `started` runs when the body
+    starts to flow, so it pairs with `finish` exactly."""
     if started is not None:
         started()
     chunks = _body(response)
@@ -186,17 +222,19 @@ async def relay(
     watch = StreamDeadline()
     try:
         while True:
-            chunk = await _next_chunk(chunks, watch, deadline, total_deadline, record)
+            chunk = await _next_chunk(
+                chunks, watch, deadline, total_deadline, record, dialect=dialect
+            )
             if isinstance(chunk, _End):
                 if chunk.frame:
                     yield chunk.frame
                 return
-            frames, last = _translate_batch(batcher.blocks(chunk), record)
+            frames, last = dialect.translate(batcher.blocks(chunk), record)
             deadline = _deadline(record, deadline, loop.time() + timeouts.idle, total_deadline)
             if frames:
                 yield frames
             if last is not None:  # completed, incomplete, or failed
-                if last in END_EVENTS:
+                if last == END:
                     await _drain(chunks)
                 return
     except asyncio.CancelledError:
@@ -249,6 +287,8 @@ async def _next_chunk(
     deadline: float,
     total_deadline: float,
     record: StreamRecord,
+    *,
+    dialect: Dialect,
 ) -> bytes | _End:
     """The next network chunk by the deadline, or how the stream ends (deadlines are on the
     loop's clock)."""
@@ -265,14 +305,17 @@ async def _next_chunk(
     except StopAsyncIteration:
         if record.outcome == "ok" and record.usage is None and not record.incomplete:
             record.outcome = "upstream_error"
-            return _End(error_frame("upstream_closed", "the model stopped before finishing"))
+            message = "the model stopped before finishing"
+            return _End(dialect.error_frame("upstream_closed", message))
         return _End()
     except TimeoutError:
-        return _End(_timeout_frame(record, total=deadline >= total_deadline))
+        code, message = _timed_out(record, total=deadline >= total_deadline)
+        return _End(dialect.error_frame(code, message))
     except httpx.HTTPError as exc:
         log.warning("upstream stream failed: %s", type(exc).__name__)
         record.outcome = "upstream_error"
-        return _End(error_frame("upstream_failed", "the connection to the model was lost"))
+        message = "the connection to the model was lost"
+        return _End(dialect.error_frame("upstream_failed", message))
 
 
 def _translate_batch(blocks: list[bytes], record: StreamRecord) -> tuple[bytes, str | None]:
@@ -281,14 +324,14 @@ def _translate_batch(blocks: list[bytes], record: StreamRecord) -> tuple[bytes, 
     frames = []
     for block in blocks:
         if (kind := _passed_as_is(block)) is not None:
-            _count(kind, record, block[block.find(b"\n") + 1 + len(DATA_PREFIX) :])
+            count_event(kind, record, block[block.find(b"\n") + 1 + len(DATA_PREFIX) :])
             frames.append(block + _FRAME_END)
             continue
         event = parse_block(block)
         if event is None:  # a comment
             continue
         if event.event == "message":  # no `event:` line: its JSON says what it is
-            event = _typed_event(event)
+            event = typed_event(event)
         frame = _translate(event, record)
         if frame is not None:
             frames.append(frame)
@@ -303,7 +346,7 @@ def _passed_as_is(block: bytes) -> str | None:
     return _PASSED_KINDS.get(block[len(EVENT_PREFIX) : end]) if end > 0 else None
 
 
-def _count(kind: str, record: StreamRecord, data: bytes) -> None:
+def count_event(kind: str, record: StreamRecord, data: bytes) -> None:
     record.events += 1
     if record.counts_text and kind in TOKEN_EVENTS:
         record.text_chars += _delta_chars(data)
@@ -331,7 +374,7 @@ def _begins_reasoning(kind: str, data: bytes) -> bool:
         return False
 
 
-def _typed_event(event: Event) -> Event:
+def typed_event(event: Event) -> Event:
     """A frame without an `event:` line, named by its JSON `type` (an `{"error": ...}` frame
     is an error): LM Studio has been seen sending such frames (issue 18)."""
     try:
@@ -357,7 +400,7 @@ async def _drain(chunks: AsyncIterator[bytes]) -> None:
 
 def _translate(event: Event, record: StreamRecord) -> bytes | None:
     kind = event.event
-    _count(kind, record, event.raw)
+    count_event(kind, record, event.raw)
     if kind in PASSED_EVENTS:  # token deltas among them
         return event.frame()  # passed on as it came: no decoding, no re-encoding
     if kind in REBUILT_EVENTS:
@@ -389,7 +432,7 @@ def _failure_frame(data: bytes, record: StreamRecord) -> bytes:
 def _rebuilt(kind: str, data: bytes, record: StreamRecord) -> bytes:
     """Pass on only the id, status and usage: not the model's instructions or settings."""
     try:
-        upstream = _envelope.decode(data).response
+        upstream = ENVELOPE.decode(data).response
     except msgspec.DecodeError:
         upstream = _Response()
     record.response_id = upstream.id or record.response_id
@@ -401,12 +444,12 @@ def _rebuilt(kind: str, data: bytes, record: StreamRecord) -> bytes:
     return sse_frame(kind, _encode(_Rebuilt(kind, upstream)))
 
 
-def _timeout_frame(record: StreamRecord, *, total: bool) -> bytes:
+def _timed_out(record: StreamRecord, *, total: bool) -> tuple[str, str]:
     """The error for the deadline that passed: the total one, or the first token's or the
     idle gap's (whichever was in force is the one that fired)."""
     record.outcome = "timeout"
     if total:
-        return error_frame("total_timeout", "the answer took too long and was cut off")
+        return "total_timeout", "the answer took too long and was cut off"
     if record.first_token_at is None:
-        return error_frame("first_token_timeout", "the model did not start answering in time")
-    return error_frame("idle_timeout", "the model stopped sending")
+        return "first_token_timeout", "the model did not start answering in time"
+    return "idle_timeout", "the model stopped sending"

@@ -6,18 +6,16 @@ from typing import TYPE_CHECKING, Any
 
 from litestar import Request, post
 from litestar.exceptions import HTTPException
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind
 
 from app.admission.decision import Decision, Limit
 from app.chat.request import parse_chat_request
 from app.chat.tokens import to_reserve
 from app.errors import BreakerOpen, GatewayError, NotFound, Shed, TooManyTokens
-from app.server.chat_telemetry import ROUTE, Call, outcome_of
+from app.server.chat_telemetry import ROUTE, Call, outcome_of, server_span
 from app.server.routes.exchange import Exchange
 from app.server.routes.raw_responses import EventStream, JsonAnswer
 from app.server.routes.waking import WakingChat
-from app.telemetry.tracing import current_span, incoming_context, span_in_use, tracer, tracing_on
+from app.telemetry.tracing import current_span, span_in_use
 from app.upstream.client import build_payload
 
 if TYPE_CHECKING:
@@ -33,14 +31,7 @@ WAKING_RETRY_SECONDS = 10  # a full waiting room while the model loads: come bac
 async def chat(request: Request[Any, Any, Any]) -> ASGIApp:
     """Stream the model's answer as Server-Sent Events, or refuse with a JSON error."""
     services: Services = request.app.state.services
-    span: trace.Span = trace.INVALID_SPAN
-    if tracing_on():  # asked once per request; off, no span, context or attributes are made
-        span = tracer().start_span(
-            f"POST {ROUTE}",
-            context=incoming_context(request.scope["headers"]),  # type: ignore[arg-type]
-            kind=SpanKind.SERVER,
-            attributes={"http.request.method": "POST", "http.route": ROUTE},
-        )
+    span = server_span(request.scope["headers"], ROUTE)
     call = Call(services, span)
     try:
         with span_in_use(span):
@@ -106,7 +97,7 @@ async def _chat(request: Request[Any, Any, Any], call: Call) -> EventStream | Js
         services.breaker.give_back(permit)
         call.refused_by = str(decision.limit)
         return rejection(decision, headers)
-    exchange = Exchange(call, permit, decision, visitor)
+    exchange = Exchange(call, permit, decision, visitor.owner)
     await exchange.check_room(chat_request.estimated_tokens())
     upstream = await exchange.open(payload)
     return EventStream(exchange.stream(upstream), SSE_HEADERS | headers)

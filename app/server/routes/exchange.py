@@ -10,7 +10,7 @@ import asyncio
 import time
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 from opentelemetry import trace
@@ -21,17 +21,20 @@ from app.chat.tokens import estimate
 from app.errors import ContextFull, UpstreamError, UpstreamTimeout, VisitorsError
 from app.telemetry.tracing import current_span, outgoing_headers, span_in_use, tracer
 from app.upstream.answer_errors import CONTEXT_FULL_MESSAGE
-from app.upstream.client import open_stream
-from app.upstream.relay import StreamRecord, relay
+from app.upstream.client import RESPONSES_PATH, open_stream
+from app.upstream.relay import VISITORS, StreamRecord, relay
+from app.upstream.whole_answer import read_whole, whole_usage
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator
+    from collections.abc import AsyncGenerator, Awaitable, Callable
 
-    from app.chat.visitor import Visitor
     from app.protection.breaker import Permit
     from app.server.chat_telemetry import Call
     from app.server.services import Services
     from app.upstream.client import StreamedAnswer, Timeouts
+    from app.upstream.relay import Dialect
+
+_T = TypeVar("_T")
 
 # Outcomes after which the upstream counts as failing, for the breaker.
 UPSTREAM_FAILURES = frozenset({"upstream_error", "timeout"})
@@ -39,18 +42,25 @@ UPSTREAM_FAILURES = frozenset({"upstream_error", "timeout"})
 
 @dataclass(slots=True)
 class Exchange:
-    """One admitted chat: what it holds (a breaker permit, a lease) and how it ends."""
+    """One admitted chat: what it holds (a breaker permit, a lease) and how it ends. `owner`
+    is who may continue its conversation (a visitor's hashed id, or a key's name); `path`,
+    `dialect` and `output_cap` say which API it speaks (the widget's, by default)."""
 
     call: Call
     permit: Permit
     decision: Decision
-    visitor: Visitor
+    owner: str
+    path: str = RESPONSES_PATH
+    dialect: Dialect = VISITORS
+    output_cap: int = 0  # the answer's token cap; 0: LLMGW_MAX_OUTPUT_TOKENS
     record: StreamRecord = field(default_factory=lambda: StreamRecord(started=time.monotonic()))
     genai: trace.Span = field(default=trace.INVALID_SPAN)
     waking: bool = False  # this chat wakes the model, and the wake is not over yet
 
     def __post_init__(self) -> None:
         self.record.counts_text = self.decision.reservation is not None
+        if not self.output_cap:
+            self.output_cap = self.services.settings.max_output_tokens
         self.waking = self.decision.waker
         if self.waking:
             self.services.monitor.waking = True
@@ -70,7 +80,9 @@ class Exchange:
 
     def stream(self, upstream: StreamedAnswer) -> AsyncGenerator[bytes, None]:
         """The visitor's event stream, relayed from the model's."""
-        frames = relay(upstream, self.timeouts, self.record, self.finish, self.started)
+        frames = relay(
+            upstream, self.timeouts, self.record, self.finish, self.started, dialect=self.dialect
+        )
         return self._ending_the_wake(frames) if self.waking else frames
 
     async def _ending_the_wake(
@@ -105,7 +117,7 @@ class Exchange:
         used, length = self.decision.conversation_tokens, services.monitor.context_length()
         if not used or length is None:
             return
-        if used + input_tokens + services.settings.max_output_tokens <= length:
+        if used + input_tokens + self.output_cap <= length:
             return
         self.genai.end()
         await services.limiter.release(self.decision)
@@ -123,6 +135,30 @@ class Exchange:
 
     async def open(self, payload: bytes) -> StreamedAnswer:
         """Open the upstream stream; on failure give back what was taken and say why."""
+        return await self._guarded(lambda: self._send(payload))
+
+    async def whole(self, payload: bytes, *, chat: bool) -> bytes:
+        """The answer not streamed (a keyed client's `"stream": false`): the model server's
+        JSON, read within the total deadline, settled from its usage like a stream's end."""
+        body = await self._guarded(lambda: self._read_whole(payload))
+        record = self.record
+        record.first_token_at = time.monotonic()  # the whole answer is its first output
+        record.response_id, record.usage = whole_usage(body, chat=chat)
+        self.started()
+        await self.finish(record)
+        return body
+
+    async def _read_whole(self, payload: bytes) -> bytes:
+        with current_span("POST", kind=SpanKind.CLIENT) as http_span:
+            http_span.set_attribute("http.request.method", "POST")
+            async with asyncio.timeout(self.timeouts.total):
+                return await read_whole(
+                    self.services.upstream, self.path, payload, outgoing_headers(http_span)
+                )
+
+    async def _guarded(self, send: Callable[[], Awaitable[_T]]) -> _T:
+        """Run the upstream call under the chat's span; on failure give back what was taken
+        and say why."""
         services = self.services
         model = services.settings.model
         if self.call.tracing:  # off: no span, not even the no-op tracer's (it costs a lookup)
@@ -133,7 +169,7 @@ class Exchange:
             )
         try:
             with span_in_use(self.genai):
-                return await self._send(payload)
+                return await send()
         except VisitorsError as exc:  # the request's own fault: the host is fine
             self.genai.set_status(StatusCode.ERROR, exc.code)
             self.genai.end()
@@ -159,7 +195,7 @@ class Exchange:
             http_span.set_attribute("http.request.method", "POST")
             async with asyncio.timeout(min(timeouts.first_token, timeouts.total)):
                 response = await open_stream(
-                    self.services.upstream, payload, outgoing_headers(http_span)
+                    self.services.upstream, payload, outgoing_headers(http_span), self.path
                 )
             http_span.set_attribute("http.response.status_code", response.status_code)
             return response
@@ -167,13 +203,15 @@ class Exchange:
     def started(self) -> None:
         """The body began to flow."""
         self.services.metrics.stream_started()
+        self.services.metrics.lane_stream(self.call.lane, 1)
 
     async def finish(self, record: StreamRecord) -> None:
         """Give back the lease, tell the breaker and the monitor, record what happened."""
         services = self.services
         conversation = None  # only an answered response can be continued
-        if record.response_id is not None and record.usage is not None:
-            conversation = Conversation(record.response_id, self.visitor.owner, _size(record))
+        answered = record.usage is not None and self.path == RESPONSES_PATH
+        if answered and record.response_id is not None:
+            conversation = Conversation(record.response_id, self.owner, _size(record))
         await services.limiter.release(self.decision, conversation, self._spent(record))
         await self.end_wake(woke=record.first_token_at is not None)
         if record.outcome in UPSTREAM_FAILURES:
@@ -198,12 +236,13 @@ class Exchange:
             return _size(record)
         if record.first_token_at is None and record.outcome != "client_cancelled":
             return 0
-        reserved_input = reservation.tokens - self.services.settings.max_output_tokens
+        reserved_input = reservation.tokens - self.output_cap
         return max(reserved_input, 0) + estimate(record.text_chars)
 
     def _record(self, record: StreamRecord) -> None:
         metrics, now, trace_id = self.services.metrics, time.monotonic(), self.call.trace_id
         metrics.stream_ended()
+        metrics.lane_stream(self.call.lane, -1)
         usage = record.usage or {}
         output = int(usage.get("output_tokens") or 0)
         details = usage.get("output_tokens_details") or {}
@@ -211,11 +250,17 @@ class Exchange:
         if record.first_token_at is None:
             return
         metrics.first_token(record.first_token_at - record.started, trace_id)
+        metrics.lane_first_token(self.call.lane, record.first_token_at - record.started)
         metrics.time_per_output_token(now - record.first_token_at, output, trace_id)
         metrics.tokens(
             input_tokens=int(usage.get("input_tokens") or 0),
             output_tokens=output,
             reasoning_tokens=int(details.get("reasoning_tokens") or 0),
+        )
+        metrics.lane_tokens(
+            self.call.lane,
+            input_tokens=int(usage.get("input_tokens") or 0),
+            output_tokens=output,
         )
 
     def _end_genai_span(self, record: StreamRecord, output_tokens: int) -> None:

@@ -42,12 +42,13 @@ def _name(name: str) -> bytes:
 
 
 class JsonAnswer:
-    """A small JSON body with its status and headers, sent in one go."""
+    """A JSON body (an object to encode, or bytes already JSON) with its status and headers,
+    sent in one go."""
 
     __slots__ = ("_body", "_headers", "status_code")
 
     def __init__(self, body: object, status_code: int, headers: Mapping[str, str]) -> None:
-        self._body = msgspec.json.encode(body)
+        self._body = body if isinstance(body, bytes) else msgspec.json.encode(body)
         self.status_code = status_code
         self._headers = encoded(headers, JSON)
         self._headers.append((b"content-length", str(len(self._body)).encode()))

@@ -65,7 +65,7 @@ class WakingChat:
                 told = True
                 yield self._refused(decision)
                 return
-            exchange = Exchange(self.call, self.permit, decision, self.visitor)
+            exchange = Exchange(self.call, self.permit, decision, self.visitor.owner)
             async with aclosing(self._answer(exchange)) as frames:
                 async for frame in frames:
                     yield frame

@@ -1,0 +1,177 @@
+"""POST /v1/chat/completions and POST /v1/responses for keyed clients (the owner's tools, the
+members'): validated, admitted against the key's own windows in one Redis round trip, relayed
+to the model server with the same deadlines, breaker, cancellation and telemetry as /api/chat,
+streamed or not. Refusals and failures come in OpenAI's error shape (app/server/openai_errors),
+so the `openai` SDK raises its usual exceptions; a 429 names the limit that refused."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from litestar import Request, post
+from litestar.exceptions import HTTPException
+
+from app.admission.decision import Decision, Limit, Scope
+from app.chat.openai_bodies import Api, KeyedBounds, KeyedRequest, parse_keyed_request
+from app.chat.tokens import estimate
+from app.errors import BreakerOpen, GatewayError, NotFound, Shed, TooManyTokens
+from app.server.chat_telemetry import Call, outcome_of, server_span
+from app.server.routes.chat import SSE_HEADERS, rate_limit_headers
+from app.server.routes.exchange import Exchange
+from app.server.routes.raw_responses import EventStream, JsonAnswer
+from app.telemetry.tracing import current_span, span_in_use
+from app.upstream.client import RESPONSES_PATH
+from app.upstream.openai_streams import ChatCompletionsAsIs, ResponsesAsIs
+
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp
+
+    from app.access.keys import ApiKey
+    from app.server.services import Services
+    from app.upstream.relay import Dialect
+
+CHAT_PATH = "/v1/chat/completions"
+RESPONSES_ASIS = ResponsesAsIs()
+
+
+@post("/chat/completions", status_code=200, summary="OpenAI Chat Completions, for keys")
+async def chat_completions(request: Request[Any, Any, Any]) -> ASGIApp:
+    """A chat completion, streamed (SSE) or whole, in OpenAI's shape."""
+    return await _keyed(request, Api.CHAT, CHAT_PATH)
+
+
+@post("/responses", status_code=200, summary="OpenAI Responses, for keys")
+async def responses(request: Request[Any, Any, Any]) -> ASGIApp:
+    """A response, streamed (SSE) or whole, in OpenAI's shape."""
+    return await _keyed(request, Api.RESPONSES, RESPONSES_PATH)
+
+
+async def _keyed(request: Request[Any, Any, Any], api: Api, route: str) -> ASGIApp:
+    services: Services = request.app.state.services
+    key: ApiKey = request.state.api_key
+    span = server_span(request.scope["headers"], route)
+    call = Call(services, span, route=route, lane=str(key.lane), key=key.name)
+    try:
+        with span_in_use(span):
+            response = await _answer(request, call, key, api)
+    except (GatewayError, HTTPException) as exc:
+        call.done(outcome_of(exc), exc.status_code)
+        raise
+    if isinstance(response, JsonAnswer) and response.status_code == 429:
+        call.done(f"rate_limited_{call.refused_by}", 429)
+    return response
+
+
+async def _answer(
+    request: Request[Any, Any, Any], call: Call, key: ApiKey, api: Api
+) -> EventStream | JsonAnswer:
+    services = call.services
+    settings = services.settings
+    bounds = KeyedBounds(settings.key_max_input_chars, settings.key_max_output_tokens)
+    keyed = parse_keyed_request(await request.body(), api, bounds)
+    if settings.log_content:
+        call.content = str(keyed.body)[:500]
+    model = await services.models.resolve(keyed.body.model)
+    permit = services.breaker.permit()
+    if permit is None:
+        wait = max(1, round(services.breaker.retry_after()))
+        raise BreakerOpen("the model is unavailable right now, try again soon", retry_after=wait)
+    decision = await _admitted(call, key, keyed)
+    headers = rate_limit_headers(decision, settings.window_seconds)
+    if not decision.admitted:
+        services.breaker.give_back(permit)
+        call.refused_by = str(decision.limit)
+        return _refusal(decision, headers)
+    path = CHAT_PATH if api is Api.CHAT else RESPONSES_PATH
+    dialect: Dialect = RESPONSES_ASIS
+    if api is Api.CHAT:
+        dialect = ChatCompletionsAsIs(include_usage=keyed.include_usage)
+    exchange = Exchange(call, permit, decision, _owner(key), path, dialect, keyed.max_output_tokens)
+    await exchange.check_room(estimate(keyed.input_chars))
+    payload = keyed.payload(model, settings.model_ttl)
+    if keyed.stream:
+        upstream = await exchange.open(payload)
+        return EventStream(exchange.stream(upstream), SSE_HEADERS | headers)
+    body = await exchange.whole(payload, chat=api is Api.CHAT)
+    return JsonAnswer(body, 200, headers)
+
+
+def _owner(key: ApiKey) -> str:
+    """Who may continue a keyed response: the key, by name (no visitor's hashed id looks so)."""
+    return f"key:{key.name}"
+
+
+def key_scopes(key: ApiKey) -> tuple[Scope, ...]:
+    """The key's own windows: its requests and tokens per window (0: none)."""
+    limits = key.limits
+    return (Scope(f"key:{key.name}", Limit.KEY, limits.requests, limits.tokens),)
+
+
+async def _admitted(call: Call, key: ApiKey, keyed: KeyedRequest) -> Decision:
+    """Admission against the key's windows, waiting in line for a place (or for the model to
+    wake) as /api/chat does."""
+    services = call.services
+    settings = services.settings
+    tokens = estimate(keyed.input_chars) + keyed.max_output_tokens
+
+    async def attempt() -> Decision:
+        asleep = services.monitor.model_asleep()
+        return await services.limiter.admit(
+            (),
+            services.governor.limits(),
+            continues=keyed.previous_response_id,
+            owner=_owner(key),
+            wake_seconds=settings.model_load_timeout if asleep else None,
+            tokens=tokens,
+            scopes=key_scopes(key),
+        )
+
+    with current_span("admission", on=call.tracing) as admission_span:
+        decision = await attempt()
+        if decision.limit in {Limit.INFLIGHT, Limit.WAKING} and not decision.admitted:
+            wait = settings.model_load_timeout if decision.limit is Limit.WAKING else None
+            decision, waited = await services.waiting_room.admit(attempt, decision, wait)
+            if waited is not None:
+                services.metrics.queue_wait(waited, admitted=decision.admitted)
+        admission_span.set_attribute("llmgw.admission.admitted", decision.admitted)
+        admission_span.set_attribute("llmgw.admission.path", decision.path)
+    services.metrics.admission("admitted" if decision.admitted else decision.limit, decision.path)
+    return decision
+
+
+def _refusal(decision: Decision, headers: dict[str, str]) -> JsonAnswer:
+    """A 429 in OpenAI's shape naming the limit (`type` requests or tokens, as OpenAI's API
+    says it); a 503 when no place freed; 404 for a conversation not the key's; 400 for a
+    request no token window can ever hold."""
+    wait = decision.retry_after
+    limit = decision.limit
+    if limit is Limit.CONVERSATION:
+        raise NotFound(
+            "no such response: previous_response_id is unknown or not this key's",
+            param="previous_response_id",
+        )
+    if limit in {Limit.INFLIGHT, Limit.WAKING}:
+        raise Shed("the model is busy right now, try again in a moment", retry_after=wait)
+    if decision.never_fits and decision.reservation is not None:
+        raise TooManyTokens(
+            f"this request needs about {decision.reservation.tokens} tokens, more than the"
+            f" {decision.quota} allowed per window: send less, or lower max_tokens"
+        )
+    kind = "tokens" if limit is Limit.TOKENS else "requests"
+    whose = decision.whose or limit
+    message = f"rate limit reached: {_whose(whose)} {kind} per window, try again in {wait} s"
+    if limit is Limit.CONCURRENCY:
+        message = f"rate limit reached: this key's streams at once ({decision.quota})"
+    error = {
+        "message": message,
+        "type": kind,
+        "param": None,
+        "code": "rate_limit_exceeded",
+        "limit": str(limit),
+    }
+    headers["Retry-After"] = str(wait)
+    return JsonAnswer({"error": error}, 429, headers)
+
+
+def _whose(limit: Limit) -> str:
+    return "this key's" if limit in {Limit.KEY, Limit.CONCURRENCY} else "everyone's"
