@@ -43,6 +43,8 @@ GRAFANA_VARIABLES: Final = {
     "$__range": "1h",
     "${host}": "studio",
     "$host": "studio",
+    "${lane}": "owner",
+    "$lane": "owner",
 }
 
 

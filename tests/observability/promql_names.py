@@ -49,6 +49,7 @@ PROBE_AGENT: Final = frozenset(f"llmgw_probe_{signal}" for signal in PROBE_SIGNA
 # The values each label may take in our queries: the gateway's fixed sets, and our job names.
 LABEL_VALUES: Final = {
     "route": labels.ROUTES,
+    "lane": frozenset(labels.LANES) | {labels.OTHER},
     "outcome": labels.OUTCOMES | {labels.OTHER},
     "type": frozenset(labels.TOKEN_TYPES),
     "decision": labels.DECISIONS | {labels.OTHER},

@@ -110,14 +110,20 @@ def settles_on(client: httpx.Client, expected: set[str]) -> bool:
         (["ModelServerDown", "UpstreamModelMissing"], {"ModelServerDown"}),
         (["ProbeTokenInvalid", "BreakerOpen"], {"ProbeTokenInvalid", "BreakerOpen"}),
         (["RedisDown", "RedisFallbackActive"], {"RedisDown"}),
+        (["RedisFallbackActive", "LaneLimitsTooTight"], {"RedisFallbackActive"}),
+        (["TunnelDown", "LaneLimitsTooTight"], {"TunnelDown"}),
+        (["BreakerOpen", "LaneLimitsTooTight"], {"BreakerOpen"}),
         (
             ["BreakerOpen", "AvailabilityBudgetBurnFast", "ProbeStale", "HighShedRate"],
             {"BreakerOpen", "AvailabilityBudgetBurnFast", "ProbeStale", "HighShedRate"},
         ),
+        (["LaneLimitsTooTight", "HighShedRate"], {"LaneLimitsTooTight", "HighShedRate"}),
     ],
     ids=[
         *("host-offline", "tunnel", "nginx", "model-server", "token", "model-missing"),
-        *("model-server-then-missing", "probe-token-explains-no-outage", "redis", "no-cause"),
+        *("model-server-then-missing", "probe-token-explains-no-outage", "redis"),
+        *("fallback-tightens-lanes", "tunnel-explains-lanes", "breaker-explains-lanes"),
+        *("no-cause", "lanes-without-cause"),
     ],
 )
 def test_one_outage_notifies_once(

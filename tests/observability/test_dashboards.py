@@ -29,6 +29,7 @@ from promql_names import (
 from support import require_binary
 
 from app.telemetry import GatewayMetrics
+from app.telemetry.labels import LANES
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -171,3 +172,35 @@ def test_gateway_dashboard_shows_each_diagnosis_of_the_model_path() -> None:
     used = {name for expr in queries(model) for name in metric_names(expr)}
     diagnoses = {"llmgw_upstream_outage", "llmgw_model_state", "llmgw_upstream_token_invalid"}
     assert diagnoses <= used
+
+
+def test_gateway_dashboard_repeats_a_row_for_each_lane() -> None:
+    """One row per lane (a `lane` variable over LANES) with its requests, places, TTFT, tokens."""
+    model = load_dashboard(DASHBOARDS_DIR / "llmgw-gateway.json")
+    lane = next(v for v in model["templating"]["list"] if v["name"] == "lane")
+    assert lane["query"].split(",") == list(LANES)
+    assert lane["includeAll"]
+    row = next(panel for panel in model["panels"] if panel.get("repeat") == "lane")
+    start = model["panels"].index(row) + 1
+    end = next(i for i, p in enumerate(model["panels"][start:], start) if p["type"] == "row")
+    lane_panels = model["panels"][start:end]
+    assert all(any('lane="$lane"' in t["expr"] for t in p["targets"]) for p in lane_panels)
+    used = {
+        name for panel in lane_panels for t in panel["targets"] for name in metric_names(t["expr"])
+    }
+    assert used == {
+        "llmgw_lane_requests_total",
+        "llmgw_lane_queued",
+        "llmgw_lane_inflight",
+        "llmgw_lane_inflight_cap",
+        "llmgw_lane_time_to_first_token_seconds_bucket",
+        "llmgw_lane_tokens_total",
+    }
+
+
+def test_gateway_dashboard_shows_the_token_budget_and_keys() -> None:
+    """Reserved, refunded and spent tokens, and requests by key, each have a query."""
+    model = load_dashboard(DASHBOARDS_DIR / "llmgw-gateway.json")
+    used = {name for expr in queries(model) for name in metric_names(expr)}
+    budget = {"llmgw_tokens_reserved_total", "llmgw_tokens_refunded_total"}
+    assert budget | {"llmgw_tokens_spent_total", "llmgw_key_requests_total"} <= used

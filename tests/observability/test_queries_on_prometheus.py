@@ -57,6 +57,12 @@ def recorded_metrics() -> GatewayMetrics:
     metrics.upstream_failure("tunnel")
     metrics.redis_state(up=True, fallback_active=False)
     metrics.redis_command(0.001, ok=True)
+    metrics.tokens_reserved(120)
+    metrics.lane_request("owner", "ok", key="laptop")
+    metrics.lane_first_token("owner", 0.4)
+    metrics.lane_tokens("owner", input_tokens=20, output_tokens=30)
+    metrics.lane_caps({"owner": 4, "member": 3, "public": 3})
+    metrics.lane_queued({"public": 2})
     signals = dict.fromkeys(PROBE_SIGNALS, 1.0)
     metrics.probe_snapshot("studio", time.time(), signals)
     return metrics
