@@ -22,11 +22,13 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from gateway_server import GatewayHandle
+    from openai.types.chat import ChatCompletionMessageParam
 
 pytestmark = pytest.mark.slow
 
 MODEL = "nvidia/nemotron-3-nano"
-HI = [{"role": "user", "content": "hi"}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
+LONG: list[ChatCompletionMessageParam] = [{"role": "user", "content": "x" * 400}]
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +150,7 @@ def test_a_bad_request_is_a_typed_error_naming_its_field(
     before = started(sim)
     for extra, status, param in BAD_REQUESTS:
         with pytest.raises(status) as refused:
-            sdk.chat.completions.create(**{"model": MODEL, "messages": HI, **extra})
+            sdk.chat.completions.create(model=MODEL, messages=HI, **extra)
         assert refused.value.body["param"] == param  # type: ignore[index]
     assert started(sim) == before
 
@@ -208,7 +210,7 @@ def test_a_token_window_refuses_what_can_never_fit_and_what_does_not_fit_now(
     key = create_key(redis_server, "hundred-tokens", "--tokens", "100")
     sdk = client(gateway, key)
     with pytest.raises(openai.BadRequestError) as never:  # 100 input tokens and the cap, 64
-        sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x" * 400}])
+        sdk.chat.completions.create(model=MODEL, messages=LONG)
     stream = sdk.chat.completions.create(model=MODEL, messages=HI, max_tokens=60, stream=True)
     with stream:
         next(iter(stream))
