@@ -150,7 +150,7 @@ def test_a_bad_request_is_a_typed_error_naming_its_field(
     before = started(sim)
     for extra, status, param in BAD_REQUESTS:
         with pytest.raises(status) as refused:
-            sdk.chat.completions.create(model=MODEL, messages=HI, **extra)
+            sdk.chat.completions.create(messages=HI, **{"model": MODEL, **extra})  # type: ignore[call-overload]
         assert refused.value.body["param"] == param  # type: ignore[index]
     assert started(sim) == before
 
