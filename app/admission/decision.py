@@ -27,8 +27,6 @@ class Limit(StrEnum):
     CONCURRENCY = "concurrency"
     CONVERSATION = "conversation"
     WAKING = "waking"
-    KEY = "key"  # an API key's own request window
-    CONCURRENCY = "concurrency"  # an API key's streams at once
 
 
 @dataclass(frozen=True, slots=True)
