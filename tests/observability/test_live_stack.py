@@ -8,6 +8,8 @@ a visitor sends, nor the upstream token, reaches a scrape or a stored label."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
 import os
 import secrets
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 import httpx
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 # PyYAML comes with Litestar but without type stubs (see observability_files).
 import yaml  # type: ignore[import-untyped]
@@ -43,6 +46,9 @@ from sim_process import SimHandle, running_sim
 from support import eventually, free_port, require_binary, stop_process, wait_for_port
 from test_queries_on_prometheus import has_rates, query
 
+from app.access.keys import KeyLimits, Lane
+from app.access.store import KeyStore
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
@@ -59,6 +65,7 @@ SHORT_FOR: Final = "4s"
 HOST: Final = "studio"
 # Made up per run, so that finding one in a scrape cannot be a coincidence.
 SECRET: Final = f"upstream-token-{secrets.token_hex(12)}"
+KEY_SECRET: Final = f"key-secret-{secrets.token_hex(20)}"
 VISITOR_IPS: Final = tuple(f"203.0.113.{10 + n}" for n in range(10))  # TEST-NET-3
 THUMBMARK: Final = f"thumbmark-{secrets.token_hex(6)}"
 MESSAGE: Final = f"Tell me about the weather, {secrets.token_hex(6)}"
@@ -83,6 +90,7 @@ class LiveStack:
     sim: SimHandle
     scrape_urls: tuple[str, ...]
     answers: list[Received]  # every chat sent, by the fixture and by the tests
+    owner: OwnersChat  # the one chat of the owner's tool, through /v1
 
 
 def shortened_rules(path: Path) -> Path:
@@ -181,6 +189,44 @@ def drive_traffic(gateway: GatewayHandle) -> tuple[Received, ...]:
         )
 
 
+@dataclass(frozen=True)
+class OwnersChat:
+    key: str
+    usage: dict[str, int]  # Chat Completions' usage chunk
+
+
+def owners_chat(gateway: GatewayHandle, redis_url: str) -> OwnersChat:
+    """The owner's tool chats once through /v1 with a key, so the lane and key panels have
+    their series."""
+
+    async def create() -> str:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            store = KeyStore(client, prefix="llmgw", secret=KEY_SECRET.encode())
+            return await store.create("live-owner", Lane.OWNER, KeyLimits())
+        finally:
+            await client.aclose()
+
+    key = asyncio.run(create())
+    body = {
+        "messages": [{"role": "user", "content": MESSAGE}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    with httpx.stream(
+        "POST",
+        f"{gateway.url}/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    ) as answer:
+        assert answer.status_code == 200
+        frames = answer.read().decode().split("\n\n")
+    assert frames[-2] == "data: [DONE]"
+    usage = json.loads(frames[-3].removeprefix("data: "))["usage"]
+    return OwnersChat(key, usage)
+
+
 def outcome(answer: Received) -> str:
     """The outcome the gateway should have counted for what this visitor received."""
     if answer.status == 200:
@@ -240,6 +286,7 @@ def stack(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 max_inflight=16,
                 health_interval=0.5,
                 breaker_cooldown=0.5,
+                key_secret=KEY_SECRET,
             )
         )
         blackbox = blackbox_config(directory / "blackbox.yml")
@@ -281,6 +328,9 @@ def stack(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         assert eventually(lambda: all_targets_up(prometheus), timeout=20), "a target is down"
         assert eventually(lambda: has_rates(prometheus), timeout=15), "no rates"
         answers = drive_traffic(gateway)
+        owner = owners_chat(gateway, redis_server)
+        owners = 'sum(llmgw_lane_requests_total{lane="owner"})'
+        assert eventually(lambda: values(prometheus, owners, "") == {"": 1}, timeout=10)
         chats = 'sum(llmgw_requests_total{route="/api/chat"})'
         assert eventually(lambda: values(prometheus, chats, "") == {"": len(answers)}, timeout=10)
         scrape_urls = (
@@ -289,7 +339,7 @@ def stack(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             f"http://{addresses['blackbox']}/probe?module=http_2xx&target={targets['funnel']}",
             f"http://{addresses['blackbox']}/metrics",
         )
-        yield LiveStack(prometheus, gateway, sim, scrape_urls, list(answers))
+        yield LiveStack(prometheus, gateway, sim, scrape_urls, list(answers), owner)
 
 
 def test_prometheus_counts_what_the_visitors_received(stack: LiveStack) -> None:
@@ -306,12 +356,14 @@ def test_prometheus_counts_what_the_visitors_received(stack: LiveStack) -> None:
         prometheus, "sum by (decision) (llmgw_admission_decisions_total) > 0", "decision"
     )
     assert decisions == {
-        "admitted": got["ok"],
+        "admitted": got["ok"] + 1,  # and the owner's chat
         "visitor": got["rate_limited_visitor"],
         "global": got["rate_limited_global"],
     }
-    assert values(prometheus, "llmgw_time_to_first_token_seconds_count", "") == {"": got["ok"]}
-    usage = Counter[str]()
+    first_tokens = values(prometheus, "llmgw_time_to_first_token_seconds_count", "")
+    assert first_tokens == {"": got["ok"] + 1}
+    owner = stack.owner.usage
+    usage = Counter[str](input=owner["prompt_tokens"], output=owner["completion_tokens"])
     for answer in stack.answers:
         if answer.status == 200:
             reported = answer.events[-1]["response"]["usage"]
@@ -378,17 +430,18 @@ def test_no_visitor_id_or_secret_reaches_prometheus(stack: LiveStack) -> None:
     prometheus = stack.prometheus
     names = prometheus.get("/labels").json()["data"]
     stored = [value for name in names for value in label_values(prometheus, name, '{job=~".+"}')]
-    forbidden = (*VISITOR_IPS, THUMBMARK, MESSAGE, SECRET)
+    forbidden = (*VISITOR_IPS, THUMBMARK, MESSAGE, SECRET, KEY_SECRET, stack.owner.key)
     assert [f for f in forbidden for text in (*bodies, *stored) if f in text] == []
     scraped = '{job="llmgw",__name__!~"ALERTS|ALERTS_FOR_STATE"}'  # not the rules' own series
     gateway_names = prometheus.get("/labels", params={"match[]": scraped}).json()["data"]
     allowed_names = (
-        TARGET_LABELS | RUNTIME_LABELS | RUNTIME_LABELS_GC | set(LABEL_VALUES) | {"host"}
+        TARGET_LABELS | RUNTIME_LABELS | RUNTIME_LABELS_GC | set(LABEL_VALUES) | {"host", "key"}
     )
     assert set(gateway_names) <= allowed_names
     for name in set(gateway_names) & set(LABEL_VALUES):
         assert label_values(prometheus, name, scraped) <= LABEL_VALUES[name], name
     assert label_values(prometheus, "host", scraped) == {HOST}
+    assert label_values(prometheus, "key", scraped) == {"live-owner"}  # its name, not the key
 
 
 def readyz(gateway: GatewayHandle) -> dict[str, Any]:
