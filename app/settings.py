@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -103,6 +103,19 @@ class Settings(BaseSettings):
         if self.governor_soft >= self.governor_hard:
             raise ValueError("LLMGW_GOVERNOR_SOFT must be below LLMGW_GOVERNOR_HARD")
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_reserve_for_one_place(cls, data: Any) -> Any:
+        """One place in all (a model server that runs one prediction at a time): unless set,
+        none is held back for the owner, or visitors would have no place at all."""
+        if not isinstance(data, dict) or "owner_reserved_inflight" in data:
+            return data
+        try:
+            one_place = int(data.get("max_inflight", 4)) <= 1
+        except (TypeError, ValueError):  # its own validation says what is wrong
+            return data
+        return {**data, "owner_reserved_inflight": 0} if one_place else data
 
     @model_validator(mode="after")
     def _reserved_below_inflight(self) -> Settings:

@@ -90,3 +90,16 @@ def test_an_empty_key_secret_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLMGW_KEY_SECRET", "short")
     with pytest.raises(SettingsError, match=r"LLMGW_KEY_SECRET: .*32 characters"):
         load_settings()
+
+
+def test_one_place_in_all_holds_none_back_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LLMGW_MAX_INFLIGHT=1 (a model server running one prediction at a time) starts with no
+    place held back for the owner; asking for one there is refused, naming the variable."""
+    monkeypatch.setenv("LLMGW_MAX_INFLIGHT", "1")
+    assert load_settings().owner_reserved_inflight == 0
+    monkeypatch.setenv("LLMGW_MAX_INFLIGHT", "4")
+    assert load_settings().owner_reserved_inflight == 1
+    monkeypatch.setenv("LLMGW_MAX_INFLIGHT", "1")
+    monkeypatch.setenv("LLMGW_OWNER_RESERVED_INFLIGHT", "1")
+    with pytest.raises(SettingsError, match="LLMGW_OWNER_RESERVED_INFLIGHT"):
+        load_settings()

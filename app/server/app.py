@@ -53,7 +53,7 @@ def create_app(settings: Settings) -> Litestar:
         cors = CORSConfig(
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Content-Type", "X-Thumbmark-Id"],
+            allow_headers=["Content-Type", "X-Thumbmark-Id", "Authorization"],  # keys on /v1
             expose_headers=[
                 "Retry-After",
                 "RateLimit-Limit",
