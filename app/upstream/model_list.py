@@ -47,7 +47,7 @@ class ModelList:
     async def resolve(self, asked: str | None) -> str:
         """The model a keyed chat goes to: the one it names, when listed (404 otherwise), or
         the gateway's own (LLMGW_MODEL) when it names none."""
-        if asked is None:
+        if asked is None or asked == self._default:  # the gateway's own: not looked up
             return self._default
         if asked in await self.names() or asked in await self.names(fresh=True):
             return asked

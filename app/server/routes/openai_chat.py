@@ -72,12 +72,16 @@ async def _answer(
     keyed = parse_keyed_request(await request.body(), api, bounds)
     if settings.log_content:
         call.content = str(keyed.body)[:500]
-    model = await services.models.resolve(keyed.body.model)
-    permit = services.breaker.permit()
+    permit = services.breaker.permit()  # first: an open breaker asks the model server nothing
     if permit is None:
         wait = max(1, round(services.breaker.retry_after()))
         raise BreakerOpen("the model is unavailable right now, try again soon", retry_after=wait)
-    decision = await _admitted(call, key, keyed)
+    try:
+        model = await services.models.resolve(keyed.body.model)
+        decision = await _admitted(call, key, keyed)
+    except BaseException:
+        services.breaker.give_back(permit)
+        raise
     headers = rate_limit_headers(decision, settings.window_seconds)
     if not decision.admitted:
         services.breaker.give_back(permit)
