@@ -6,33 +6,15 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from test_waiting_room import SHED, Places
+
 from app.access.keys import Lane
-from app.admission.decision import Decision, Limit, refusal
 from app.admission.waiting_room import WaitingRoom
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Mapping
 
-SHED = refusal(Limit.INFLIGHT, 1, 1.0)
-ADMITTED = Decision(admitted=True, limit=Limit.GLOBAL, quota=10, remaining=9, reset_seconds=60)
-
-
-class Places:
-    """A stand-in for the admission script: `free` places, and who took them, in order."""
-
-    def __init__(self) -> None:
-        self.free = 0
-        self.taken: list[str] = []
-
-    def attempt_for(self, name: str) -> Callable[[], Awaitable[Decision]]:
-        async def attempt() -> Decision:
-            if self.free == 0:
-                return SHED
-            self.free -= 1
-            self.taken.append(name)
-            return ADMITTED
-
-        return attempt
+    from app.admission.decision import Decision
 
 
 async def queue_up(
