@@ -31,11 +31,18 @@ class Api(StrEnum):
     RESPONSES = "responses"
 
 
-class StreamOptions(msgspec.Struct, forbid_unknown_fields=True):
+class StreamOptions(msgspec.Struct, omit_defaults=True):
     include_usage: bool = False
+    include_obfuscation: bool | None = None  # OpenAI's own; newer SDKs send it
 
 
-class ChatMessage(msgspec.Struct):
+# Fields clients send for OpenAI's own service (caching, tiers, abuse checks, stored
+# completions): accepted, so those clients work unchanged, and not passed on (they mean nothing
+# to the model server).
+OPENAI_ONLY = ("prompt_cache_key", "safety_identifier", "service_tier", "user", "metadata")
+
+
+class ChatMessage(msgspec.Struct, omit_defaults=True):
     """One message; fields OpenAI's API adds later (and LM Studio ignores) are dropped."""
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
@@ -52,13 +59,17 @@ class _Sampling(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     stream: bool = False
     temperature: Temperature | None = None
     top_p: TopP | None = None
-    top_k: int | None = None
+    top_k: Annotated[int, msgspec.Meta(ge=-1, le=1_000_000)] | None = None
+    min_p: TopP | None = None
     seed: int | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     user: str | None = None
     metadata: dict[str, str] | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    service_tier: str | None = None
 
 
 class ChatCompletionBody(_Sampling, forbid_unknown_fields=True, omit_defaults=True):
@@ -71,13 +82,15 @@ class ChatCompletionBody(_Sampling, forbid_unknown_fields=True, omit_defaults=Tr
     stop: str | list[str] | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
-    repeat_penalty: float | None = None
-    logit_bias: dict[str, float] | None = None
+    repeat_penalty: Annotated[float, msgspec.Meta(ge=0, le=10)] | None = None
+    logit_bias: dict[str, Annotated[float, msgspec.Meta(ge=-100, le=100)]] | None = None
     logprobs: bool | None = None
     top_logprobs: Annotated[int, msgspec.Meta(ge=0, le=20)] | None = None
     n: Literal[1] | None = None  # one choice: the model server generates one answer at a time
     response_format: dict[str, Any] | None = None
-    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    store: bool | None = None  # OpenAI's stored completions: not passed on
+    verbosity: Literal["low", "medium", "high"] | None = None  # not passed on
 
 
 class ResponsesBody(_Sampling, forbid_unknown_fields=True, omit_defaults=True):
@@ -92,6 +105,9 @@ class ResponsesBody(_Sampling, forbid_unknown_fields=True, omit_defaults=True):
     text: dict[str, Any] | None = None
     include: list[str] | None = None
     truncation: Literal["auto", "disabled"] | None = None
+    stream_options: StreamOptions | None = None
+    max_tool_calls: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    top_logprobs: Annotated[int, msgspec.Meta(ge=0, le=20)] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +147,12 @@ class KeyedRequest:
         for a streamed chat completion, the usage chunk asked for (tokens settle from it)."""
         fields = msgspec.to_builtins(self.body)
         fields["model"] = model
+        for name in OPENAI_ONLY:
+            fields.pop(name, None)
+        fields.pop("stream_options", None)  # the client's; a stream asks for the usage below
         if isinstance(self.body, ChatCompletionBody):
-            fields.pop("max_completion_tokens", None)
+            for name in ("max_completion_tokens", "store", "verbosity"):
+                fields.pop(name, None)
             fields["max_tokens"] = self.max_output_tokens
             if self.stream:
                 fields["stream_options"] = {"include_usage": True}
@@ -157,13 +177,15 @@ def parse_keyed_request(body: bytes, api: Api, bounds: KeyedBounds) -> KeyedRequ
         raise BadRequest("the request body is empty", param=None)
     try:
         decoded = _decoders[api].decode(body)
+        if isinstance(decoded, ChatCompletionBody):
+            return _chat(decoded, bounds)
+        return _responses(decoded, bounds)
     except msgspec.ValidationError as exc:
         raise _invalid(str(exc)) from None
     except (msgspec.DecodeError, UnicodeDecodeError):
         raise BadRequest("the request body is not valid JSON") from None
-    if isinstance(decoded, ChatCompletionBody):
-        return _chat(decoded, bounds)
-    return _responses(decoded, bounds)
+    except RecursionError:  # JSON nested hundreds deep: no chat looks like that
+        raise BadRequest("the request body is nested too deeply") from None
 
 
 def _invalid(said: str) -> BadRequest:
@@ -177,16 +199,16 @@ def _invalid(said: str) -> BadRequest:
 def _chat(body: ChatCompletionBody, bounds: KeyedBounds) -> KeyedRequest:
     if not body.messages:
         raise BadRequest("messages must hold at least one message", param="messages")
-    chars = sum(_text_chars(message.content) for message in body.messages)
+    chars = _text_chars(msgspec.to_builtins(body))  # messages, tools, schemas: all read
     _check_size(chars, bounds, "messages")
     asked = body.max_completion_tokens or body.max_tokens
     return KeyedRequest(Api.CHAT, body, chars, _capped(asked, bounds))
 
 
 def _responses(body: ResponsesBody, bounds: KeyedBounds) -> KeyedRequest:
-    chars = _text_chars(body.input) + len(body.instructions or "")
-    if not chars and body.previous_response_id is None:
+    if not _text_chars(body.input) and body.previous_response_id is None:
         raise BadRequest("input is empty", param="input")
+    chars = _text_chars(msgspec.to_builtins(body))  # input, instructions, tools: all read
     _check_size(chars, bounds, "input")
     previous = body.previous_response_id
     if previous is not None and not RESPONSE_ID.fullmatch(previous):
@@ -208,8 +230,9 @@ def _capped(asked: int | None, bounds: KeyedBounds) -> int:
 
 
 def _text_chars(value: object) -> int:
-    """Characters of text in a message's content or an input: strings, parts and items,
-    but not images or files (their strings are data, not words)."""
+    """Characters of text the model reads in a body or a part of it: strings, parts, items,
+    tools and their arguments, but not images or files (their strings are data, not words).
+    Keys and the few short settings among the strings count too: a few characters over."""
     if isinstance(value, str):
         return len(value)
     if isinstance(value, list):

@@ -49,7 +49,11 @@ class ModelList:
         the gateway's own (LLMGW_MODEL) when it names none."""
         if asked is None or asked == self._default:  # the gateway's own: not looked up
             return self._default
-        if asked in await self.names() or asked in await self.names(fresh=True):
+        if asked in await self.names():
+            return asked
+        # Read again at once (it may just have been downloaded), but at most every second: a
+        # client naming models that do not exist does not make the gateway ask on each request.
+        if time.monotonic() - self._read_at >= 1 and asked in await self.names(fresh=True):
             return asked
         raise ModelNotFound(f"the model '{asked}' does not exist", param="model")
 

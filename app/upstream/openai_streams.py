@@ -153,7 +153,9 @@ def _count_chunk(chunk: _ChatChunk, record: StreamRecord) -> None:
         delta = choice.delta
         chars += sum(len(text) for text in (delta.content, delta.reasoning_content) if text)
         chars += len(delta.reasoning or "")
-        tools = tools or bool(delta.tool_calls)
+        if delta.tool_calls:  # the arguments the model writes are output too
+            tools = True
+            chars += sum(len(msgspec.json.encode(call)) for call in delta.tool_calls)
     if record.counts_text:
         record.text_chars += chars
     if record.first_token_at is None and (chars or tools):

@@ -262,3 +262,30 @@ def test_a_client_that_leaves_cancels_the_generation(
         assert eventually(now_cancelled, timeout=5)
     finally:
         sim_fault(sim, "ok")
+
+
+def test_a_client_that_leaves_a_whole_answer_cancels_it_too(
+    gateway: GatewayHandle, sim: SimHandle, redis_server: str
+) -> None:
+    """A client that gives up on an answer not streamed (its own timeout) stops the sim's
+    generation too, and its place is given back: the key's next chat is admitted."""
+    key = create_key(redis_server, "impatient", "--concurrency", "1")
+    cancelled = int(httpx.get(f"{sim.url}/_sim/stats", timeout=5).json()["cancelled"])
+    body = {"model": MODEL, "messages": HI}
+    headers = {"Authorization": f"Bearer {key}"}
+    sim_fault(sim, "slow")
+    try:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(
+                f"{gateway.url}/v1/chat/completions", json=body, headers=headers, timeout=0.1
+            )  # the slow sim takes 0.3 s for the answer's 64 tokens
+
+        def now_cancelled() -> bool:
+            stats = httpx.get(f"{sim.url}/_sim/stats", timeout=5).json()
+            return int(stats["cancelled"]) > cancelled
+
+        assert eventually(now_cancelled, timeout=5)
+    finally:
+        sim_fault(sim, "ok")
+    again = client(gateway, key).chat.completions.create(model=MODEL, messages=HI, max_tokens=5)
+    assert again.choices[0].message.content

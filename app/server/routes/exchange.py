@@ -140,8 +140,15 @@ class Exchange:
     async def whole(self, payload: bytes, *, chat: bool) -> bytes:
         """The answer not streamed (a keyed client's `"stream": false`): the model server's
         JSON, read within the total deadline, settled from its usage like a stream's end."""
-        body = await self._guarded(lambda: self._read_whole(payload))
         record = self.record
+        try:
+            body = await self._guarded(lambda: self._read_whole(payload))
+        except asyncio.CancelledError:  # the client left: the model server's answer is dropped
+            record.outcome = "client_cancelled"
+            with anyio.CancelScope(shield=True):
+                self.started()
+                await self.finish(record)
+            raise
         record.first_token_at = time.monotonic()  # the whole answer is its first output
         record.response_id, record.usage = whole_usage(body, chat=chat)
         self.started()

@@ -18,7 +18,7 @@ from app.errors import BreakerOpen, GatewayError, NotFound, Shed, TooManyTokens
 from app.server.chat_telemetry import Call, outcome_of, server_span
 from app.server.routes.chat import SSE_HEADERS, rate_limit_headers
 from app.server.routes.exchange import Exchange
-from app.server.routes.raw_responses import EventStream, JsonAnswer
+from app.server.routes.raw_responses import EventStream, JsonAnswer, until_gone
 from app.telemetry.tracing import current_span, span_in_use
 from app.upstream.client import RESPONSES_PATH
 from app.upstream.openai_streams import ChatCompletionsAsIs, ResponsesAsIs
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from app.upstream.relay import Dialect
 
 CHAT_PATH = "/v1/chat/completions"
+CLIENT_GONE = 499
 RESPONSES_ASIS = ResponsesAsIs()
 
 
@@ -77,7 +78,7 @@ async def _answer(
         wait = max(1, round(services.breaker.retry_after()))
         raise BreakerOpen("the model is unavailable right now, try again soon", retry_after=wait)
     try:
-        model = await services.models.resolve(keyed.body.model)
+        payload = keyed.payload(await services.models.resolve(keyed.body.model), settings.model_ttl)
         decision = await _admitted(call, key, keyed)
     except BaseException:
         services.breaker.give_back(permit)
@@ -86,18 +87,19 @@ async def _answer(
     if not decision.admitted:
         services.breaker.give_back(permit)
         call.refused_by = str(decision.limit)
-        return _refusal(decision, headers)
+        return _refusal(decision, headers, key)
     path = CHAT_PATH if api is Api.CHAT else RESPONSES_PATH
     dialect: Dialect = RESPONSES_ASIS
     if api is Api.CHAT:
         dialect = ChatCompletionsAsIs(include_usage=keyed.include_usage)
     exchange = Exchange(call, permit, decision, _owner(key), path, dialect, keyed.max_output_tokens)
     await exchange.check_room(estimate(keyed.input_chars))
-    payload = keyed.payload(model, settings.model_ttl)
     if keyed.stream:
         upstream = await exchange.open(payload)
         return EventStream(exchange.stream(upstream), SSE_HEADERS | headers)
-    body = await exchange.whole(payload, chat=api is Api.CHAT)
+    body = await until_gone(request.receive, exchange.whole(payload, chat=api is Api.CHAT))
+    if body is None:  # the client left: nobody reads this (nginx's "client closed request")
+        return JsonAnswer(b"", CLIENT_GONE, {})
     return JsonAnswer(body, 200, headers)
 
 
@@ -150,7 +152,7 @@ async def _admitted(call: Call, key: ApiKey, keyed: KeyedRequest) -> Decision:
     return decision
 
 
-def _refusal(decision: Decision, headers: dict[str, str]) -> JsonAnswer:
+def _refusal(decision: Decision, headers: dict[str, str], key: ApiKey) -> JsonAnswer:
     """A 429 in OpenAI's shape naming the limit (`type` requests or tokens, as OpenAI's API
     says it); a 503 when no place freed; 404 for a conversation not the key's; 400 for a
     request no token window can ever hold."""
@@ -163,10 +165,11 @@ def _refusal(decision: Decision, headers: dict[str, str]) -> JsonAnswer:
         )
     if limit in {Limit.INFLIGHT, Limit.WAKING}:
         raise Shed("the model is busy right now, try again in a moment", retry_after=wait)
-    if decision.never_fits and decision.reservation is not None:
+    asked = decision.reservation.tokens if decision.reservation else 0
+    if limit is Limit.TOKENS and asked > key.limits.tokens:  # not its window shrunk for now
         raise TooManyTokens(
-            f"this request needs about {decision.reservation.tokens} tokens, more than the"
-            f" {decision.quota} allowed per window: send less, or lower max_tokens"
+            f"this request needs about {asked} tokens, more than the {key.limits.tokens}"
+            " allowed per window: send less, or lower max_tokens"
         )
     kind = "tokens" if limit is Limit.TOKENS else "requests"
     whose = decision.whose or limit

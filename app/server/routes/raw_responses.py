@@ -8,16 +8,18 @@ of a refusal. The bytes on the wire are the same as Litestar's `Response` and `S
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+import contextlib
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import msgspec
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Mapping
+    from collections.abc import AsyncGenerator, Coroutine, Mapping
 
     from litestar.types import HTTPResponseBodyEvent, Receive, Scope, Send
 
+_T = TypeVar("_T")
 JSON = b"application/json"
 EVENT_STREAM = b"text/event-stream; charset=utf-8"
 _END: HTTPResponseBodyEvent = {"type": "http.response.body", "body": b"", "more_body": False}
@@ -89,6 +91,24 @@ def _gone(watcher: asyncio.Future[None], stream_scope: anyio.CancelScope) -> Non
         return
     watcher.exception()  # retrieved: a failed receive means the client is gone too
     stream_scope.cancel()
+
+
+async def until_gone(receive: Receive, work: Coroutine[Any, Any, _T]) -> _T | None:
+    """The result of `work` (an answer not streamed), or None when the client left first: the
+    work is then cancelled (its cleanup gives back what it held) and waited for."""
+    job = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnect(receive))
+    try:
+        await asyncio.wait((job, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not job.done():
+            job.cancel()
+    if job.done():  # it ended first (an answer, or its error to raise)
+        return job.result()
+    with contextlib.suppress(asyncio.CancelledError):
+        await job  # its cleanup, to the end
+    return None
 
 
 async def _disconnect(receive: Receive) -> None:
