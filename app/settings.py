@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     max_messages: int = Field(default=32, ge=1, le=1_000)
 
     max_inflight: int = Field(default=4, ge=1, le=1_000_000)
+    # Of max_inflight, the places only the owner's keys may fill (app/protection/governor.py).
+    owner_reserved_inflight: int = Field(default=1, ge=0)
     lease_seconds: float = Field(default=30.0, ge=3, le=3_600)
     fallback_share: float = Field(default=0.5, gt=0, le=1)
     queue_wait_seconds: float = Field(default=0.5, ge=0, le=60)  # 0: shed at once
@@ -100,6 +102,15 @@ class Settings(BaseSettings):
     def _soft_below_hard(self) -> Settings:
         if self.governor_soft >= self.governor_hard:
             raise ValueError("LLMGW_GOVERNOR_SOFT must be below LLMGW_GOVERNOR_HARD")
+        return self
+
+    @model_validator(mode="after")
+    def _reserved_below_inflight(self) -> Settings:
+        if self.owner_reserved_inflight >= self.max_inflight:
+            raise ValueError(
+                "LLMGW_OWNER_RESERVED_INFLIGHT must be below LLMGW_MAX_INFLIGHT (0: none held"
+                " back for the owner), or no place is left for the other lanes"
+            )
         return self
 
     @field_validator("upstream_url")

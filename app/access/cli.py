@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from app.access.keys import KeyLimits, Lane, valid_name
+from app.access.keys import KEYED_LANES, KeyLimits, Lane, valid_name
 from app.access.store import DuplicateName, KeyStore
 from app.settings import SettingsError, load_settings
 
@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create", help="make a key and print it, this once")
     create.add_argument("--name", required=True, type=_name, help="1-32 of a-z 0-9 _ . -")
-    create.add_argument("--lane", required=True, choices=[lane.value for lane in Lane])
+    create.add_argument("--lane", required=True, choices=[lane.value for lane in KEYED_LANES])
     for limit, unit in (("requests", "per window"), ("tokens", "per window"), ("concurrency", "")):
         create.add_argument(
             f"--{limit}", type=_count, default=0, help=f"{limit} {unit} (0: none)".strip()

@@ -17,8 +17,16 @@ NAME_PATTERN = re.compile(r"[a-z0-9_.-]{1,32}")
 
 
 class Lane(StrEnum):
+    """Whose request it is, highest priority first: the owner's keys, members' keys, and the
+    public (/api/chat visitors, who have no key)."""
+
     OWNER = "owner"
     MEMBER = "member"
+    PUBLIC = "public"
+
+
+# The lanes a key may be created in: the public lane is the one without a key.
+KEYED_LANES = (Lane.OWNER, Lane.MEMBER)
 
 
 class KeyLimits(msgspec.Struct, frozen=True):

@@ -8,35 +8,40 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from app.access.keys import Lane
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 
 class Limit(StrEnum):
-    """What decided: the visitor's window, everyone's window, a token window the reservation
-    does not fit, the in-flight cap, a conversation not the visitor's, or a model being woken
-    by another request."""
+    """What decided: the visitor's window, everyone's window, a key's own window, a token
+    window the reservation does not fit, the in-flight cap, a key's streams at once, a
+    conversation not the visitor's, or a model being woken by another request."""
 
     VISITOR = "visitor"
     GLOBAL = "global"
+    KEY = "key"
     TOKENS = "tokens"
     INFLIGHT = "inflight"
+    CONCURRENCY = "concurrency"
     CONVERSATION = "conversation"
     WAKING = "waking"
-    KEY = "key"  # an API key's own request window
-    CONCURRENCY = "concurrency"  # an API key's streams at once
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """The limits one admission is checked against (the governor's effective values); token
-    limits are per window, 0 meaning off."""
+    """The limits one admission is checked against (the governor's effective values for its
+    lane); token limits are per window, 0 meaning off. `inflight_cap` counts every lane's
+    streams; `reserved_inflight` of it only this lane may fill (the owner's held-back places),
+    which a share of the cap keeps whole (Limiter.fallback_limits)."""
 
     global_limit: int
     visitor_limit: int
     inflight_cap: int
     global_tokens: int = 0
     visitor_tokens: int = 0
+    reserved_inflight: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +93,7 @@ class Decision:
     conversation_tokens: int = 0  # the continued conversation's size, when on record
     reservation: Reservation | None = None
     whose: Limit | None = None  # refused by tokens: whose token window it was
+    lane: Lane = Lane.PUBLIC
 
     @property
     def retry_after(self) -> int:

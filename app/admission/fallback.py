@@ -9,6 +9,7 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from app.access.keys import Lane
 from app.admission.decision import Decision, Limit, Limits, Reservation, public_scopes, refusal
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ class LocalAdmitter:
     def __init__(self, window_seconds: int) -> None:
         self._window = float(window_seconds)
         self._windows: dict[str, tuple[float, int]] = {}
-        self._leases: set[str] = set()
+        self._leases: dict[str, str] = {}  # lease -> its key's name ('' for the public)
         self._conversations: OrderedDict[str, str] = OrderedDict()
 
     def admit(
@@ -39,15 +40,26 @@ class LocalAdmitter:
         *,
         tokens: int = 0,
         scopes: Sequence[Scope] = (),
+        lane: Lane = Lane.PUBLIC,
+        concurrency: tuple[str, int] | None = None,
     ) -> Decision:
-        """Same rules as the Redis script: check everything, then spend. A conversation
-        continued here reserves no size on record (that record is in Redis)."""
-        now = time.monotonic()
+        """Same rules as the Redis script: check everything, then spend; a keyed lane counts
+        in its own scopes only, and in its key's streams at once. A conversation continued
+        here reserves no size on record (that record is in Redis)."""
         if continues is not None and self._conversations.get(continues) != owner:
             return refusal(Limit.CONVERSATION, 0, 0, path="fallback")
+        if lane is not Lane.PUBLIC:
+            decision = self._decide((*scopes,), limits, tokens, concurrency or ("", 0))
+            return replace(decision, lane=lane)
+        every = (*public_scopes(visitor_ids, limits), *scopes)
+        return self._decide(every, limits, tokens, ("", 0))
+
+    def _decide(
+        self, every: tuple[Scope, ...], limits: Limits, tokens: int, concurrency: tuple[str, int]
+    ) -> Decision:
+        now = time.monotonic()
         if len(self._windows) > PRUNE_AT:
             self._prune(now)
-        every = (*public_scopes(visitor_ids, limits), *scopes)
         windows = [(s.name, s.requests, 1, s) for s in every if s.requests > 0]
         if tokens > 0:
             windows += [(TOKENS + s.name, s.tokens, tokens, s) for s in every if s.tokens > 0]
@@ -56,6 +68,9 @@ class LocalAdmitter:
             reset_at, used = self._window_of(key, now)
             if used + cost > quota:
                 return self._refusal(scope, key, tokens, reset_at - now)
+        name, streams = concurrency
+        if streams > 0 and sum(held == name for held in self._leases.values()) >= streams:
+            return refusal(Limit.CONCURRENCY, streams, 1.0, path="fallback")
         if len(self._leases) >= limits.inflight_cap:
             return refusal(Limit.INFLIGHT, limits.inflight_cap, 1.0, path="fallback")
         ends = []
@@ -65,18 +80,26 @@ class LocalAdmitter:
             if key.startswith(TOKENS):
                 ends.append((key.removeprefix(TOKENS), reset_at))
         lease = "local:" + secrets.token_hex(8)
-        self._leases.add(lease)
-        reset_at, used = self._windows.get(every[0].name, (now, 0))
-        admitted = Decision(
+        self._leases[lease] = name
+        admitted = self._admitted(every, lease, now)
+        return replace(admitted, reservation=Reservation(tokens, tuple(ends))) if ends else admitted
+
+    def _admitted(self, every: tuple[Scope, ...], lease: str, now: float) -> Decision:
+        """An admission, with the broadest scope's window for the RateLimit headers (a key
+        without windows: none)."""
+        if not every:
+            return Decision(True, Limit.KEY, 0, 0, 0.0, lease, path="fallback")  # noqa: FBT003
+        broadest = every[0]
+        reset_at, used = self._windows.get(broadest.name, (now, 0))
+        return Decision(
             admitted=True,
-            limit=Limit.GLOBAL,
-            quota=limits.global_limit,
-            remaining=limits.global_limit - used,
+            limit=broadest.whose,
+            quota=broadest.requests,
+            remaining=broadest.requests - used,
             reset_seconds=reset_at - now,
             lease=lease,
             path="fallback",
         )
-        return replace(admitted, reservation=Reservation(tokens, tuple(ends))) if ends else admitted
 
     @staticmethod
     def _refusal(scope: Scope, key: str, tokens: int, reset: float) -> Decision:
@@ -95,7 +118,7 @@ class LocalAdmitter:
     def release(self, lease: str, reservation: Reservation | None = None, spent: int = 0) -> None:
         """Give an in-flight place back, and settle the reservation in each window that is
         still the one it was made in."""
-        self._leases.discard(lease)
+        self._leases.pop(lease, None)
         if reservation is None:
             return
         for name, end in reservation.windows:

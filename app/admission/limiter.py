@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
+from app.access.keys import Lane
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
@@ -45,8 +47,9 @@ class Limiter:
         self._share = fallback_share
         self._metrics = metrics
         self.fallback_active = False
-        # lease -> when it was taken: a stream that never ran its cleanup stops being renewed.
-        self.leases: dict[str, float] = {}
+        # lease -> when it was taken, for which lane: a stream that never ran its cleanup stops
+        # being renewed (and counted in its lane).
+        self.leases: dict[str, tuple[float, Lane]] = {}
         self._lease_max_age = lease_max_age
 
     async def admit(
@@ -59,11 +62,15 @@ class Limiter:
         *,
         tokens: int = 0,
         scopes: Sequence[Scope] = (),
+        lane: Lane = Lane.PUBLIC,
+        concurrency: tuple[str, int] | None = None,
     ) -> Decision:
         """The decision, from Redis while it answers and from the fallback while it does not;
-        `tokens` reserved from the token windows, `scopes` counted besides the visitor's (see
-        RedisAdmitter.admit). The fallback does not coordinate a wake: without Redis, each
-        replica may send one."""
+        `tokens` reserved from the token windows, `scopes` counted besides the visitor's, or
+        instead of the public's for a keyed `lane`, with its key's `concurrency` (name,
+        streams at once; see RedisAdmitter.admit). `limits.inflight_cap` is the lane's cap
+        (PressureGovernor.limits). The fallback does not coordinate a wake: without Redis,
+        each replica may send one."""
         if not self.fallback_active:
             started = time.perf_counter()
             try:
@@ -75,6 +82,8 @@ class Limiter:
                     wake_seconds,
                     tokens=tokens,
                     scopes=scopes,
+                    lane=lane,
+                    concurrency=concurrency,
                 )
             except (RedisError, OSError) as exc:
                 self._metrics.redis_command(time.perf_counter() - started, ok=False)
@@ -87,17 +96,26 @@ class Limiter:
                 return decision
         share = self.fallback_limits(limits)
         decision = self._local.admit(
-            visitor_ids, share, continues, owner, tokens=tokens, scopes=scopes
+            visitor_ids,
+            share,
+            continues,
+            owner,
+            tokens=tokens,
+            scopes=scopes,
+            lane=lane,
+            concurrency=concurrency,
         )
         self._hold(decision)
         return decision
 
     def fallback_limits(self, limits: Limits) -> Limits:
-        """A conservative share of the limits, since other replicas admit on their own too."""
+        """A conservative share of the limits, since other replicas admit on their own too;
+        a lane's places held back stay whole above the share of the rest."""
+        held = limits.reserved_inflight
         return replace(
             limits,
             global_limit=max(1, int(limits.global_limit * self._share)),
-            inflight_cap=max(1, int(limits.inflight_cap * self._share)),
+            inflight_cap=max(1, int((limits.inflight_cap - held) * self._share)) + held,
             global_tokens=_share(limits.global_tokens, self._share),
         )
 
@@ -160,12 +178,19 @@ class Limiter:
 
     def _live_shared_leases(self) -> list[str]:
         oldest = time.monotonic() - self._lease_max_age
-        self.leases = {lease: at for lease, at in self.leases.items() if at >= oldest}
+        self.leases = {lease: held for lease, held in self.leases.items() if held[0] >= oldest}
         return [lease for lease in self.leases if not lease.startswith("local:")]
+
+    def inflight_by_lane(self) -> dict[str, int]:
+        """This process's streams in flight now, per lane (every lane, 0 for none)."""
+        counts = dict.fromkeys(map(str, Lane), 0)
+        for _, lane in self.leases.values():
+            counts[lane] += 1
+        return counts
 
     def _hold(self, decision: Decision) -> None:
         if decision.lease is not None:
-            self.leases[decision.lease] = time.monotonic()
+            self.leases[decision.lease] = (time.monotonic(), decision.lane)
         if decision.reservation is not None and decision.admitted:
             self._metrics.tokens_reserved(decision.reservation.tokens)
 

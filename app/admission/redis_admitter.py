@@ -7,10 +7,11 @@ from __future__ import annotations
 import itertools
 import secrets
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import TYPE_CHECKING
 
+from app.access.keys import Lane
 from app.admission.decision import (
     Conversation,
     Decision,
@@ -33,7 +34,9 @@ if TYPE_CHECKING:
 ADMIT_SCRIPT = resources.files("app.admission").joinpath("lua/admit.lua").read_text()
 RENEW_SCRIPT = resources.files("app.admission").joinpath("lua/renew.lua").read_text()
 FINISH_SCRIPT = resources.files("app.admission").joinpath("lua/finish.lua").read_text()
-WINDOW_FULL, TOKENS_FULL, SHED, NOT_OWNER, WAKING = 1, 2, 3, 4, 5
+WINDOW_FULL, TOKENS_FULL, SHED, NOT_OWNER, WAKING, KEY_STREAMS_FULL = 1, 2, 3, 4, 5, 6
+# A lease id's lane, as one letter (app/admission/lua/admit.lua reads the end of the id).
+LANE_MARKS = {Lane.OWNER: "o", Lane.MEMBER: "m", Lane.PUBLIC: "p"}
 # How long a visitor may continue a conversation (LM Studio keeps stored responses longer).
 CONVERSATION_SECONDS = 24 * 3600
 # Spent visitor windows remembered per gateway process (about 200 bytes each).
@@ -90,14 +93,23 @@ class RedisAdmitter:
         *,
         tokens: int = 0,
         scopes: Sequence[Scope] = (),
+        lane: Lane = Lane.PUBLIC,
+        concurrency: tuple[str, int] | None = None,
     ) -> Decision:
         """Admit one request for a visitor known by these (hashed) ids, or say why not.
         `continues` is a previous response id, which must have been given to `owner`;
         `wake_seconds`, given while the model is asleep, is how long its wake may take;
         `tokens` is what to reserve in the token windows that are on (the continued
         conversation's size on record is added to it); `scopes` are further parties to count
-        against (a lane's, a key's), checked before the visitor's."""
+        against (a key's), checked before the visitor's. A keyed `lane` is counted in its
+        `scopes` only, not in the public's windows (everyone's, the visitor's);
+        `concurrency` is its key's name and how many streams it may have at once (0: any)."""
         now = time.monotonic()
+        if lane is not Lane.PUBLIC:
+            key, streams = concurrency or ("", 0)
+            request = _Request(tuple(scopes), continues, owner, wake_seconds, tokens, key, streams)
+            _, decision = await self._run(now, request, limits, lane)
+            return replace(decision, lane=lane)
         if now < self._global_closed_until and limits.global_limit <= self._closed_at_limit:
             reset = self._global_closed_until - now
             return refusal(Limit.GLOBAL, limits.global_limit, reset, path="local")
@@ -107,28 +119,43 @@ class RedisAdmitter:
             if now < closed[0] and limits.visitor_limit <= closed[1]:
                 return refusal(Limit.VISITOR, limits.visitor_limit, closed[0] - now, path="local")
             del self._visitors_closed[ids]  # its window has reset (or the limit was raised)
-        lease = f"{self._lease_prefix}{next(self._lease_numbers):x}"
         every = (*public_scopes(visitor_ids, limits), *scopes)
-        keys = [self.inflight_key, self._conversation_prefix + (continues or "-"), self.wake_key]
+        request = _Request(every, continues, owner, wake_seconds, tokens)
+        status, decision = await self._run(now, request, limits, lane)
+        if status == WINDOW_FULL and decision.limit is Limit.VISITOR:
+            self._close_visitor(ids, now + decision.reset_seconds, limits)
+        return decision
+
+    async def _run(
+        self, now: float, request: _Request, limits: Limits, lane: Lane
+    ) -> tuple[int, Decision]:
+        """One admission script: its status, and the decision it makes."""
+        # The lease id ends with its lane and key, so the script can count a key's streams.
+        mark = f"|{LANE_MARKS[lane]}|{request.key}"
+        lease = f"{self._lease_prefix}{next(self._lease_numbers):x}{mark}"
+        keys = [
+            self.inflight_key,
+            self._conversation_prefix + (request.continues or "-"),
+            self.wake_key,
+        ]
         args: list[int | str] = [
             self._window_ms,
             limits.inflight_cap,
             lease,
             self._lease_ms,
             1000,
-            owner if continues else "",
-            "0" if wake_seconds is None else "1",
-            int((wake_seconds or 0) * 1000),
-            tokens,
+            request.owner if request.continues else "",
+            "0" if request.wake_seconds is None else "1",
+            int((request.wake_seconds or 0) * 1000),
+            request.tokens,
+            mark,
+            request.streams,
         ]
-        for scope in every:
+        for scope in request.scopes:
             keys += (self._window_prefix + scope.name, self._tokens_prefix + scope.name)
             args += (scope.requests, scope.tokens)
         reply = await self._admit(keys=keys, args=args)
-        decision = self._decision(now, every, limits, lease, reply)
-        if reply[0] == WINDOW_FULL and decision.limit is Limit.VISITOR:
-            self._close_visitor(ids, now + decision.reset_seconds, limits)
-        return decision
+        return int(reply[0]), self._decision(now, request, limits, lease, reply)
 
     def _close_visitor(self, ids: tuple[str, ...], until: float, limits: Limits) -> None:
         """Remember a spent visitor window. At most MAX_REMEMBERED_VISITORS are kept: past
@@ -141,16 +168,16 @@ class RedisAdmitter:
         closed[ids] = (until, limits.visitor_limit)
 
     def _decision(
-        self, now: float, scopes: Sequence[Scope], limits: Limits, lease: str, reply: list[int]
+        self, now: float, request: _Request, limits: Limits, lease: str, reply: list[int]
     ) -> Decision:
         status, ttl_ms, remaining, binding, size, waker, reserved, *ends = reply
         reset = max(int(ttl_ms), 0) / 1000
-        if status == NOT_OWNER:
-            return refusal(Limit.CONVERSATION, 0, 0)
-        if status == WAKING:
-            return refusal(Limit.WAKING, limits.inflight_cap, reset)
-        if status == SHED:
-            return refusal(Limit.INFLIGHT, limits.inflight_cap, reset)
+        if (unscoped := _unscoped_refusal(status, reset, limits, request.streams)) is not None:
+            return unscoped
+        scopes = request.scopes
+        if not scopes:  # a key without windows of its own: only the in-flight cap held it
+            admitted = Decision(True, Limit.KEY, 0, 0, 0.0, lease)  # noqa: FBT003
+            return replace(admitted, waker=bool(waker), conversation_tokens=int(size))
         scope = scopes[int(binding) - 1] if binding else scopes[0]
         if status == TOKENS_FULL:
             refused = refusal(Limit.TOKENS, scope.tokens, reset)
@@ -213,6 +240,33 @@ class RedisAdmitter:
         """Drop the remembered full windows (Redis came back: it may have lost them)."""
         self._global_closed_until = 0.0
         self._visitors_closed = {}
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """What one admission asks of the script, besides its limits."""
+
+    scopes: tuple[Scope, ...]
+    continues: str | None
+    owner: str
+    wake_seconds: float | None
+    tokens: int
+    key: str = ""  # the key's name, which its lease ids end with ('' for the public)
+    streams: int = 0  # the key's streams at once (0: no limit)
+
+
+def _unscoped_refusal(status: int, reset: float, limits: Limits, streams: int) -> Decision | None:
+    """A refusal no window decided (a conversation, a wake, the in-flight cap, the key's
+    streams at once), or None."""
+    if status == NOT_OWNER:
+        return refusal(Limit.CONVERSATION, 0, 0)
+    if status == WAKING:
+        return refusal(Limit.WAKING, limits.inflight_cap, reset)
+    if status == SHED:
+        return refusal(Limit.INFLIGHT, limits.inflight_cap, reset)
+    if status == KEY_STREAMS_FULL:
+        return refusal(Limit.CONCURRENCY, streams, reset)
+    return None
 
 
 def _record(conversation: Conversation) -> str:

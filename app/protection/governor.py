@@ -1,13 +1,21 @@
 """The pressure governor: what the model host feels, as one pressure in [0, 1], and the factor
-by which the global limits (requests and tokens) and the in-flight cap shrink from their base
-toward a floor."""
+by which the global limits (requests and tokens) and the in-flight caps shrink from their base
+toward a floor.
+
+Each lane shrinks by a power of that factor f: the public by f, members by f**0.5, the owner by
+f**0.25, so the public gives way first and most, the owner last and least. Of the base in-flight
+cap C, R places (LLMGW_OWNER_RESERVED_INFLIGHT) are held back for the owner: the public's cap is
+(C - R) * f, members' (C - R) * f**0.5, the owner's C * f**0.25 and never less than members' cap
+plus R. Every cap counts the streams of all lanes, so no other lane fills the owner's R places.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from app.access.keys import Lane
 from app.admission.decision import Limits
 
 if TYPE_CHECKING:
@@ -15,6 +23,8 @@ if TYPE_CHECKING:
 
 # macOS kern.memorystatus_vm_pressure_level: 1 normal, 2 warn, 4 critical.
 MACOS_MEMORY_LEVELS = {1: 0.0, 2: 0.75, 4: 1.0}
+# The power of the factor each lane's limits shrink by: higher lanes shrink later and less.
+LANE_POWERS = {Lane.OWNER: 0.25, Lane.MEMBER: 0.5, Lane.PUBLIC: 1.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +77,10 @@ def factor_for(pressure: float, config: GovernorConfig) -> float:
 class PressureGovernor:
     """Tightens at once, relaxes slowly: an oscillating input keeps it tight, never flapping."""
 
-    def __init__(self, base: Limits, config: GovernorConfig) -> None:
+    def __init__(self, base: Limits, config: GovernorConfig, *, owner_reserved: int = 0) -> None:
         self.base = base
         self.config = config
+        self.owner_reserved = owner_reserved  # in-flight places only the owner may fill
         self.factor = config.stale_factor
         self.pressure = 0.0
         self.signals: dict[str, float] = {}
@@ -105,24 +116,48 @@ class PressureGovernor:
             self.factor = min(target, self.factor + self.config.relax_per_second * elapsed)
         return self.factor
 
-    def limits(self) -> Limits:
-        """The effective limits: the base shrunk by the factor, rounded down, never below 1.
-        Rounding down means a factor creeping back up crosses each step once: no flapping."""
+    def limits(self, lane: Lane = Lane.PUBLIC) -> Limits:
+        """A lane's effective limits: the public's windows shrunk by the factor, and the lane's
+        in-flight cap (see the module's docstring), rounded down, never below 1. Rounding down
+        means a factor creeping back up crosses each step once: no flapping. A keyed lane is
+        not counted in the public's windows: its own are its key's (`scaled`)."""
         factor, base = self.factor, self.base
         if factor != self._limits_of[0] or base is not self._limits_of[1]:
             self._limits = self._shrunk()
             self._limits_of = (factor, base)
-        return self._limits
+        return self._limits[lane]
 
-    def _shrunk(self) -> Limits:
-        base = self.base
-        return Limits(
+    def lane_factor(self, lane: Lane) -> float:
+        """The factor a lane's limits shrink by now: a power of the governor's factor."""
+        return float(self.factor ** LANE_POWERS[lane])
+
+    def scaled(self, limit: int, lane: Lane) -> int:
+        """A keyed lane's own limit (a key's requests or tokens per window) under pressure:
+        shrunk by the lane's factor, never below 1; 0 (no limit) stays 0."""
+        return _shrink(limit, self.lane_factor(lane)) if limit > 0 else 0
+
+    def lane_caps(self) -> dict[str, int]:
+        """Each lane's in-flight cap now, for the metrics and /readyz."""
+        return {str(lane): self.limits(lane).inflight_cap for lane in Lane}
+
+    def _shrunk(self) -> dict[Lane, Limits]:
+        base, reserved = self.base, self.owner_reserved
+        public = Limits(
             global_limit=_shrink(base.global_limit, self.factor),
             visitor_limit=base.visitor_limit,
-            inflight_cap=_shrink(base.inflight_cap, self.factor),
+            inflight_cap=_shrink(base.inflight_cap - reserved, self.factor),
             global_tokens=_shrink(base.global_tokens, self.factor) if base.global_tokens else 0,
             visitor_tokens=base.visitor_tokens,
         )
+        member_cap = _shrink(base.inflight_cap - reserved, self.lane_factor(Lane.MEMBER))
+        owner_cap = max(
+            _shrink(base.inflight_cap, self.lane_factor(Lane.OWNER)), member_cap + reserved
+        )
+        return {
+            Lane.OWNER: replace(public, inflight_cap=owner_cap, reserved_inflight=reserved),
+            Lane.MEMBER: replace(public, inflight_cap=member_cap),
+            Lane.PUBLIC: public,
+        }
 
 
 def _shrink(base: int, factor: float) -> int:

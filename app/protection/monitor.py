@@ -175,6 +175,7 @@ class UpstreamMonitor:
             base_global_tokens=base.global_tokens,
             effective_global_tokens=effective.global_tokens,
         )
+        self._metrics.lane_caps(governor.lane_caps())
         self._watcher.forget_stale(now)
         self._diagnose()
         self._show_doors()

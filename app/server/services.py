@@ -97,7 +97,12 @@ async def _assemble(
         lease_seconds=settings.lease_seconds,
         wire=wire,
     )
-    waiting_room = WaitingRoom(size=settings.queue_size, wait_seconds=settings.queue_wait_seconds)
+    waiting_room = WaitingRoom(
+        size=settings.queue_size,
+        wait_seconds=settings.queue_wait_seconds,
+        on_change=metrics.lane_queued,
+    )
+    metrics.lane_queued(waiting_room.waiting_by_lane())  # every lane's line, empty at start
     limiter = Limiter(
         redis,
         shared,
@@ -118,7 +123,11 @@ async def _assemble(
         hash_key = _configured_hash_key(settings) or secrets.token_bytes(32)
     else:
         metrics.redis_state(up=True, fallback_active=False)
-    governor = PressureGovernor(_base_limits(settings), _governor_config(settings))
+    governor = PressureGovernor(
+        _base_limits(settings),
+        _governor_config(settings),
+        owner_reserved=settings.owner_reserved_inflight,
+    )
     breaker = CircuitBreaker(_breaker_config(settings), on_change=metrics.breaker_changed)
     metrics.breaker_changed(breaker.state, breaker.state)
     watcher = ProbeWatcher(

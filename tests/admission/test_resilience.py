@@ -94,6 +94,7 @@ def test_gateway_killed_mid_stream_leaks_no_lease(
     settings = {
         "redis_url": redis_url,
         "max_inflight": "1",
+        "owner_reserved_inflight": "0",  # the one place is the visitors': none held back
         "lease_seconds": "3",
         "queue_wait_seconds": "0",  # shed at once: the test reads the cap, not the line
         "probe_stale_factor": "1",

@@ -25,6 +25,8 @@ SHED = refusal(Limit.INFLIGHT, 1, 1.0)
 ADMITTED = Decision(admitted=True, limit=Limit.GLOBAL, quota=10, remaining=9, reset_seconds=60)
 # 60 tokens (12 reasoning, 48 answer) at 40 tokens/s: each answer holds its place for 1.5 s.
 SLOW_SIM = ("--decode-rate", "40")
+# One place, and it is the visitors': none held back for the owner's keys.
+ONE_PLACE = {"max_inflight": 1, "owner_reserved_inflight": 0}
 
 
 class Places:
@@ -191,7 +193,7 @@ def test_a_shed_chat_is_streamed_once_the_running_one_ends(redis_url: str) -> No
     with (
         running_sim(*SLOW_SIM) as sim,
         running_gateway(
-            upstream_url=sim.url, redis_url=redis_url, max_inflight=1, queue_wait_seconds=20
+            upstream_url=sim.url, redis_url=redis_url, **ONE_PLACE, queue_wait_seconds=20
         ) as gateway,
     ):
         first, second = second_while_first_streams(gateway.url, gateway.url)
@@ -208,7 +210,7 @@ def test_past_the_wait_the_shed_chat_gets_its_503(redis_url: str) -> None:
     with (
         running_sim(*SLOW_SIM) as sim,
         running_gateway(
-            upstream_url=sim.url, redis_url=redis_url, max_inflight=1, queue_wait_seconds=0.2
+            upstream_url=sim.url, redis_url=redis_url, **ONE_PLACE, queue_wait_seconds=0.2
         ) as gateway,
     ):
         _, second = second_while_first_streams(gateway.url, gateway.url)
@@ -224,9 +226,9 @@ def test_a_place_freed_on_another_replica_reaches_the_waiting_one(redis_url: str
     the place the first gateway's answer gives back (found by polling, with no local release)."""
     with (
         running_sim(*SLOW_SIM) as sim,
-        running_gateway(upstream_url=sim.url, redis_url=redis_url, max_inflight=1) as one,
+        running_gateway(upstream_url=sim.url, redis_url=redis_url, **ONE_PLACE) as one,
         running_gateway(
-            upstream_url=sim.url, redis_url=redis_url, max_inflight=1, queue_wait_seconds=20
+            upstream_url=sim.url, redis_url=redis_url, **ONE_PLACE, queue_wait_seconds=20
         ) as two,
     ):
         _, second = second_while_first_streams(one.url, two.url)

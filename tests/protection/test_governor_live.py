@@ -30,6 +30,7 @@ def test_slow_answers_shrink_the_inflight_cap(redis_url: str) -> None:
             upstream_url=sim.url,
             redis_url=redis_url,
             max_inflight=8,
+            owner_reserved_inflight=0,  # the public's cap is then all of the base
             global_limit=1000,
             visitor_limit=1000,
             probe_stale_factor=0.5,
@@ -54,6 +55,7 @@ def test_stale_probe_halves_the_limits(redis_url: str, redis_client: redis.Redis
             upstream_url=sim.url,
             redis_url=redis_url,
             max_inflight=8,
+            owner_reserved_inflight=0,  # the public's cap is then all of the base
             global_limit=40,
             probe_stale_factor=0.5,
         ) as gateway,

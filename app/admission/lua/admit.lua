@@ -1,19 +1,23 @@
 -- Admission for one chat request, atomic and in one round trip: each scope's fixed windows
 -- (requests, and tokens reserved), the in-flight lease set, the conversation and the wake.
--- KEYS[1]: in-flight leases (sorted set, score = expiry in ms); KEYS[2]: the record of the
--- conversation being continued ("owner tokens"); KEYS[3]: the wake of a model asleep;
--- KEYS[4..n]: two per scope, broadest first (global, then the visitor's ids: address,
--- thumbmark): its request window, then its token window.
--- ARGV: window ms, in-flight cap, lease id, lease ms, shed retry ms, the visitor id that must
--- own the conversation ('' when none is continued), whether this gateway sees the model asleep
--- ('1'/'0'), how long a wake may take (ms), the tokens to reserve (the input's estimate and the
--- answer's cap; the conversation's size on record is added here); then two per scope: its
--- request limit and its token limit per window, 0 turning that window off.
+-- KEYS[1]: in-flight leases of every lane (sorted set, score = expiry in ms; a lease id ends
+-- with its lane and key, '|o|laptop'); KEYS[2]: the record of the conversation being continued
+-- ("owner tokens"); KEYS[3]: the wake of a model asleep; KEYS[4..n]: two per scope, broadest
+-- first (global, then the visitor's ids: address, thumbmark; or a key's own): its request
+-- window, then its token window.
+-- ARGV: window ms, the lane's in-flight cap (over the streams of every lane), lease id, lease
+-- ms, shed retry ms, the visitor id that must own the conversation ('' when none is
+-- continued), whether this gateway sees the model asleep ('1'/'0'), how long a wake may take
+-- (ms), the tokens to reserve (the input's estimate and the answer's cap; the conversation's
+-- size on record is added here), the end of the lease ids of this request's key ('' for none)
+-- and that key's streams at once (0: no limit); then two per scope: its request limit and its
+-- token limit per window, 0 turning that window off.
 -- Every check runs before any write, so a request refused by its visitor limit spends no
 -- global budget and a shed request spends no window. Times come from Redis's clock.
 -- Returns {status, ttl_ms, remaining, binding, conversation_tokens, waker, reserved, ends...}:
 -- status 0 admitted, 1 a request window full, 2 a token window the reservation does not fit,
--- 3 shed (in-flight cap), 4 not this visitor's conversation, 5 waiting for the model to wake;
+-- 3 shed (in-flight cap), 4 not this visitor's conversation, 5 waiting for the model to wake,
+-- 6 the key's streams at once are all taken;
 -- binding is the scope that decided (the tightest request window when admitted), ttl_ms when
 -- its window resets and remaining what it has left; conversation_tokens is the continued
 -- conversation's size; waker 1 for the one request that loads a model asleep; reserved the
@@ -37,7 +41,7 @@ local reserve = tonumber(ARGV[9]) + size
 local names, scopes, limits, costs, tokens = {KEYS[3]}, {}, {}, {}, {}
 for scope = 1, (#KEYS - 3) / 2 do
   for kind = 0, 1 do
-    local limit = tonumber(ARGV[8 + 2 * scope + kind])
+    local limit = tonumber(ARGV[10 + 2 * scope + kind])
     if limit > 0 and (kind == 0 or reserve > 0) then
       local index = #names + 1
       names[index], scopes[index], limits[index] = KEYS[2 + 2 * scope + kind], scope, limit
@@ -76,6 +80,15 @@ local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 -- Leases of crashed gateways expire here: nothing they held stays taken.
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+-- The key's own streams: the set holds no more than the largest lane cap, so reading it is cheap.
+local mark, most = ARGV[10], tonumber(ARGV[11])
+if most > 0 then
+  local streams = 0
+  for _, lease in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    if string.sub(lease, -#mark) == mark then streams = streams + 1 end
+  end
+  if streams >= most then return {6, tonumber(ARGV[5]), 0, 0, 0, 0, 0} end
+end
 if redis.call('ZCARD', KEYS[1]) >= cap then return {3, tonumber(ARGV[5]), 0, 0, 0, 0, 0} end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[3])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]) * 2)

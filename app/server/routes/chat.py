@@ -24,7 +24,10 @@ if TYPE_CHECKING:
     from app.server.services import Services
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-WAKING_RETRY_SECONDS = 10  # a full waiting room while the model loads: come back soon
+WAKING_RETRY_SECONDS = 10
+_NO_WINDOW = frozenset(
+    {Limit.INFLIGHT, Limit.CONVERSATION, Limit.CONCURRENCY}
+)  # a full waiting room while the model loads: come back soon
 
 
 @post(ROUTE, status_code=200, summary="Chat with the model (SSE stream)")
@@ -104,9 +107,10 @@ async def _chat(request: Request[Any, Any, Any], call: Call) -> EventStream | Js
 
 
 def rate_limit_headers(decision: Decision, window_seconds: int) -> dict[str, str]:
-    """RateLimit headers (IETF draft) for the window that decided; none for the in-flight cap."""
+    """RateLimit headers (IETF draft) for the window that decided; none for the in-flight cap,
+    a key's streams at once, or a key without windows."""
     limit = decision.limit
-    if limit is Limit.INFLIGHT or limit is Limit.CONVERSATION:
+    if limit in _NO_WINDOW or decision.quota <= 0:
         return {}
     quota = str(decision.quota)
     return {

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from litestar.types import ASGIApp
 
     from app.access.keys import ApiKey
+    from app.protection.governor import PressureGovernor
     from app.server.services import Services
     from app.upstream.relay import Dialect
 
@@ -101,36 +102,42 @@ def _owner(key: ApiKey) -> str:
     return f"key:{key.name}"
 
 
-def key_scopes(key: ApiKey) -> tuple[Scope, ...]:
-    """The key's own windows: its requests and tokens per window (0: none)."""
-    limits = key.limits
-    return (Scope(f"key:{key.name}", Limit.KEY, limits.requests, limits.tokens),)
+def key_scopes(key: ApiKey, governor: PressureGovernor) -> tuple[Scope, ...]:
+    """The key's own windows: its requests and tokens per window (0: none), shrunk under
+    pressure by its lane's factor."""
+    limits, lane = key.limits, key.lane
+    requests, tokens = governor.scaled(limits.requests, lane), governor.scaled(limits.tokens, lane)
+    return (Scope(f"key:{key.name}", Limit.KEY, requests, tokens),)
 
 
 async def _admitted(call: Call, key: ApiKey, keyed: KeyedRequest) -> Decision:
-    """Admission against the key's windows, waiting in line for a place (or for the model to
-    wake) as /api/chat does."""
+    """Admission in the key's lane, against its windows and its streams at once, waiting in
+    line for a place (or for the model to wake) as /api/chat does, ahead of lower lanes."""
     services = call.services
     settings = services.settings
     tokens = estimate(keyed.input_chars) + keyed.max_output_tokens
+    governor, lane = services.governor, key.lane
+    concurrency = (key.name, key.limits.concurrency) if key.limits.concurrency else None
 
     async def attempt() -> Decision:
         asleep = services.monitor.model_asleep()
         return await services.limiter.admit(
             (),
-            services.governor.limits(),
+            governor.limits(lane),
             continues=keyed.previous_response_id,
             owner=_owner(key),
             wake_seconds=settings.model_load_timeout if asleep else None,
             tokens=tokens,
-            scopes=key_scopes(key),
+            scopes=key_scopes(key, governor),
+            lane=lane,
+            concurrency=concurrency,
         )
 
     with current_span("admission", on=call.tracing) as admission_span:
         decision = await attempt()
         if decision.limit in {Limit.INFLIGHT, Limit.WAKING} and not decision.admitted:
             wait = settings.model_load_timeout if decision.limit is Limit.WAKING else None
-            decision, waited = await services.waiting_room.admit(attempt, decision, wait)
+            decision, waited = await services.waiting_room.admit(attempt, decision, wait, lane)
             if waited is not None:
                 services.metrics.queue_wait(waited, admitted=decision.admitted)
         admission_span.set_attribute("llmgw.admission.admitted", decision.admitted)

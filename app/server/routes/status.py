@@ -57,4 +57,17 @@ def operator_detail(services: Services) -> dict[str, object]:
             "inflight_cap": limits.inflight_cap,
         },
         "probes_fresh": len(services.watcher.fresh(time.monotonic())),
+        "lanes": lanes_detail(services),
+    }
+
+
+def lanes_detail(services: Services) -> dict[str, dict[str, int]]:
+    """Per lane: its in-flight cap now (over every lane's streams, across replicas), this
+    replica's streams of it in flight, and its requests waiting in this replica's line."""
+    caps = services.governor.lane_caps()
+    inflight = services.limiter.inflight_by_lane()
+    queued = services.waiting_room.waiting_by_lane()
+    return {
+        lane: {"inflight_cap": cap, "inflight": inflight[lane], "queued": queued[lane]}
+        for lane, cap in caps.items()
     }
