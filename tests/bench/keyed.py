@@ -124,7 +124,6 @@ def markdown(result: dict[str, Any]) -> list[str]:
     rows += [
         "",
         (
-            f"Gateway CPU per keyed chat: {level['cpu_ms_per_chat']:.2f} ms; "
             f"{level['failed']:.0f} streams failed. Redis: {trips['evalsha']} EVALSHA for "
             f"{trips['requests']} keyed requests ({trips['admitted']} admitted), "
             f"{trips['stream_end_evalsha']} more at stream ends, other commands {trips['other']}. "

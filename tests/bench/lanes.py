@@ -268,7 +268,7 @@ def markdown(result: dict[str, Any]) -> list[str]:
         rows.append(
             f"| {label} | {_ms(run['owner_unloaded_ttft_p50_s'])} | "
             f"{_ms(run['owner_ttft_p50_s'])} / {_ms(run['owner_ttft_p95_s'])} | "
-            f"{run['owner_ratio_p95']:.2f}x | {run['owner_refused']} of {run['owner_chats']} | "
+            f"{_times(run['owner_ratio_p95'])} | {run['owner_refused']} of {run['owner_chats']} | "
             f"{run['public_goodput_tokens_per_s']:.0f} tok/s | {run['public_goodput_share']:.0%} | "
             f"{run['public_admitted']} of {run['public_requests']} | {run['seconds']:.0f} |"
         )
@@ -277,6 +277,10 @@ def markdown(result: dict[str, Any]) -> list[str]:
 
 def _ms(seconds: float) -> str:
     return "refused" if seconds == math.inf else f"{seconds * 1000:,.0f} ms"
+
+
+def _times(ratio: float) -> str:
+    return "no answer" if ratio == math.inf else f"{ratio:.2f}x"
 
 
 def lane_goals(result: dict[str, Any]) -> list[Goal]:
@@ -288,8 +292,8 @@ def lane_goals(result: dict[str, Any]) -> list[Goal]:
             1.3,
             run["owner_ratio_p95"],
             "x",
-            f"without lanes: {reference['owner_ratio_p95']:.2f}x, "
-            f"{reference['owner_refused']} of {reference['owner_chats']} refused",
+            f"without lanes: {_times(reference['owner_ratio_p95'])} ({reference['owner_refused']}"
+            f" of {reference['owner_chats']} owner chats refused)",
         ),
         Goal(
             f"owner's lane, public flood at {FLOOD}x capacity: public goodput / sim capacity",
