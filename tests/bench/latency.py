@@ -7,7 +7,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from stream_client import StreamConnection, Timing, timed_stream
+from stream_client import Headers, StreamConnection, Timing, timed_stream
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -26,12 +26,13 @@ class Level:
 
 @dataclass(frozen=True)
 class Target:
-    """One path to measure: where to post what."""
+    """One path to measure: where to post what (with which headers, a key's for instance)."""
 
     name: str
     url: str
     path: str
     body: bytes
+    headers: Headers = ()
 
 
 @dataclass
@@ -67,7 +68,7 @@ async def phase(
 
     async def worker(connection: StreamConnection) -> None:
         for _ in range(chats):
-            into.add(await timed_stream(connection, target.path, target.body))
+            into.add(await timed_stream(connection, target.path, target.body, target.headers))
 
     await asyncio.gather(*(worker(connection) for connection in connections))
 

@@ -6,6 +6,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import adaptive
+import keyed
+import lanes
 import mixed
 import spy
 from goals import goals, other_figures, table
@@ -44,6 +46,10 @@ def write(results: dict[str, Any], folder: Path) -> str:
         lines += adaptive.markdown(results["adaptive"])
     if "mixed" in results:
         lines += mixed.markdown(results["mixed"])
+    if "keyed" in results:
+        lines += keyed.markdown(results["keyed"])
+    if "lanes" in results:
+        lines += lanes.markdown(results["lanes"])
     text = "\n".join(lines) + "\n"
     (folder / "report.md").write_text(text)
     (folder / "results.json").write_text(json.dumps(results, indent=2))

@@ -2,7 +2,8 @@
 
 Writes bench-report/report.md (with PNG plots and results.json beside it) and prints it.
 LLMGW_BENCH_SOAK=0 skips the soak, LLMGW_BENCH_ADAPTIVE=0 the adaptive-limits comparison,
-LLMGW_BENCH_MIXED=0 the mixed prompt sizes (request against token windows).
+LLMGW_BENCH_MIXED=0 the mixed prompt sizes (request against token windows), LLMGW_BENCH_KEYED=0
+the keyed route's latency, LLMGW_BENCH_LANES=0 the owner's lane under a public flood.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+import keyed
+import lanes
 import mixed
-import redis
 import soak
 import spy
 from adaptive import compare
@@ -27,6 +28,8 @@ from latency import Level, Target, measure_levels, summarize
 from plots import latency_cdfs, soak_memory
 from processes import LOAD_CPU, gateway_server, redis_server, sim_server
 from report import write
+from round_trips import round_trips
+from setups import GATEWAY, LATENCY_SIM, OPEN, SAMPLES
 from throughput import wrk_with_cpu
 from usage import CpuClock
 from waking import wake_run
@@ -36,13 +39,8 @@ from app.settings import load_settings
 from app.upstream.client import build_payload
 
 REPORT = Path("bench-report")
-SAMPLES = int(os.environ.get("LLMGW_BENCH_SAMPLES", "400"))
-# Slots for every stream (no queueing in the sim), tokens some 2 ms apart when alone.
-LATENCY_SIM = ("--slots", "128", "--queue", "512", "--decode-rate", "500", "--output-tokens", "8")
 # Tokens as fast as the sim can write them: a chat costs what its HTTP exchange costs.
 FAST_SIM = ("--slots", "64", "--queue", "512", "--decode-rate", "100000", "--output-tokens", "8")
-GATEWAY = {"max_output_tokens": 8, "reasoning_effort": "none", "probe_stale_factor": 1}
-OPEN = {"global_limit": 10**9, "visitor_limit": 10**9, "max_inflight": 10**6}
 LEVELS = (
     Level(streams=1, chats_per_phase=5, phases=max(2, SAMPLES // 5)),
     Level(streams=10, chats_per_phase=10, phases=max(2, SAMPLES // 100)),
@@ -93,34 +91,6 @@ def profiled(pid: int, direct: Target, through: Target) -> dict[str, Any]:
     folded = spy.fold(raw)
     cpu_per_chat = run.gateway_cpu_seconds / max(1, run.gateway_chats) * 1000
     return {**folded, "rate": spy.RATE, "chats": run.gateway_chats, "cpu_ms_per_chat": cpu_per_chat}
-
-
-def round_trips(redis_url: str, gateway_url: str, requests: int = 50) -> dict[str, Any]:
-    """Client commands Redis received per admission, from its own command statistics."""
-    client = redis.Redis.from_url(redis_url)
-    client.config_resetstat()
-    with httpx.Client(timeout=30) as http:
-        statuses = [
-            http.post(f"{gateway_url}/api/chat", json={"input": "hi"}).status_code
-            for _ in range(requests)
-        ]
-    calls = {
-        name.removeprefix("cmdstat_"): data["calls"]
-        for name, data in client.info("commandstats").items()
-    }
-    # Commands the scripts run inside Redis are counted too; they are no round trip.
-    inside_script = {"mget", "incr", "pexpire", "pttl", "time", "zremrangebyscore", "zcard"}
-    inside_script |= {"zadd", "get", "zrem", "set", "config|resetstat"}
-    # Each stream's end is one EVALSHA of finish.lua, the only script that runs ZREM.
-    stream_ends = calls.get("zrem", 0)
-    return {
-        "requests": requests,
-        "admitted": statuses.count(200),
-        "evalsha": calls.get("evalsha", 0) - stream_ends,
-        "stream_end_evalsha": stream_ends,
-        "conversations_stored": calls.get("set", 0),
-        "other": {name: n for name, n in calls.items() if name not in inside_script | {"evalsha"}},
-    }
 
 
 def throughput_runs(redis_url: str) -> dict[str, Any]:
@@ -190,6 +160,12 @@ def main() -> int:
     if os.environ.get("LLMGW_BENCH_MIXED", "1") == "1":
         with redis_server() as redis_url:
             results["mixed"] = mixed.compare(redis_url)
+    if keyed.ENABLED:
+        with redis_server() as redis_url:
+            results["keyed"] = keyed.measure(redis_url)
+    if lanes.ENABLED:
+        with redis_server() as redis_url:
+            results["lanes"] = lanes.compare(redis_url)
     print(write(results, REPORT))
     return 0
 

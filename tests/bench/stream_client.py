@@ -16,11 +16,13 @@ from urllib.parse import urlsplit
 import h11
 
 READ_SIZE = 65_536
+Headers = tuple[tuple[str, str], ...]
 # uvicorn (the gateway and the sim) closes a connection idle for 5 s; one idle this long is
 # replaced before it is used, as browsers do, rather than racing that close (a request sent as
 # the server hangs up gets no answer, and would be counted as a failed stream).
 STALE_AFTER = 4.0
-DELTA = b"output_text.delta"
+# A frame carrying answer text: a Responses text delta, or a Chat Completions chunk's content.
+TEXT_MARKERS = (b"output_text.delta", b'"content":"')
 
 
 @dataclass
@@ -43,15 +45,16 @@ class StreamConnection:
         self._protocol = h11.Connection(h11.CLIENT)
         self.received_at = 0.0
 
-    async def post(self, path: str, body: bytes) -> float:
-        """Send a POST; return when it was sent (perf_counter)."""
+    async def post(self, path: str, body: bytes, headers: Headers = ()) -> float:
+        """Send a POST (with `headers` besides its own); return when it was sent (perf_counter)."""
         await self._ready()
-        headers = [
+        sent = [
             ("Host", f"{self.host}:{self.port}"),
             ("Content-Type", "application/json"),
             ("Content-Length", str(len(body))),
+            *headers,
         ]
-        request = h11.Request(method="POST", target=path, headers=headers)
+        request = h11.Request(method="POST", target=path, headers=sent)
         data = self._protocol.send(request) or b""
         data += self._protocol.send(h11.Data(data=body)) or b""
         data += self._protocol.send(h11.EndOfMessage()) or b""
@@ -99,18 +102,22 @@ class StreamConnection:
         self._protocol = h11.Connection(h11.CLIENT)
 
 
-async def timed_stream(connection: StreamConnection, path: str, body: bytes) -> Timing:
+async def timed_stream(
+    connection: StreamConnection, path: str, body: bytes, headers: Headers = ()
+) -> Timing:
     """POST and read the whole answer: status, first body byte, gaps between text deltas.
     A broken exchange comes back with status 0, and the next one uses a new connection."""
     try:
-        return await _read_timed(connection, path, body)
+        return await _read_timed(connection, path, body, headers)
     except (h11.ProtocolError, OSError):
         await connection.close()
         return Timing()
 
 
-async def _read_timed(connection: StreamConnection, path: str, body: bytes) -> Timing:
-    started = await connection.post(path, body)
+async def _read_timed(
+    connection: StreamConnection, path: str, body: bytes, headers: Headers
+) -> Timing:
+    started = await connection.post(path, body, headers)
     timing, pending, last_delta = Timing(), b"", None
     while True:
         event = await connection.next_event()
@@ -121,7 +128,7 @@ async def _read_timed(connection: StreamConnection, path: str, body: bytes) -> T
                 timing.first_byte = connection.received_at - started
             *frames, pending = (pending + bytes(event.data)).split(b"\n\n")
             for frame in frames:
-                if DELTA in frame:
+                if any(marker in frame for marker in TEXT_MARKERS):
                     if last_delta is not None:
                         timing.gaps.append(connection.received_at - last_delta)
                     last_delta = connection.received_at
