@@ -135,6 +135,7 @@ def compare(redis_url: str) -> dict[str, object]:
             static = asyncio.run(open_loop(url, offered))
         adaptive_settings = {
             "max_inflight": 4,  # the model server's parallel slots: the base the governor shrinks
+            "owner_reserved_inflight": 0,  # visitors only: no owner to hold a place for
             # Pressure counts from a tenfold slowdown, as 5 s does for a Mac's ~0.5 s.
             "governor_ttft_limit_seconds": round(max(0.5, 10 * unloaded), 3),
             # A shed request waits in line for a freed slot a fraction of the unloaded TTFT, as

@@ -168,6 +168,7 @@ def compare(redis_url: str) -> dict[str, Any]:
         # The README's advice: a wait in line of under half the usual time to first token.
         capped: dict[str, object] = {
             "max_inflight": 4,
+            "owner_reserved_inflight": 0,  # visitors only: no owner to hold a place for
             "queue_wait_seconds": round(0.25 * unloaded, 3),
         }
         arms = {**windows, **{f"{name}_capped": {**w, **capped} for name, w in windows.items()}}
