@@ -194,11 +194,12 @@ class GatewayMetrics:
 
     def _lane_metrics(self) -> None:
         """Each lane's requests, first tokens, tokens and places, and each key's requests."""
-        self._lane_requests = Counter(
+        counter = partial(Counter, registry=self.registry)
+        gauge = partial(Gauge, registry=self.registry)
+        self._lane_requests = counter(
             "llmgw_lane_requests_total",
             "Requests finished, by lane (owner, member, public) and outcome.",
             ["lane", "outcome"],
-            registry=self.registry,
         )
         self._lane_ttft = Histogram(
             "llmgw_lane_time_to_first_token_seconds",
@@ -207,35 +208,30 @@ class GatewayMetrics:
             buckets=TIME_TO_FIRST_TOKEN_BUCKETS,
             registry=self.registry,
         )
-        self._lane_tokens = Counter(
+        self._lane_tokens = counter(
             "llmgw_lane_tokens_total",
             "Tokens as the model reported them (input, output), by lane.",
             ["lane", "type"],
-            registry=self.registry,
         )
-        self._lane_inflight = Gauge(
+        self._lane_inflight = gauge(
             "llmgw_lane_inflight",
             "Streams this replica holds now, by lane.",
             ["lane"],
-            registry=self.registry,
         )
-        self._lane_cap = Gauge(
+        self._lane_cap = gauge(
             "llmgw_lane_inflight_cap",
             "Streams at once a lane may reach now (all lanes' streams count against it).",
             ["lane"],
-            registry=self.registry,
         )
-        self._lane_queued = Gauge(
+        self._lane_queued = gauge(
             "llmgw_lane_queued",
             "Requests waiting in this replica's line for a place, by lane.",
             ["lane"],
-            registry=self.registry,
         )
-        self._key_requests = Counter(
+        self._key_requests = counter(
             "llmgw_key_requests_total",
             "Keyed requests finished, by the key's name (never the key) and outcome.",
             ["key", "outcome"],
-            registry=self.registry,
         )
         self._key_names: set[str] = set()
         for lane in LANES:

@@ -54,9 +54,10 @@ def client(gateway: GatewayHandle, key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
 
 
-def started(sim: SimHandle) -> int:
+def sim_count(sim: SimHandle, counter: str = "started") -> int:
+    """One of the sim's counters (`GET /_sim/stats`): generations started, cancelled..."""
     stats: dict[str, Any] = httpx.get(f"{sim.url}/_sim/stats", timeout=5).json()
-    return int(stats["started"])
+    return int(stats[counter])
 
 
 def sim_fault(sim: SimHandle, mode: str) -> None:
@@ -114,7 +115,7 @@ def test_bad_revoked_and_missing_keys_are_401s_that_reach_nothing(
     key = create_key(redis_server, "soon-revoked")
     client(gateway, key).chat.completions.create(model=MODEL, messages=HI)
     revoke_key(redis_server, "soon-revoked")
-    before = started(sim)
+    before = sim_count(sim)
     for bad in (new_key(), "not-a-key", key):
         sdk = client(gateway, bad)
         with pytest.raises(openai.AuthenticationError) as refused:
@@ -123,7 +124,7 @@ def test_bad_revoked_and_missing_keys_are_401s_that_reach_nothing(
     bare = httpx.post(f"{gateway.url}/v1/responses", json={"input": "hi"}, timeout=5)
     assert bare.status_code == 401
     assert bare.json()["error"]["type"] == "invalid_request_error"
-    assert started(sim) == before
+    assert sim_count(sim) == before
 
 
 def eventually_refused(sdk: openai.OpenAI) -> None:
@@ -147,12 +148,12 @@ def test_a_bad_request_is_a_typed_error_naming_its_field(
     """A model the server does not list is a 404 model_not_found; a value out of range a 400;
     each names the field, and nothing reaches the sim."""
     sdk = client(gateway, create_key(redis_server, "bad-requests"))
-    before = started(sim)
+    before = sim_count(sim)
     for extra, status, param in BAD_REQUESTS:
         with pytest.raises(status) as refused:
             sdk.chat.completions.create(messages=HI, **{"model": MODEL, **extra})  # type: ignore[call-overload]
         assert refused.value.body["param"] == param  # type: ignore[index]
-    assert started(sim) == before
+    assert sim_count(sim) == before
 
 
 def test_an_unknown_parameter_is_refused_by_name(gateway: GatewayHandle, redis_server: str) -> None:
@@ -244,7 +245,7 @@ def test_a_client_that_leaves_cancels_the_generation(
 ) -> None:
     """Closing the stream after its first chunk stops the sim's generation."""
     key = create_key(redis_server, "leaver")
-    cancelled = int(httpx.get(f"{sim.url}/_sim/stats", timeout=5).json()["cancelled"])
+    cancelled = sim_count(sim, "cancelled")
     body = {"model": MODEL, "messages": HI, "stream": True, "max_tokens": 60}
     headers = {"Authorization": f"Bearer {key}"}
     sim_fault(sim, "slow")
@@ -254,12 +255,7 @@ def test_a_client_that_leaves_cancels_the_generation(
         ) as answer:
             assert answer.status_code == 200
             next(answer.iter_raw())
-
-        def now_cancelled() -> bool:
-            stats = httpx.get(f"{sim.url}/_sim/stats", timeout=5).json()
-            return int(stats["cancelled"]) > cancelled
-
-        assert eventually(now_cancelled, timeout=5)
+        assert eventually(lambda: sim_count(sim, "cancelled") > cancelled, timeout=5)
     finally:
         sim_fault(sim, "ok")
 
@@ -270,7 +266,7 @@ def test_a_client_that_leaves_a_whole_answer_cancels_it_too(
     """A client that gives up on an answer not streamed (its own timeout) stops the sim's
     generation too, and its place is given back: the key's next chat is admitted."""
     key = create_key(redis_server, "impatient", "--concurrency", "1")
-    cancelled = int(httpx.get(f"{sim.url}/_sim/stats", timeout=5).json()["cancelled"])
+    cancelled = sim_count(sim, "cancelled")
     body = {"model": MODEL, "messages": HI}
     headers = {"Authorization": f"Bearer {key}"}
     sim_fault(sim, "slow")
@@ -279,12 +275,7 @@ def test_a_client_that_leaves_a_whole_answer_cancels_it_too(
             httpx.post(
                 f"{gateway.url}/v1/chat/completions", json=body, headers=headers, timeout=0.1
             )  # the slow sim takes 0.3 s for the answer's 64 tokens
-
-        def now_cancelled() -> bool:
-            stats = httpx.get(f"{sim.url}/_sim/stats", timeout=5).json()
-            return int(stats["cancelled"]) > cancelled
-
-        assert eventually(now_cancelled, timeout=5)
+        assert eventually(lambda: sim_count(sim, "cancelled") > cancelled, timeout=5)
     finally:
         sim_fault(sim, "ok")
     again = client(gateway, key).chat.completions.create(model=MODEL, messages=HI, max_tokens=5)
