@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import os
+import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -11,6 +14,31 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
 MIN_SECRET_CHARS = 32
+# A host's name in LLMGW_UPSTREAMS: it names its variables (LLMGW_UPSTREAM_<NAME>_URL), its
+# metric label, its Redis keys and its entry in /readyz.
+HOST_NAME = re.compile(r"^[a-z][a-z0-9_]{0,23}$")
+# The one host of the old configuration (LLMGW_UPSTREAM_URL), and the hosted fallback's label.
+SINGLE_HOST, FALLBACK_HOST = "home", "fallback"
+HOST_FIELDS = ("url", "token", "model", "max_inflight", "weight", "probe")
+MAX_HOSTS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamHost:
+    """One model host: where it is, its token, its model, its parallel slots, its weight in
+    the choice of a host, and the host name its probe publishes under (None: every probe's,
+    the single host of the old configuration). `reserved` of its slots are held back for the
+    owner. The hosted fallback is one too (`fallback`), chosen only when no home host can."""
+
+    name: str
+    url: str
+    token: SecretStr | None
+    model: str
+    max_inflight: int
+    weight: float = 1.0
+    probe: str | None = None
+    reserved: int = 0
+    fallback: bool = False
 
 
 class SettingsError(Exception):
@@ -24,6 +52,27 @@ class Settings(BaseSettings):
 
     upstream_url: str = "http://127.0.0.1:1234"
     upstream_token: SecretStr | None = None
+    # Several model hosts by name (LLMGW_UPSTREAMS=mac1,linux1), each with its own
+    # LLMGW_UPSTREAM_<NAME>_URL, _TOKEN, _MODEL, _MAX_INFLIGHT, _WEIGHT and _PROBE, read into
+    # `upstream_hosts`; empty: the one host of LLMGW_UPSTREAM_URL.
+    upstreams: Annotated[tuple[str, ...], NoDecode] = ()
+    upstream_hosts: tuple[dict[str, Any], ...] = Field(default=(), exclude=True)  # derived
+    # The hosted fallback (OpenAI-compatible), used only when no home host can take a new
+    # conversation, within a daily token budget.
+    fallback_url: str | None = None
+    fallback_token: SecretStr | None = None
+    fallback_model: str | None = Field(default=None, min_length=1, max_length=200)
+    fallback_daily_tokens: int = Field(default=200_000, ge=1)
+    fallback_max_inflight: int = Field(default=4, ge=1, le=10_000)
+    # Also when every home host is up but full for longer than the waiting room.
+    fallback_on_shed: bool = False
+    # Each conversation's recent turns, kept so it can go on on another host when its own is
+    # gone (app/chat/transcripts.py): for this long, at most this many tokens of turns and
+    # bytes. Not governed by LLMGW_LOG_CONTENT.
+    transcripts: bool = True
+    transcript_seconds: int = Field(default=1_800, ge=60, le=86_400)
+    transcript_max_tokens: int = Field(default=6_000, ge=100, le=1_000_000)
+    transcript_max_bytes: int = Field(default=65_536, ge=1_024, le=10_000_000)
     model: str = Field(default="nvidia/nemotron-3-nano", min_length=1, max_length=200)
     temperature: float = Field(default=0.7, ge=0, le=2)
     reasoning_effort: Literal["none", "low", "medium", "high"] = "medium"
@@ -92,6 +141,9 @@ class Settings(BaseSettings):
     breaker_max_cooldown: PositiveSeconds = 120.0
     breaker_trials: int = Field(default=2, ge=1, le=100)
     health_interval: float = Field(default=5.0, ge=0, le=3_600)  # 0: no active check
+    # Active checks in a row that must time out before a slow host is called down (a busy host
+    # answers slowly; one that refuses the connection is down at once).
+    health_failures: int = Field(default=3, ge=1, le=100)
 
     connect_timeout: PositiveSeconds = 5.0
     first_token_timeout: PositiveSeconds = 60.0
@@ -126,12 +178,79 @@ class Settings(BaseSettings):
             )
         return self
 
-    @field_validator("upstream_url")
+    @model_validator(mode="before")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")) or len(value) < 10:
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+    def _read_hosts(cls, data: Any) -> Any:
+        """Each host of LLMGW_UPSTREAMS with its own variables, from the arguments given
+        (`upstream_mac1_url=`) or the environment (LLMGW_UPSTREAM_MAC1_URL)."""
+        if not isinstance(data, dict) or "upstream_hosts" in data:
+            return data
+        names = data.get("upstreams") or ()
+        if isinstance(names, str):
+            names = _split(names)
+        hosts = []
+        for raw in names:
+            name = str(raw).strip().lower()
+            if not HOST_NAME.match(name) or name == FALLBACK_HOST:
+                raise ValueError(
+                    f"LLMGW_UPSTREAMS: {raw!r} is not a host name (a letter, then letters,"
+                    " digits or _, at most 24; not 'fallback')"
+                )
+            host: dict[str, Any] = {"name": name}
+            for part in HOST_FIELDS:
+                key = f"upstream_{name}_{part}"
+                value = data.get(key, os.environ.get(f"LLMGW_{key.upper()}"))
+                if value is not None and value != "":
+                    host[part] = value
+            hosts.append(host)
+        return {**data, "upstreams": tuple(h["name"] for h in hosts), "upstream_hosts": hosts}
+
+    @model_validator(mode="after")
+    def _hosts_valid(self) -> Settings:
+        if len(set(self.upstreams)) != len(self.upstreams):
+            raise ValueError("LLMGW_UPSTREAMS: a host is named twice")
+        if len(self.upstreams) > MAX_HOSTS:
+            raise ValueError(f"LLMGW_UPSTREAMS: at most {MAX_HOSTS} hosts")
+        self.hosts()  # each host's variables, checked now: the message names the variable
+        if self.fallback_url is not None and self.fallback_model is None:
+            raise ValueError("LLMGW_FALLBACK_MODEL must be set with LLMGW_FALLBACK_URL")
+        return self
+
+    def hosts(self) -> tuple[UpstreamHost, ...]:
+        """The home hosts: those of LLMGW_UPSTREAMS, or the one of LLMGW_UPSTREAM_URL."""
+        reserve_set = "owner_reserved_inflight" in self.model_fields_set
+        if not self.upstream_hosts:
+            return (
+                UpstreamHost(
+                    SINGLE_HOST,
+                    self.upstream_url,
+                    self.upstream_token,
+                    self.model,
+                    self.max_inflight,
+                    reserved=self.owner_reserved_inflight,
+                ),
+            )
+        return tuple(_host(raw, self, reserve_set=reserve_set) for raw in self.upstream_hosts)
+
+    def fallback_host(self) -> UpstreamHost | None:
+        """The hosted fallback, when LLMGW_FALLBACK_URL is set."""
+        if self.fallback_url is None or self.fallback_model is None:
+            return None
+        return UpstreamHost(
+            FALLBACK_HOST,
+            self.fallback_url,
+            self.fallback_token,
+            self.fallback_model,
+            self.fallback_max_inflight,
+            fallback=True,
+        )
+
+    @field_validator("upstream_url", "fallback_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return _url(value)
 
     @field_validator("redis_url", mode="before")
     @classmethod
@@ -161,10 +280,83 @@ class Settings(BaseSettings):
             return tuple(ipaddress.ip_network(part.strip()) for part in _split(value))
         return value
 
+    @field_validator("upstreams", mode="before")
+    @classmethod
+    def _parse_names(cls, value: object) -> object:
+        return tuple(_split(value)) if isinstance(value, str) else value
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _parse_origins(cls, value: object) -> object:
         return tuple(_split(value)) if isinstance(value, str) else value
+
+
+def _url(value: str) -> str:
+    if not value.startswith(("http://", "https://")) or len(value) < 10:
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+def _host(raw: dict[str, Any], settings: Settings, *, reserve_set: bool) -> UpstreamHost:
+    """One host of LLMGW_UPSTREAMS; a missing variable takes the single host's setting
+    (LLMGW_MODEL, LLMGW_MAX_INFLIGHT), except its URL, which it must have."""
+    name = raw["name"]
+
+    def var(part: str) -> str:
+        return f"LLMGW_UPSTREAM_{name.upper()}_{part.upper()}"
+
+    if "url" not in raw:
+        raise ValueError(f"{var('url')} must be set for host {name!r} of LLMGW_UPSTREAMS")
+    try:
+        url = _url(str(raw["url"]))
+    except ValueError as exc:
+        raise ValueError(f"{var('url')}: {exc}") from None
+    model = str(raw.get("model", settings.model))
+    if not 1 <= len(model) <= 200:
+        raise ValueError(f"{var('model')}: must be 1 to 200 characters")
+    slots = _number(
+        raw, "max_inflight", settings.max_inflight, var, kind=int, bounds=(1, 1_000_000)
+    )
+    weight = _number(raw, "weight", 1.0, var, kind=float, bounds=(0.01, 1_000.0))
+    reserved = settings.owner_reserved_inflight if reserve_set or slots > 1 else 0
+    if reserve_set and reserved >= slots:
+        raise ValueError(
+            f"LLMGW_OWNER_RESERVED_INFLIGHT must be below {var('max_inflight')} ({slots}),"
+            " or no place is left on that host for the other lanes"
+        )
+    token = raw.get("token")
+    probe = str(raw.get("probe", name))
+    return UpstreamHost(
+        name,
+        url,
+        token if isinstance(token, SecretStr) or token is None else SecretStr(str(token)),
+        model,
+        int(slots),
+        float(weight),
+        probe,
+        reserved=min(reserved, int(slots) - 1),
+    )
+
+
+def _number(
+    raw: dict[str, Any],
+    part: str,
+    default: float,
+    var: Any,
+    *,
+    kind: type[int | float],
+    bounds: tuple[float, float],
+) -> float:
+    value = raw.get(part)
+    if value is None:
+        return default
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{var(part)}: must be a number, not {value!r}") from None
+    if not bounds[0] <= number <= bounds[1]:
+        raise ValueError(f"{var(part)}: must be from {bounds[0]} to {bounds[1]}")
+    return number
 
 
 def _problem(location: tuple[int | str, ...], message: str) -> str:
