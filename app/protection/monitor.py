@@ -47,9 +47,18 @@ class UpstreamMonitor:
         metrics: GatewayMetrics,
         interval: float,
         model: str,
+        probe: str | None = None,
+        site: bool = True,
+        name: str = "home",
     ) -> None:
+        self.name = name
         self._client = client
         self._model = model
+        # The probe host this model host's snapshots come under (None: every probe's), and
+        # whether this monitor's host is the whole site, so its own gauges are the site's
+        # (one host); with several, the site's come from all of them (app/upstream/hosts.py).
+        self._probe = probe
+        self.site = site
         self._breaker = breaker
         self._watcher = watcher
         self._governor = governor
@@ -72,7 +81,7 @@ class UpstreamMonitor:
         """The loaded context of LLMGW_MODEL, when the server says (LM Studio's REST API)."""
         if self.model is not None and self.model.context_length is not None:
             return self.model.context_length
-        probe = self._watcher.merged()
+        probe = self._watcher.merged(host=self._probe)
         length = None if probe is None else probe.get("model_context_length")
         return int(length) if length else None
 
@@ -94,13 +103,14 @@ class UpstreamMonitor:
     def _diagnose(self) -> None:
         """Combine what we saw with the probe's word; open the breaker on an outage, and let
         trials in when it has passed."""
-        probe = self._watcher.merged()
+        probe = self._watcher.merged(host=self._probe)
         seen = self._seen_from_here
-        diagnosis = refine(seen, probe, self._watcher.ever_seen()) or from_probe(probe)
+        diagnosis = refine(seen, probe, self._watcher.ever_seen(self._probe)) or from_probe(probe)
         previous, self.outage = self.outage, diagnosis
-        self._metrics.upstream_outage(diagnosis)
+        if self.site:
+            self._metrics.upstream_outage(diagnosis)
         if diagnosis != previous:
-            log.warning("upstream outage: %s", diagnosis or "none (recovered)")
+            log.warning("upstream outage on %s: %s", self.name, diagnosis or "none (recovered)")
         if diagnosis is not None:
             self._breaker.force_open()
         elif previous is not None and self._breaker.state is BreakerState.OPEN:
@@ -150,21 +160,28 @@ class UpstreamMonitor:
     def refused_doors(self) -> list[str]:
         """The doors whose token is refused now: the check's own, and the probe's."""
         doors: list[str] = [self._door] if self._door is not None else []
-        if probe_token_refused(self._watcher.merged()):
+        if probe_token_refused(self._watcher.merged(host=self._probe)):
             doors.append(TokenDoor.PROBE_LMSTUDIO)
         return doors
 
     def _show_model(self) -> None:
-        self._metrics.model_state(self.model_state())
+        if self.site:
+            self._metrics.model_state(self.model_state())
 
     def _show_doors(self) -> None:
-        self._metrics.token_doors(self.refused_doors())
+        if self.site:
+            self._metrics.token_doors(self.refused_doors())
 
     def tick(self) -> None:
         """Feed the governor the latest readings, and act on what the probe says by itself."""
         now = time.monotonic()
         governor = self._governor
-        governor.update(now, self._watcher.merged(now), self._ttft.current(now))
+        governor.update(now, self._watcher.merged(now, self._probe), self._ttft.current(now))
+        self._watcher.forget_stale(now)
+        self._diagnose()
+        self._show_doors()
+        if not self.site:
+            return
         self._metrics.pressure(governor.signals, governor.pressure, governor.factor)
         base, effective = governor.base, governor.limits()
         self._metrics.limits(
@@ -176,9 +193,6 @@ class UpstreamMonitor:
             effective_global_tokens=effective.global_tokens,
         )
         self._metrics.lane_caps(governor.lane_caps())
-        self._watcher.forget_stale(now)
-        self._diagnose()
-        self._show_doors()
 
     async def run(self) -> None:
         """Check every interval and tick every second, for the life of the app."""

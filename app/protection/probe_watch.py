@@ -84,18 +84,23 @@ class ProbeWatcher:
         self.snapshots: dict[str, Snapshot] = {}
         self._reported: set[str] = set()
 
-    def fresh(self, now: float | None = None) -> list[Snapshot]:
-        """Snapshots seen within the staleness limit."""
+    def fresh(self, now: float | None = None, host: str | None = None) -> list[Snapshot]:
+        """Snapshots seen within the staleness limit (only `host`'s, when given)."""
         now = time.monotonic() if now is None else now
-        return [s for s in self.snapshots.values() if now - s.seen <= self._stale_after]
+        return [
+            s
+            for s in self.snapshots.values()
+            if now - s.seen <= self._stale_after and (host is None or s.host == host)
+        ]
 
-    def ever_seen(self) -> bool:
-        """Whether any probe has reported since this gateway started."""
-        return bool(self.snapshots)
+    def ever_seen(self, host: str | None = None) -> bool:
+        """Whether any probe (or `host`'s) has reported since this gateway started."""
+        return bool(self.snapshots) if host is None else host in self.snapshots
 
-    def merged(self, now: float | None = None) -> dict[str, float] | None:
-        """The worst of every fresh host's signals (the most pressured wins), or None."""
-        fresh = self.fresh(now)
+    def merged(self, now: float | None = None, host: str | None = None) -> dict[str, float] | None:
+        """The worst of every fresh host's signals (the most pressured wins), or None; only
+        `host`'s, when given (one model host of several, by its probe's host name)."""
+        fresh = self.fresh(now, host)
         if not fresh:
             return None
         merged: dict[str, float] = {}
