@@ -27,6 +27,8 @@ class Limit(StrEnum):
     CONCURRENCY = "concurrency"
     CONVERSATION = "conversation"
     WAKING = "waking"
+    NO_HOST = "no_host"  # no model host is up, and no fallback may answer
+    FALLBACK_BUDGET = "fallback_budget"  # the hosted fallback's tokens for the day are spent
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,30 @@ def public_scopes(visitor_ids: Sequence[str], limits: Limits) -> tuple[Scope, ..
     return (everyone, *visitors)
 
 
+# The one host of the old configuration (LLMGW_UPSTREAM_URL), as app.settings names it.
+SINGLE_HOST = "home"
+
+
+@dataclass(frozen=True, slots=True)
+class HostSlot:
+    """One model host as one admission sees it: the lane's in-flight cap on it now, the weight
+    its free places are scaled by (its configured weight times its governor's factor), whether
+    it is up (breaker not open, no outage) and whether its model is asleep (one request wakes
+    it). The hosted fallback is a slot too, with its daily tokens (`budget` > 0), chosen only
+    when no home host can answer."""
+
+    name: str
+    cap: int
+    weight: float = 1.0
+    up: bool = True
+    asleep: bool = False
+    budget: int = 0
+
+    @property
+    def fallback(self) -> bool:
+        return self.budget > 0
+
+
 @dataclass(frozen=True, slots=True)
 class Reservation:
     """Tokens one admission took from its token windows (or, refused by one, the tokens it
@@ -94,6 +120,8 @@ class Decision:
     reservation: Reservation | None = None
     whose: Limit | None = None  # refused by tokens: whose token window it was
     lane: Lane = Lane.PUBLIC
+    host: str = SINGLE_HOST  # the host chosen to answer (admitted)
+    moved: bool = False  # its conversation leaves the host that answered it (that one is out)
 
     @property
     def retry_after(self) -> int:
@@ -114,6 +142,7 @@ class Conversation:
     response_id: str
     owner: str
     tokens: int = 0  # its size after this answer (input and output), for the context check
+    host: str = ""  # the host that answered: its follow-ups go there while it is up
 
 
 def refusal(limit: Limit, quota: int, reset_seconds: float, path: str = "redis") -> Decision:

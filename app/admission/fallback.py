@@ -28,7 +28,8 @@ class LocalAdmitter:
     def __init__(self, window_seconds: int) -> None:
         self._window = float(window_seconds)
         self._windows: dict[str, tuple[float, int]] = {}
-        self._leases: dict[str, str] = {}  # lease -> its key's name ('' for the public)
+        # lease -> its key's name ('' for the public), and its host
+        self._leases: dict[str, tuple[str, str]] = {}
         self._conversations: OrderedDict[str, str] = OrderedDict()
 
     def admit(
@@ -42,20 +43,27 @@ class LocalAdmitter:
         scopes: Sequence[Scope] = (),
         lane: Lane = Lane.PUBLIC,
         concurrency: tuple[str, int] | None = None,
+        host: str = "",
     ) -> Decision:
         """Same rules as the Redis script: check everything, then spend; a keyed lane counts
-        in its own scopes only, and in its key's streams at once. A conversation continued
-        here reserves no size on record (that record is in Redis)."""
+        in its own scopes only, and in its key's streams at once; the in-flight cap counts
+        the streams on `host` (the one chosen by the caller). A conversation continued here
+        reserves no size on record (that record is in Redis)."""
         if continues is not None and self._conversations.get(continues) != owner:
             return refusal(Limit.CONVERSATION, 0, 0, path="fallback")
         if lane is not Lane.PUBLIC:
-            decision = self._decide((*scopes,), limits, tokens, concurrency or ("", 0))
+            decision = self._decide((*scopes,), limits, tokens, concurrency or ("", 0), host)
             return replace(decision, lane=lane)
         every = (*public_scopes(visitor_ids, limits), *scopes)
-        return self._decide(every, limits, tokens, ("", 0))
+        return self._decide(every, limits, tokens, ("", 0), host)
 
     def _decide(
-        self, every: tuple[Scope, ...], limits: Limits, tokens: int, concurrency: tuple[str, int]
+        self,
+        every: tuple[Scope, ...],
+        limits: Limits,
+        tokens: int,
+        concurrency: tuple[str, int],
+        host: str,
     ) -> Decision:
         now = time.monotonic()
         if len(self._windows) > PRUNE_AT:
@@ -69,9 +77,9 @@ class LocalAdmitter:
             if used + cost > quota:
                 return self._refusal(scope, key, tokens, reset_at - now)
         name, streams = concurrency
-        if streams > 0 and sum(held == name for held in self._leases.values()) >= streams:
+        if streams > 0 and sum(held == name for held, _ in self._leases.values()) >= streams:
             return refusal(Limit.CONCURRENCY, streams, 1.0, path="fallback")
-        if len(self._leases) >= limits.inflight_cap:
+        if sum(on == host for _, on in self._leases.values()) >= limits.inflight_cap:
             return refusal(Limit.INFLIGHT, limits.inflight_cap, 1.0, path="fallback")
         ends = []
         for key, _, cost, _ in windows:
@@ -80,7 +88,7 @@ class LocalAdmitter:
             if key.startswith(TOKENS):
                 ends.append((key.removeprefix(TOKENS), reset_at))
         lease = "local:" + secrets.token_hex(8)
-        self._leases[lease] = name
+        self._leases[lease] = (name, host)
         admitted = self._admitted(every, lease, now)
         return replace(admitted, reservation=Reservation(tokens, tuple(ends))) if ends else admitted
 

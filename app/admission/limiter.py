@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from redis.exceptions import RedisError
 
 from app.access.keys import Lane
+from app.admission.decision import SINGLE_HOST, HostSlot, Limit, refusal
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -47,9 +48,9 @@ class Limiter:
         self._share = fallback_share
         self._metrics = metrics
         self.fallback_active = False
-        # lease -> when it was taken, for which lane: a stream that never ran its cleanup stops
-        # being renewed (and counted in its lane).
-        self.leases: dict[str, tuple[float, Lane]] = {}
+        # lease -> when it was taken, for which lane, on which host: a stream that never ran its
+        # cleanup stops being renewed (and counted in its lane and on its host).
+        self.leases: dict[str, tuple[float, Lane, str]] = {}
         self._lease_max_age = lease_max_age
 
     async def admit(
@@ -64,13 +65,17 @@ class Limiter:
         scopes: Sequence[Scope] = (),
         lane: Lane = Lane.PUBLIC,
         concurrency: tuple[str, int] | None = None,
+        hosts: Sequence[HostSlot] = (),
+        fallback_on_full: bool = False,
     ) -> Decision:
         """The decision, from Redis while it answers and from the fallback while it does not;
         `tokens` reserved from the token windows, `scopes` counted besides the visitor's, or
         instead of the public's for a keyed `lane`, with its key's `concurrency` (name,
         streams at once; see RedisAdmitter.admit). `limits.inflight_cap` is the lane's cap
-        (PressureGovernor.limits). The fallback does not coordinate a wake: without Redis,
-        each replica may send one."""
+        (PressureGovernor.limits); `hosts` the model hosts to choose from (see
+        RedisAdmitter.admit). The fallback does not coordinate a wake: without Redis, each
+        replica may send one; it chooses among the home hosts by its own streams on each, and
+        does not use the hosted fallback (its daily budget is in Redis)."""
         if not self.fallback_active:
             started = time.perf_counter()
             try:
@@ -84,6 +89,8 @@ class Limiter:
                     scopes=scopes,
                     lane=lane,
                     concurrency=concurrency,
+                    hosts=hosts,
+                    fallback_on_full=fallback_on_full,
                 )
             except (RedisError, OSError) as exc:
                 self._metrics.redis_command(time.perf_counter() - started, ok=False)
@@ -94,7 +101,10 @@ class Limiter:
                     self._metrics.redis_command(time.perf_counter() - started, ok=True)
                 self._hold(decision)
                 return decision
-        share = self.fallback_limits(limits)
+        host = self._local_host(hosts)
+        if host is None:
+            return refusal(Limit.NO_HOST, 0, 1.0, path="fallback")
+        share = self.fallback_limits(replace(limits, inflight_cap=host.cap) if hosts else limits)
         decision = self._local.admit(
             visitor_ids,
             share,
@@ -104,9 +114,22 @@ class Limiter:
             scopes=scopes,
             lane=lane,
             concurrency=concurrency,
+            host=host.name,
         )
+        decision = replace(decision, host=host.name)
         self._hold(decision)
         return decision
+
+    def _local_host(self, hosts: Sequence[HostSlot]) -> HostSlot | None:
+        """The home host with the most free places by this process's own streams on each,
+        times its weight (the single host when none are given), or None when none is up."""
+        if not hosts:
+            return HostSlot(SINGLE_HOST, 0)
+        mine = self.inflight_by_host()
+        up = [slot for slot in hosts if slot.up and not slot.fallback]
+        if not up:
+            return None
+        return max(up, key=lambda slot: (slot.cap - mine.get(slot.name, 0)) * slot.weight)
 
     def fallback_limits(self, limits: Limits) -> Limits:
         """A conservative share of the limits, since other replicas admit on their own too;
@@ -136,7 +159,8 @@ class Limiter:
         if conversation is not None:
             self._local.remember_conversation(conversation.response_id, conversation.owner)
         if lease is not None and not lease.startswith("local:"):
-            await self._in_redis(self._shared.release(lease, conversation, reservation, spent))
+            finish = self._shared.release(lease, conversation, reservation, spent, decision.host)
+            await self._in_redis(finish)
             self._released()
             return
         if lease is not None:
@@ -145,10 +169,13 @@ class Limiter:
         if conversation is not None:
             await self._in_redis(self._shared.remember_conversation(conversation))
 
-    async def wake_ended(self, *, woke: bool, awake_seconds: float) -> None:
-        """Tell the other replicas the wake this process ran is over (see admit.lua)."""
+    async def wake_ended(
+        self, *, woke: bool, awake_seconds: float, host: str = SINGLE_HOST
+    ) -> None:
+        """Tell the other replicas the wake this process ran on `host` is over (admit.lua)."""
         if not self.fallback_active:
-            await self._in_redis(self._shared.wake_ended(woke=woke, awake_seconds=awake_seconds))
+            ended = self._shared.wake_ended(woke=woke, awake_seconds=awake_seconds, host=host)
+            await self._in_redis(ended)
         self._released()  # the head of the waiting room tries at once
 
     def _released(self) -> None:
@@ -172,25 +199,38 @@ class Limiter:
                     self._shared.forget_refusals()
                     log.warning("Redis is back: admitting through Redis again")
                     self._set_fallback(active=False)
-                await self._shared.renew(self._live_shared_leases())
+                for host, leases in self._live_shared_leases().items():
+                    await self._shared.renew(leases, host)
             except (RedisError, OSError):
                 self.enter_fallback()
 
-    def _live_shared_leases(self) -> list[str]:
+    def _live_shared_leases(self) -> dict[str, list[str]]:
+        """This process's live leases in Redis, by host."""
         oldest = time.monotonic() - self._lease_max_age
         self.leases = {lease: held for lease, held in self.leases.items() if held[0] >= oldest}
-        return [lease for lease in self.leases if not lease.startswith("local:")]
+        by_host: dict[str, list[str]] = {}
+        for lease, (_, _, host) in self.leases.items():
+            if not lease.startswith("local:"):
+                by_host.setdefault(host, []).append(lease)
+        return by_host
 
     def inflight_by_lane(self) -> dict[str, int]:
         """This process's streams in flight now, per lane (every lane, 0 for none)."""
         counts = dict.fromkeys(map(str, Lane), 0)
-        for _, lane in self.leases.values():
+        for _, lane, _ in self.leases.values():
             counts[lane] += 1
+        return counts
+
+    def inflight_by_host(self) -> dict[str, int]:
+        """This process's streams in flight now, per host (only hosts with some)."""
+        counts: dict[str, int] = {}
+        for _, _, host in self.leases.values():
+            counts[host] = counts.get(host, 0) + 1
         return counts
 
     def _hold(self, decision: Decision) -> None:
         if decision.lease is not None:
-            self.leases[decision.lease] = (time.monotonic(), decision.lane)
+            self.leases[decision.lease] = (time.monotonic(), decision.lane, decision.host)
         if decision.reservation is not None and decision.admitted:
             self._metrics.tokens_reserved(decision.reservation.tokens)
 

@@ -1,66 +1,79 @@
 -- Admission for one chat request, atomic and in one round trip: each scope's fixed windows
--- (requests, and tokens reserved), the in-flight lease set, the conversation and the wake.
--- KEYS[1]: in-flight leases of every lane (sorted set, score = expiry in ms; a lease id ends
--- with its lane and key, '|o|laptop'); KEYS[2]: the record of the conversation being continued
--- ("owner tokens"); KEYS[3]: the wake of a model asleep; KEYS[4..n]: two per scope, broadest
--- first (global, then the visitor's ids: address, thumbmark; or a key's own): its request
--- window, then its token window.
--- ARGV: window ms, the lane's in-flight cap (over the streams of every lane), lease id, lease
--- ms, shed retry ms, the visitor id that must own the conversation ('' when none is
--- continued), whether this gateway sees the model asleep ('1'/'0'), how long a wake may take
--- (ms), the tokens to reserve (the input's estimate and the answer's cap; the conversation's
--- size on record is added here), the end of the lease ids of this request's key ('' for none)
--- and that key's streams at once (0: no limit); then two per scope: its request limit and its
--- token limit per window, 0 turning that window off.
+-- (requests, and tokens reserved), the conversation, and the host that answers it: each host's
+-- in-flight lease set and its wake, and the hosted fallback's daily budget.
+-- KEYS[1]: the record of the conversation being continued ("owner tokens host"); then two per
+-- host (ARGV[10] of them, the fallback last when there is one): its in-flight leases (sorted
+-- set, score = expiry in ms; a lease id ends with its lane and key, '|o|laptop'), then its
+-- wake (a home host's model asleep) or, for the fallback, today's token budget; then two per
+-- scope, broadest first (global, then the visitor's ids: address, thumbmark; or a key's own):
+-- its request window, then its token window.
+-- ARGV: 1 window ms, 2 lease id, 3 lease ms, 4 shed retry ms, 5 the visitor id that must own
+-- the conversation ('' when none is continued), 6 how long a wake may take (ms), 7 the tokens
+-- to reserve (the input's estimate and the answer's cap; the conversation's size on record is
+-- added here), 8 the end of the lease ids of this request's key ('' for none), 9 that key's
+-- streams at once (0: no limit), 10 the number of hosts, 11 when the fallback may answer ('1':
+-- no home host is up; '2': also when every home host that is up is full), 12 how long the
+-- fallback's budget lasts (ms, to the end of its day); then four per host: its name, the
+-- lane's in-flight cap on it, the weight its free places are scaled by (its own weight times
+-- its governor's factor), and its flags ('u' up: breaker not open, no outage; 'a' its model
+-- asleep, as this gateway sees it; 'f' the fallback, whose cap field is its daily tokens and
+-- weight field its in-flight cap); then two per scope: its request limit and its token limit
+-- per window, 0 turning that window off.
 -- Every check runs before any write, so a request refused by its visitor limit spends no
 -- global budget and a shed request spends no window. Times come from Redis's clock.
--- Returns {status, ttl_ms, remaining, binding, conversation_tokens, waker, reserved, ends...}:
--- status 0 admitted, 1 a request window full, 2 a token window the reservation does not fit,
--- 3 shed (in-flight cap), 4 not this visitor's conversation, 5 waiting for the model to wake,
--- 6 the key's streams at once are all taken;
+-- The host: a follow-up goes to the host that answered its conversation while that host is
+-- up (full: shed, to wait for a place there); when it is not, the conversation moves (the
+-- gateway sends its transcript instead of the response id). A new conversation goes to the up
+-- host with the most free places times its weight; a host whose model is asleep gets the one
+-- request that wakes it (across replicas) only when no awake host has a place, and none while
+-- it loads. The fallback answers only when no home host is up (or, with '2', when all are
+-- full), within its daily tokens. Leases are per host: no host ever holds more than its cap.
+-- Returns {status, ttl_ms, remaining, binding, conversation_tokens, waker, reserved, host,
+-- moved, ends...}: status 0 admitted, 1 a request window full, 2 a token window the
+-- reservation does not fit, 3 shed (every host that may take it is full), 4 not this
+-- visitor's conversation, 5 waiting for a model to wake, 6 the key's streams at once are all
+-- taken, 7 no host is up (and no fallback), 8 the fallback's day budget is spent;
 -- binding is the scope that decided (the tightest request window when admitted), ttl_ms when
 -- its window resets and remaining what it has left; conversation_tokens is the continued
 -- conversation's size; waker 1 for the one request that loads a model asleep; reserved the
--- tokens reserved (or asked for, when refused by tokens) and ends, once admitted, the instant
--- each token window on ends (PEXPIRETIME), in scope order: the stream's end refunds into a
--- window only while it lasts (app/admission/lua/finish.lua).
+-- tokens reserved (or asked for, when refused by tokens); host the index of the host chosen;
+-- moved 1 when a conversation leaves the host that answered it; and ends, once admitted, the
+-- instant each token window on ends (PEXPIRETIME), in scope order, then the fallback's
+-- budget's when it answers: the stream's end refunds into a window only while it lasts
+-- (app/admission/lua/finish.lua).
 local window = tonumber(ARGV[1])
-local cap = tonumber(ARGV[2])
+local hosts = tonumber(ARGV[10])
+local host_args, scope_keys = 12, 1 + 2 * hosts
 
 -- Another visitor's conversation (or none at all) is not to be continued: nothing is spent.
-local size = 0
-if ARGV[6] ~= '' then
-  local owner, recorded = string.match(redis.call('GET', KEYS[2]) or '', '^(%S+) ?(%d*)$')
-  if owner ~= ARGV[6] then return {4, 0, 0, 0, 0, 0, 0} end
-  size = tonumber(recorded) or 0
+local size, bound = 0, ''
+if ARGV[5] ~= '' then
+  local owner, recorded, host = string.match(redis.call('GET', KEYS[1]) or '', '^(%S+) ?(%d*) ?(%S*)$')
+  if owner ~= ARGV[5] then return {4, 0, 0, 0, 0, 0, 0, 0, 0} end
+  size, bound = tonumber(recorded) or 0, host
 end
-local reserve = tonumber(ARGV[9]) + size
+local reserve = tonumber(ARGV[7]) + size
 
--- The windows that are on, with their scope, limit and what this request takes from each
--- (a request with nothing to reserve leaves the token windows alone).
-local names, scopes, limits, costs, tokens = {KEYS[3]}, {}, {}, {}, {}
-for scope = 1, (#KEYS - 3) / 2 do
+-- Each host's wake (or the fallback's budget), then the windows that are on, with their
+-- scope, limit and what this request takes from each (a request with nothing to reserve
+-- leaves the token windows alone). One MGET reads them all.
+local names, scopes, limits, costs, tokens = {}, {}, {}, {}, {}
+for host = 1, hosts do names[host] = KEYS[1 + 2 * host] end
+for scope = 1, (#KEYS - scope_keys) / 2 do
   for kind = 0, 1 do
-    local limit = tonumber(ARGV[10 + 2 * scope + kind])
+    local limit = tonumber(ARGV[host_args + 4 * hosts + 2 * scope - 1 + kind])
     if limit > 0 and (kind == 0 or reserve > 0) then
       local index = #names + 1
-      names[index], scopes[index], limits[index] = KEYS[2 + 2 * scope + kind], scope, limit
+      names[index], scopes[index], limits[index] = KEYS[scope_keys + 2 * scope - 1 + kind], scope, limit
       costs[index], tokens[index] = (kind == 0) and 1 or reserve, kind == 1
     end
   end
 end
-
--- A model asleep is woken by one request across all replicas: the wake is 'loading' until its
--- first output, then 'awake' for a moment, until every replica's health check has seen the
--- model loaded. Meanwhile the others wait, spending nothing; a replica that has not yet seen
--- the model asleep waits too. One MGET reads the wake and the windows.
 local used = redis.call('MGET', unpack(names))
-if used[1] == 'loading' then return {5, tonumber(ARGV[5]), 0, 0, 0, 0, 0} end
-local waker = (ARGV[7] == '1' and used[1] ~= 'awake') and 1 or 0
 
 local status, retry, binding = 0, 0, 0
 -- The narrowest scope first: a visitor over their own limit is told so even when all are full.
-for index = #names, 2, -1 do
+for index = #names, hosts + 1, -1 do
   if tonumber(used[index] or 0) + costs[index] > limits[index] then
     local ttl = redis.call('PTTL', names[index])
     if ttl < 0 then
@@ -74,27 +87,85 @@ for index = #names, 2, -1 do
     if ttl > retry then retry = ttl end
   end
 end
-if status ~= 0 then return {status, retry, 0, binding, 0, 0, reserve} end
+if status ~= 0 then return {status, retry, 0, binding, 0, 0, reserve, 0, 0} end
 
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
--- Leases of crashed gateways expire here: nothing they held stays taken.
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
--- The key's own streams: the set holds no more than the largest lane cap, so reading it is cheap.
-local mark, most = ARGV[10], tonumber(ARGV[11])
-if most > 0 then
-  local streams = 0
-  for _, lease in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-    if string.sub(lease, -#mark) == mark then streams = streams + 1 end
+local shed_ms = tonumber(ARGV[4])
+-- Each host's streams now; leases of crashed gateways expire here: nothing they held stays
+-- taken. The key's own streams are counted over every host (a set holds no more than its cap).
+local mark, most, streams = ARGV[8], tonumber(ARGV[9]), 0
+local counts = {}
+for host = 1, hosts do
+  local leases = KEYS[2 * host]
+  redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
+  counts[host] = redis.call('ZCARD', leases)
+  if most > 0 then
+    for _, lease in ipairs(redis.call('ZRANGE', leases, 0, -1)) do
+      if string.sub(lease, -#mark) == mark then streams = streams + 1 end
+    end
   end
-  if streams >= most then return {6, tonumber(ARGV[5]), 0, 0, 0, 0, 0} end
 end
-if redis.call('ZCARD', KEYS[1]) >= cap then return {3, tonumber(ARGV[5]), 0, 0, 0, 0, 0} end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[3])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]) * 2)
+if most > 0 and streams >= most then return {6, shed_ms, 0, 0, 0, 0, 0, 0, 0} end
+
+local function arg(host, field) return ARGV[host_args + 4 * (host - 1) + field] end
+local function has(host, flag) return string.find(arg(host, 4), flag, 1, true) ~= nil end
+
+-- The host: the conversation's own while it is up, else the best one for a new conversation.
+local chosen, moved, waker = 0, 0, 0
+if bound ~= '' then
+  for host = 1, hosts do
+    if arg(host, 1) == bound and has(host, 'u') and not has(host, 'f') then
+      if used[host] == 'loading' then return {5, shed_ms, 0, 0, 0, 0, 0, 0, 0} end
+      if counts[host] >= tonumber(arg(host, 2)) then return {3, shed_ms, 0, 0, 0, 0, 0, 0, 0} end
+      chosen = host
+    end
+  end
+  if chosen == 0 then moved = 1 end
+end
+local best, sleeper, fallback, any_up, full, loading = 0, 0, 0, false, false, false
+if chosen == 0 then
+  for host = 1, hosts do
+    if has(host, 'f') then
+      fallback = host
+    elseif has(host, 'u') then
+      any_up = true
+      local cap = tonumber(arg(host, 2))
+      if used[host] == 'loading' then
+        loading = true
+      elseif counts[host] >= cap then
+        full = true
+      elseif has(host, 'a') and used[host] ~= 'awake' then
+        if sleeper == 0 then sleeper = host end
+      else
+        local score = (cap - counts[host]) * tonumber(arg(host, 3))
+        if score > best then chosen, best = host, score end
+      end
+    end
+  end
+  if chosen == 0 and sleeper > 0 then chosen, waker = sleeper, 1 end
+end
+if chosen == 0 then
+  local may = fallback > 0 and (not any_up or (ARGV[11] == '2' and full and not loading))
+  if not may then
+    if loading then return {5, shed_ms, 0, 0, 0, 0, 0, 0, 0} end
+    if full then return {3, shed_ms, 0, 0, 0, 0, 0, 0, 0} end
+    return {7, shed_ms, 0, 0, 0, 0, 0, 0, 0}
+  end
+  if tonumber(used[fallback] or 0) + reserve > tonumber(arg(fallback, 2)) then
+    local ttl = redis.call('PTTL', names[fallback])
+    return {8, ttl > 0 and ttl or shed_ms, 0, 0, 0, 0, reserve, 0, 0}
+  end
+  if counts[fallback] >= tonumber(arg(fallback, 3)) then return {3, shed_ms, 0, 0, 0, 0, 0, 0, 0} end
+  chosen = fallback
+end
+
+local leases = KEYS[2 * chosen]
+redis.call('ZADD', leases, now + tonumber(ARGV[3]), ARGV[2])
+redis.call('PEXPIRE', leases, tonumber(ARGV[3]) * 2)
 
 local remaining, tightest, reserved, ends = -1, nil, 0, {}
-for index = 2, #names do
+for index = hosts + 1, #names do
   local count = tokens[index] and redis.call('INCRBY', names[index], reserve)
     or redis.call('INCR', names[index])
   -- NX: set only a missing expiry, so a key that lost its TTL heals instead of living forever.
@@ -106,6 +177,12 @@ for index = 2, #names do
     remaining, tightest, binding = limits[index] - count, names[index], scopes[index]
   end
 end
-if waker == 1 then redis.call('SET', KEYS[3], 'loading', 'PX', tonumber(ARGV[8])) end
+if chosen == fallback then
+  redis.call('INCRBY', names[chosen], reserve)
+  redis.call('PEXPIRE', names[chosen], tonumber(ARGV[12]), 'NX')
+  reserved = reserve
+  ends[#ends + 1] = redis.call('PEXPIRETIME', names[chosen])
+end
+if waker == 1 then redis.call('SET', names[chosen], 'loading', 'PX', tonumber(ARGV[6])) end
 local ttl = tightest and redis.call('PTTL', tightest) or 0
-return {0, ttl, math.max(remaining, 0), binding, size, waker, reserved, unpack(ends)}
+return {0, ttl, math.max(remaining, 0), binding, size, waker, reserved, chosen, moved, unpack(ends)}
