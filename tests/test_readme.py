@@ -16,7 +16,9 @@ def test_configuration_table_matches_the_settings() -> None:
     table = text[text.index("## Configuration") : text.index("## Architecture")]
     documented = set(re.findall(r"^\| `(LLMGW_[A-Z_]+)` \|", table, flags=re.MULTILINE))
     settings = {  # not the ones derived from others (each host's variables, read by name)
-        f"LLMGW_{name.upper()}" for name, field in Settings.model_fields.items() if not field.exclude
+        f"LLMGW_{name.upper()}"
+        for name, field in Settings.model_fields.items()
+        if not field.exclude
     }
     assert documented == settings
 

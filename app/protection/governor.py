@@ -116,6 +116,11 @@ class PressureGovernor:
             self.factor = min(target, self.factor + self.config.relax_per_second * elapsed)
         return self.factor
 
+    def follow(self, factor: float, pressure: float) -> None:
+        """Take the factor and pressure made elsewhere: the site's governor, with several
+        hosts, follows theirs (app/upstream/hosts.py)."""
+        self.factor, self.pressure, self._informed = factor, pressure, True
+
     def limits(self, lane: Lane = Lane.PUBLIC) -> Limits:
         """A lane's effective limits: the public's windows shrunk by the factor, and the lane's
         in-flight cap (see the module's docstring), rounded down, never below 1. Rounding down

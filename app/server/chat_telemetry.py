@@ -81,6 +81,14 @@ class Call:
     visitor: str | None = None
     refused_by: str | None = None
     content: str | None = None
+    host: str | None = None  # the model host its admission picked
+
+    def routed(self, host: str, reason: str) -> None:
+        """The admission picked `host` (for a new conversation, a follow-up, a move...)."""
+        self.host = host
+        self.services.metrics.host_routed(host, reason)
+        if self.tracing:
+            self.span.set_attribute("llmgw.host", host)
 
     @property
     def tracing(self) -> bool:
@@ -98,6 +106,8 @@ class Call:
         metrics = self.services.metrics
         metrics.request_finished(self.route, outcome, seconds, trace_id)
         metrics.lane_request(self.lane, outcome, self.key)
+        if self.host is not None:
+            metrics.host_request(self.host, outcome)
         if REQUEST_LOG.isEnabledFor(logging.INFO):
             self._log(outcome, status, seconds, record)
         if self.tracing:
@@ -117,6 +127,7 @@ class Call:
             route=self.route,
             lane=self.lane,
             key=self.key,
+            host=self.host,
             status=status,
             outcome=outcome,
             duration_ms=round(seconds * 1000, 2),

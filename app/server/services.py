@@ -7,7 +7,7 @@ import contextlib
 import logging
 import secrets
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
@@ -29,13 +29,14 @@ from app.protection.governor import GovernorConfig, PressureGovernor, TtftTracke
 from app.protection.monitor import UpstreamMonitor
 from app.protection.probe_watch import ProbeWatcher
 from app.upstream.client import Timeouts, create_client
+from app.upstream.hosts import Host, Hosts
 from app.upstream.model_list import ModelList
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Coroutine
     from typing import Any
 
-    from app.settings import Settings
+    from app.settings import Settings, UpstreamHost
     from app.telemetry import GatewayMetrics
     from app.upstream.client import UpstreamClient
 
@@ -44,6 +45,10 @@ log = logging.getLogger("llmgw")
 
 @dataclass(slots=True)
 class Services:
+    """`upstream`, `breaker`, `monitor` and `ttft` are the first home host's (the single
+    host's); chats go to the host their admission picks, in `hosts`. `governor` is the
+    site's: the single host's own, or one that follows every host's (app/upstream/hosts.py)."""
+
     settings: Settings
     redis: aioredis.Redis
     limiter: Limiter
@@ -60,6 +65,7 @@ class Services:
     waiting_room: WaitingRoom
     keys: KeyStore | None  # None: LLMGW_KEY_SECRET is not set, and no key is accepted
     models: ModelList  # the chat models keyed clients may name
+    hosts: Hosts
 
 
 @asynccontextmanager
@@ -71,14 +77,20 @@ async def running_services(settings: Settings, metrics: GatewayMetrics) -> Async
         wire = RedisWire.of(redis)
         if wire is not None:
             stack.callback(wire.close)
-        upstream = create_client(settings)
-        stack.push_async_callback(upstream.aclose)
-        services = await _assemble(settings, redis, wire, upstream, metrics)
+        configs = (*settings.hosts(), *filter(None, [settings.fallback_host()]))
+        clients = {}
+        for config in configs:
+            clients[config.name] = client = create_client(settings, config)
+            stack.push_async_callback(client.aclose)
+        services = await _assemble(settings, redis, wire, clients, metrics)
         tasks = [
             _background(services.watcher.run()),
-            _background(services.monitor.run()),
+            *(_background(host.monitor.run()) for host in services.hosts.home),
+            _background(services.hosts.run()),
             _background(services.limiter.maintain(settings.lease_seconds / 3)),
         ]
+        if services.hosts.fallback is not None:
+            tasks.append(_background(services.hosts.fallback.monitor.run()))
         stack.push_async_callback(_cancel, tasks)
         yield services
 
@@ -87,7 +99,7 @@ async def _assemble(
     settings: Settings,
     redis: aioredis.Redis,
     wire: RedisWire | None,
-    upstream: UpstreamClient,
+    clients: dict[str, UpstreamClient],
     metrics: GatewayMetrics,
 ) -> Services:
     shared = RedisAdmitter(
@@ -123,13 +135,6 @@ async def _assemble(
         hash_key = _configured_hash_key(settings) or secrets.token_bytes(32)
     else:
         metrics.redis_state(up=True, fallback_active=False)
-    governor = PressureGovernor(
-        _base_limits(settings),
-        _governor_config(settings),
-        owner_reserved=settings.owner_reserved_inflight,
-    )
-    breaker = CircuitBreaker(_breaker_config(settings), on_change=metrics.breaker_changed)
-    metrics.breaker_changed(breaker.state, breaker.state)
     watcher = ProbeWatcher(
         redis,
         prefix=settings.key_prefix,
@@ -137,16 +142,45 @@ async def _assemble(
         poll_every=settings.probe_poll_seconds,
         metrics=metrics,
     )
-    ttft = TtftTracker()
-    monitor = UpstreamMonitor(
-        upstream,
-        breaker=breaker,
-        watcher=watcher,
-        governor=governor,
-        ttft=ttft,
+    configs = settings.hosts()
+    metrics.hosts_configured([config.name for config in configs])
+    single = len(configs) == 1
+    home = tuple(
+        _host(settings, config, clients[config.name], watcher, metrics, site=single)
+        for config in configs
+    )
+    fallback_config = settings.fallback_host()
+    fallback = None
+    if fallback_config is not None:
+        client = clients[fallback_config.name]
+        fallback = _host(settings, fallback_config, client, watcher, metrics, site=False)
+    first = home[0]
+    site = (
+        first.governor
+        if single
+        else PressureGovernor(
+            replace(_base_limits(settings), inflight_cap=sum(c.max_inflight for c in configs)),
+            _governor_config(settings),
+            owner_reserved=settings.owner_reserved_inflight,
+        )
+    )
+    if single:
+        metrics.breaker_changed(first.breaker.state, first.breaker.state)
+    hosts = Hosts(
+        home,
+        fallback,
+        site=site,
         metrics=metrics,
-        interval=settings.health_interval,
-        model=settings.model,
+        admitter=shared,
+        fallback_on_shed=settings.fallback_on_shed,
+        fallback_budget=settings.fallback_daily_tokens,
+    )
+    upstream, governor, breaker, monitor, ttft = (
+        first.client,
+        site,
+        first.breaker,
+        first.monitor,
+        first.ttft,
     )
     return Services(
         settings=settings,
@@ -169,8 +203,44 @@ async def _assemble(
         metrics=metrics,
         waiting_room=waiting_room,
         keys=_key_store(redis, settings),
-        models=ModelList(upstream, settings.model),
+        models=ModelList(upstream, first.model),
+        hosts=hosts,
     )
+
+
+def _host(
+    settings: Settings,
+    config: UpstreamHost,
+    client: UpstreamClient,
+    watcher: ProbeWatcher,
+    metrics: GatewayMetrics,
+    *,
+    site: bool,
+) -> Host:
+    """One host and its guards: its breaker, governor (its own probe's), time to first token
+    and monitor; `site` when it is the only home host, whose gauges are the site's."""
+    governor = PressureGovernor(
+        replace(_base_limits(settings), inflight_cap=config.max_inflight),
+        _governor_config(settings),
+        owner_reserved=config.reserved,
+    )
+    on_change = metrics.breaker_changed if site else None
+    breaker = CircuitBreaker(_breaker_config(settings), on_change=on_change)
+    ttft = TtftTracker()
+    monitor = UpstreamMonitor(
+        client,
+        breaker=breaker,
+        watcher=watcher,
+        governor=governor,
+        ttft=ttft,
+        metrics=metrics,
+        interval=settings.health_interval,
+        model=config.model,
+        probe=config.probe,
+        site=site,
+        name=config.name,
+    )
+    return Host(config, client, breaker, monitor, governor, ttft)
 
 
 def _key_store(redis: aioredis.Redis, settings: Settings) -> KeyStore | None:

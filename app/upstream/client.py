@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator, Mapping
 
     from app.chat.request import ChatRequest
-    from app.settings import Settings
+    from app.settings import Settings, UpstreamHost
 
 RESPONSES_PATH = "/v1/responses"
 # How much of an error body we read to classify it; the rest is not our business.
@@ -68,19 +68,23 @@ class Timeouts:
     total: float
 
 
-def create_client(settings: Settings) -> UpstreamClient:
-    """The one client the gateway talks to the model server with (made in the lifespan)."""
+def create_client(settings: Settings, host: UpstreamHost | None = None) -> UpstreamClient:
+    """The client the gateway talks to a model host with (the single host's by default; made
+    in the lifespan)."""
     # Identity: events must flow as they come (and the relay then reads the raw body).
     headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
-    if settings.upstream_token is not None:
-        headers["Authorization"] = f"Bearer {settings.upstream_token.get_secret_value()}"
+    url, token = settings.upstream_url, settings.upstream_token
+    if host is not None:
+        url, token = host.url, host.token
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token.get_secret_value()}"
     timeout = httpx.Timeout(
         connect=settings.connect_timeout,
         read=settings.idle_timeout,
         write=settings.connect_timeout,
         pool=settings.connect_timeout,
     )
-    return UpstreamClient(base_url=settings.upstream_url, headers=headers, timeout=timeout)
+    return UpstreamClient(base_url=url, headers=headers, timeout=timeout)
 
 
 class UpstreamClient(httpx.AsyncClient):
@@ -135,11 +139,23 @@ class UpstreamClient(httpx.AsyncClient):
         await super().aclose()
 
 
-def build_payload(chat: ChatRequest, settings: Settings) -> bytes:
-    """The upstream request: the visitor's words, everything else pinned by configuration."""
+def build_payload(
+    chat: ChatRequest,
+    settings: Settings,
+    host: UpstreamHost | None = None,
+    transcript: list[dict[str, str]] | None = None,
+) -> bytes:
+    """The upstream request: the visitor's words, everything else pinned by configuration;
+    for `host`, its model. A conversation that moved from the host that answered it is sent
+    as its `transcript` followed by the new words, instead of the previous response's id."""
+    model = settings.model if host is None else host.model
+    words: Any = chat.input
+    if transcript is not None:
+        turn = [{"role": "user", "content": words}] if isinstance(words, str) else words
+        words = [*transcript, *msgspec.to_builtins(turn)]
     payload: dict[str, Any] = {
-        "model": settings.model,
-        "input": chat.input,
+        "model": model,
+        "input": words,
         "stream": True,
         "store": True,
         "temperature": settings.temperature,
@@ -149,9 +165,12 @@ def build_payload(chat: ChatRequest, settings: Settings) -> bytes:
         payload["reasoning"] = {"effort": settings.reasoning_effort}
     if settings.instructions:
         payload["instructions"] = settings.instructions
-    if chat.previous_response_id is not None:
+    if chat.previous_response_id is not None and transcript is None:
         payload["previous_response_id"] = chat.previous_response_id
-    if settings.model_ttl is not None:  # docs `1_developer/0_core/ttl-and-auto-evict.md`
+    # LM Studio's `ttl` (docs `1_developer/0_core/ttl-and-auto-evict.md`); a hosted fallback
+    # is not LM Studio.
+    fallback = host is not None and host.fallback
+    if settings.model_ttl is not None and not fallback:
         payload["ttl"] = settings.model_ttl
     return msgspec.json.encode(payload)
 

@@ -7,27 +7,42 @@ from typing import TYPE_CHECKING, Any
 from litestar import Request, post
 from litestar.exceptions import HTTPException
 
-from app.admission.decision import Decision, Limit
+from app.access.keys import Lane
+from app.admission.decision import Decision, Limit, refusal
 from app.chat.request import parse_chat_request
 from app.chat.tokens import to_reserve
-from app.errors import BreakerOpen, GatewayError, NotFound, Shed, TooManyTokens
+from app.errors import (
+    BreakerOpen,
+    ConversationExpired,
+    GatewayError,
+    NotFound,
+    Shed,
+    TooManyTokens,
+)
 from app.server.chat_telemetry import ROUTE, Call, outcome_of, server_span
 from app.server.routes.exchange import Exchange
 from app.server.routes.raw_responses import EventStream, JsonAnswer
 from app.server.routes.waking import WakingChat
 from app.telemetry.tracing import current_span, span_in_use
+from app.upstream.answer_errors import EXPIRED_MESSAGE
 from app.upstream.client import build_payload
 
 if TYPE_CHECKING:
-    from litestar.types import ASGIApp
+    from collections.abc import Awaitable, Callable
 
+    from litestar.types import ASGIApp
+    from opentelemetry import trace
+
+    from app.chat.request import ChatRequest
     from app.server.services import Services
+    from app.upstream.hosts import Host, Offer
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 WAKING_RETRY_SECONDS = 10
 _NO_WINDOW = frozenset(
-    {Limit.INFLIGHT, Limit.CONVERSATION, Limit.CONCURRENCY}
+    {Limit.INFLIGHT, Limit.CONVERSATION, Limit.CONCURRENCY, Limit.NO_HOST, Limit.FALLBACK_BUDGET}
 )  # a full waiting room while the model loads: come back soon
+UNAVAILABLE = frozenset({Limit.NO_HOST, Limit.FALLBACK_BUDGET})
 
 
 @post(ROUTE, status_code=200, summary="Chat with the model (SSE stream)")
@@ -59,15 +74,17 @@ async def _chat(request: Request[Any, Any, Any], call: Call) -> EventStream | Js
     call.visitor = visitor.owner[:12]  # a short prefix of the keyed hash: enough to follow one
     if services.settings.log_content:
         call.content = str(chat_request.input)[:500]
-    permit = services.breaker.permit()
-    if permit is None:  # the local fast path: no Redis, no upstream
-        wait = max(1, round(services.breaker.retry_after()))
+    offer = services.hosts.offer()
+    if not offer:  # the local fast path: every host's breaker is open; no Redis, no upstream
+        wait = max(1, round(services.hosts.retry_after()))
         raise BreakerOpen("the model is unavailable right now, try again soon", retry_after=wait)
-
     tokens = to_reserve(chat_request, services.settings)
 
-    async def attempt() -> Decision:
-        asleep = services.monitor.model_asleep()  # asked again on each try: it may have woken
+    async def attempt(*, fallback_on_full: bool = False) -> Decision:
+        slots = offer.slots(Lane.PUBLIC)  # asked again on each try: a model may have woken
+        if not slots:
+            return refusal(Limit.NO_HOST, 0, 1.0, path="local")
+        asleep = any(slot.asleep for slot in slots)
         return await services.limiter.admit(
             visitor.ids,
             services.governor.limits(),
@@ -75,35 +92,93 @@ async def _chat(request: Request[Any, Any, Any], call: Call) -> EventStream | Js
             owner=visitor.owner,
             wake_seconds=services.settings.model_load_timeout if asleep else None,
             tokens=tokens,
+            hosts=slots,
+            fallback_on_full=fallback_on_full,
         )
 
-    with current_span("admission", on=call.tracing) as admission_span:
-        decision = await attempt()
-        if decision.limit is Limit.INFLIGHT:  # shed: wait briefly in line for a place
-            decision, waited = await services.waiting_room.admit(attempt, decision)
-            if waited is not None:
-                services.metrics.queue_wait(waited, admitted=decision.admitted)
-                admission_span.set_attribute("llmgw.admission.queued_seconds", waited)
-        admission_span.set_attribute("llmgw.admission.admitted", decision.admitted)
-        admission_span.set_attribute("llmgw.admission.path", decision.path)
+    try:
+        with current_span("admission", on=call.tracing) as admission_span:
+            decision = await admitted(call, attempt, admission_span)
+    except BaseException:
+        offer.give_back()
+        raise
     services.metrics.admission("admitted" if decision.admitted else decision.limit, decision.path)
-    payload = build_payload(chat_request, services.settings)
     if decision.waker or decision.limit is Limit.WAKING:
         if not decision.admitted and services.waiting_room.full():
-            services.breaker.give_back(permit)
+            offer.give_back()
             message = "the model is waking up, try again in a moment"
             raise Shed(message, retry_after=WAKING_RETRY_SECONDS)
-        waking = WakingChat(call, permit, visitor, chat_request, payload, decision, attempt)
+        waking = WakingChat(call, offer, visitor, chat_request, decision, attempt)
         return EventStream(waking.stream(), SSE_HEADERS)
     headers = rate_limit_headers(decision, services.settings.window_seconds)
     if not decision.admitted:
-        services.breaker.give_back(permit)
+        offer.give_back()
         call.refused_by = str(decision.limit)
         return rejection(decision, headers)
-    exchange = Exchange(call, permit, decision, visitor.owner)
+    exchange = await routed_exchange(call, offer, decision, visitor.owner, chat_request)
     await exchange.check_room(chat_request.estimated_tokens())
-    upstream = await exchange.open(payload)
+    upstream = await exchange.open(exchange.payload)
     return EventStream(exchange.stream(upstream), SSE_HEADERS | headers)
+
+
+async def admitted(
+    call: Call, attempt: Callable[..., Awaitable[Decision]], span: trace.Span
+) -> Decision:
+    """The admission, waiting briefly in line for a place when every host is full; then, with
+    LLMGW_FALLBACK_ON_SHED, once more with the hosted fallback allowed."""
+    services = call.services
+    decision = await attempt()
+    if decision.limit is Limit.INFLIGHT:  # shed: wait briefly in line for a place
+        decision, waited = await services.waiting_room.admit(attempt, decision)
+        if waited is not None:
+            services.metrics.queue_wait(waited, admitted=decision.admitted)
+            span.set_attribute("llmgw.admission.queued_seconds", waited)
+        hosts = services.hosts
+        if (
+            decision.limit is Limit.INFLIGHT
+            and hosts.fallback is not None
+            and hosts.fallback_on_shed
+        ):
+            decision = await attempt(fallback_on_full=True)
+    span.set_attribute("llmgw.admission.admitted", decision.admitted)
+    span.set_attribute("llmgw.admission.path", decision.path)
+    if decision.admitted:
+        span.set_attribute("llmgw.host", decision.host)
+    return decision
+
+
+async def routed_exchange(
+    call: Call, offer: Offer, decision: Decision, owner: str, chat_request: ChatRequest
+) -> Exchange:
+    """The admitted chat on the host its admission picked, with that host's payload: for a
+    conversation that moved from a host that is out, its transcript instead of the previous
+    response's id (none kept: the conversation cannot go on, and the visitor starts anew)."""
+    services = call.services
+    host, permit = offer.take(decision.host)
+    call.routed(host.name, route_reason(decision, host, chat_request.previous_response_id))
+    transcript = None
+    if decision.moved and chat_request.previous_response_id is not None:
+        transcript = await services.transcripts.load(chat_request.previous_response_id)
+        if transcript is None:
+            await services.limiter.release(decision)
+            host.breaker.give_back(permit)
+            raise ConversationExpired(EXPIRED_MESSAGE)
+    payload = build_payload(chat_request, services.settings, host.config, transcript)
+    exchange = Exchange(call, host, permit, decision, owner)
+    exchange.payload = payload
+    exchange.turn = chat_request
+    return exchange
+
+
+def route_reason(decision: Decision, host: Host, continues: str | None) -> str:
+    """Why the chat went to its host, for the routed metric."""
+    if host.fallback:
+        return "fallback"
+    if decision.moved:
+        return "moved"
+    if decision.waker:
+        return "waker"
+    return "follow_up" if continues is not None else "new"
 
 
 def rate_limit_headers(decision: Decision, window_seconds: int) -> dict[str, str]:
@@ -129,6 +204,8 @@ def rejection(decision: Decision, headers: dict[str, str]) -> JsonAnswer:
         raise NotFound("no such conversation: previous_response_id is unknown or not yours")
     if decision.limit is Limit.INFLIGHT:
         raise Shed("the model is busy right now, try again in a moment", retry_after=wait)
+    if decision.limit in UNAVAILABLE:  # no host is up, and the fallback may not answer
+        raise BreakerOpen("the model is unavailable right now, try again soon", retry_after=wait)
     if decision.never_fits and decision.reservation is not None:
         raise TooManyTokens(
             f"this chat needs about {decision.reservation.tokens} tokens, more than the"
