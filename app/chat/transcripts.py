@@ -97,8 +97,9 @@ class Transcripts:
             log.debug("transcript of %s not saved: %s", response_id, type(exc).__name__)
 
     async def load(self, response_id: str) -> list[dict[str, str]] | None:
-        """The messages of a response's transcript, oldest first, ready to be the `input` of
-        `POST /v1/responses`; None when there is none (expired, never saved, Redis down)."""
+        """The messages of a response's transcript, oldest first: the `input` of
+        `POST /v1/responses` sent instead of `previous_response_id` when the conversation
+        moves to another host. None when there is none (expired, never saved, Redis down)."""
         try:
             stored: bytes | str | None = await self._redis.get(self.key(response_id))
         except (RedisError, OSError) as exc:
