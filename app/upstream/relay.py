@@ -42,9 +42,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("llmgw.relay")
 
+OUTPUT_TEXT_DELTA = "response.output_text.delta"
 TOKEN_EVENTS = frozenset(
     {
-        "response.output_text.delta",
+        OUTPUT_TEXT_DELTA,
         "response.reasoning_text.delta",
         "response.reasoning_summary_text.delta",
     }
@@ -145,11 +146,21 @@ class StreamRecord:
     # a visitor who leaves before the usage comes is charged for (app/chat/tokens.py).
     counts_text: bool = False
     text_chars: int = 0
+    # The answer's own text (its output_text deltas, not its reasoning), kept in `text` while
+    # `keeps_text`, the characters still to keep, is above 0: for its transcript
+    # (app/chat/transcripts.py). Reaching its cap turns the keeping off.
+    keeps_text: int = 0
+    text: list[str] = field(default_factory=list)
 
     @property
     def ttft(self) -> float | None:
         """Seconds from admission to the first token, when one came."""
         return None if self.first_token_at is None else self.first_token_at - self.started
+
+    @property
+    def answer_text(self) -> str:
+        """The answer's text kept so far (empty unless `keeps_text` was set)."""
+        return "".join(self.text)
 
 
 def sse_frame(event: str, data: bytes) -> bytes:
@@ -348,8 +359,12 @@ def _passed_as_is(block: bytes) -> str | None:
 
 def count_event(kind: str, record: StreamRecord, data: bytes) -> None:
     record.events += 1
-    if record.counts_text and kind in TOKEN_EVENTS:
-        record.text_chars += _delta_chars(data)
+    if (record.counts_text or record.keeps_text) and kind in TOKEN_EVENTS:
+        text = _delta_text(data)
+        if record.counts_text:
+            record.text_chars += len(text)
+        if record.keeps_text and kind == OUTPUT_TEXT_DELTA:
+            _keep_text(record, text)
     if record.first_token_at is None:
         if kind in FIRST_OUTPUT_EVENTS:
             record.first_token_at = time.monotonic()
@@ -357,11 +372,18 @@ def count_event(kind: str, record: StreamRecord, data: bytes) -> None:
             record.thinking = _begins_reasoning(kind, data)
 
 
-def _delta_chars(data: bytes) -> int:
+def _keep_text(record: StreamRecord, text: str) -> None:
+    """Keep an answer's delta, as much of it as the cap leaves room for."""
+    kept = text[: record.keeps_text]
+    record.text.append(kept)
+    record.keeps_text -= len(kept)
+
+
+def _delta_text(data: bytes) -> str:
     try:
-        return len(_delta.decode(data).delta)
+        return _delta.decode(data).delta
     except (msgspec.DecodeError, msgspec.ValidationError):
-        return 0
+        return ""
 
 
 def _begins_reasoning(kind: str, data: bytes) -> bool:
