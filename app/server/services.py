@@ -23,6 +23,7 @@ from app.admission.redis_pool import LeanConnectionPool
 from app.admission.redis_wire import RedisWire
 from app.admission.waiting_room import WaitingRoom
 from app.chat.request import InputBounds
+from app.chat.transcripts import Transcripts
 from app.chat.visitor import VisitorIdentifier
 from app.protection.breaker import BreakerConfig, CircuitBreaker
 from app.protection.governor import GovernorConfig, PressureGovernor, TtftTracker
@@ -66,6 +67,7 @@ class Services:
     keys: KeyStore | None  # None: LLMGW_KEY_SECRET is not set, and no key is accepted
     models: ModelList  # the chat models keyed clients may name
     hosts: Hosts
+    transcripts: Transcripts | None  # None: LLMGW_TRANSCRIPTS is off
 
 
 @asynccontextmanager
@@ -205,6 +207,19 @@ async def _assemble(
         keys=_key_store(redis, settings),
         models=ModelList(upstream, first.model),
         hosts=hosts,
+        transcripts=_transcripts(redis, settings),
+    )
+
+
+def _transcripts(redis: aioredis.Redis, settings: Settings) -> Transcripts | None:
+    if not settings.transcripts:
+        return None
+    return Transcripts(
+        redis,
+        prefix=settings.key_prefix,
+        seconds=settings.transcript_seconds,
+        max_tokens=settings.transcript_max_tokens,
+        max_bytes=settings.transcript_max_bytes,
     )
 
 

@@ -13,19 +13,16 @@ from app.chat.request import parse_chat_request
 from app.chat.tokens import to_reserve
 from app.errors import (
     BreakerOpen,
-    ConversationExpired,
     GatewayError,
     NotFound,
     Shed,
     TooManyTokens,
 )
 from app.server.chat_telemetry import ROUTE, Call, outcome_of, server_span
-from app.server.routes.exchange import Exchange
 from app.server.routes.raw_responses import EventStream, JsonAnswer
+from app.server.routes.routing import routed_exchange
 from app.server.routes.waking import WakingChat
 from app.telemetry.tracing import current_span, span_in_use
-from app.upstream.answer_errors import EXPIRED_MESSAGE
-from app.upstream.client import build_payload
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -33,9 +30,7 @@ if TYPE_CHECKING:
     from litestar.types import ASGIApp
     from opentelemetry import trace
 
-    from app.chat.request import ChatRequest
     from app.server.services import Services
-    from app.upstream.hosts import Host, Offer
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 WAKING_RETRY_SECONDS = 10
@@ -145,40 +140,6 @@ async def admitted(
     if decision.admitted:
         span.set_attribute("llmgw.host", decision.host)
     return decision
-
-
-async def routed_exchange(
-    call: Call, offer: Offer, decision: Decision, owner: str, chat_request: ChatRequest
-) -> Exchange:
-    """The admitted chat on the host its admission picked, with that host's payload: for a
-    conversation that moved from a host that is out, its transcript instead of the previous
-    response's id (none kept: the conversation cannot go on, and the visitor starts anew)."""
-    services = call.services
-    host, permit = offer.take(decision.host)
-    call.routed(host.name, route_reason(decision, host, chat_request.previous_response_id))
-    transcript = None
-    if decision.moved and chat_request.previous_response_id is not None:
-        transcript = await services.transcripts.load(chat_request.previous_response_id)
-        if transcript is None:
-            await services.limiter.release(decision)
-            host.breaker.give_back(permit)
-            raise ConversationExpired(EXPIRED_MESSAGE)
-    payload = build_payload(chat_request, services.settings, host.config, transcript)
-    exchange = Exchange(call, host, permit, decision, owner)
-    exchange.payload = payload
-    exchange.turn = chat_request
-    return exchange
-
-
-def route_reason(decision: Decision, host: Host, continues: str | None) -> str:
-    """Why the chat went to its host, for the routed metric."""
-    if host.fallback:
-        return "fallback"
-    if decision.moved:
-        return "moved"
-    if decision.waker:
-        return "waker"
-    return "follow_up" if continues is not None else "new"
 
 
 def rate_limit_headers(decision: Decision, window_seconds: int) -> dict[str, str]:

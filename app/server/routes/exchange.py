@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
+import msgspec
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -22,22 +23,33 @@ from app.errors import ContextFull, UpstreamError, UpstreamTimeout, VisitorsErro
 from app.telemetry.tracing import current_span, outgoing_headers, span_in_use, tracer
 from app.upstream.answer_errors import CONTEXT_FULL_MESSAGE
 from app.upstream.client import RESPONSES_PATH, open_stream
-from app.upstream.relay import VISITORS, StreamRecord, relay
+from app.upstream.relay import VISITORS, StreamRecord, relay, sse_frame
 from app.upstream.whole_answer import read_whole, whole_usage
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable
 
+    from app.chat.request import ChatRequest
     from app.protection.breaker import Permit
     from app.server.chat_telemetry import Call
     from app.server.services import Services
     from app.upstream.client import StreamedAnswer, Timeouts
+    from app.upstream.hosts import Host
     from app.upstream.relay import Dialect
 
 _T = TypeVar("_T")
 
 # Outcomes after which the upstream counts as failing, for the breaker.
 UPSTREAM_FAILURES = frozenset({"upstream_error", "timeout"})
+# The event before a hosted fallback's answer, so the widget can say who answered.
+FALLBACK_MARKER = sse_frame(
+    "llmgw.host",
+    msgspec.json.encode(
+        {"type": "llmgw.host", "fallback": True, "message": "Answered by the backup model."}
+    ),
+)
+# Transcripts being saved after their stream's end (held, so the loop does not drop them).
+_KEEPING: set[asyncio.Task[None]] = set()
 
 
 @dataclass(slots=True)
@@ -47,6 +59,7 @@ class Exchange:
     `dialect` and `output_cap` say which API it speaks (the widget's, by default)."""
 
     call: Call
+    host: Host
     permit: Permit
     decision: Decision
     owner: str
@@ -56,14 +69,18 @@ class Exchange:
     record: StreamRecord = field(default_factory=lambda: StreamRecord(started=time.monotonic()))
     genai: trace.Span = field(default=trace.INVALID_SPAN)
     waking: bool = False  # this chat wakes the model, and the wake is not over yet
+    payload: bytes = b""  # what goes to the host (a widget's chat: made for its host)
+    turn: ChatRequest | None = None  # a widget's chat: its words, kept in its transcript
 
     def __post_init__(self) -> None:
         self.record.counts_text = self.decision.reservation is not None
         if not self.output_cap:
             self.output_cap = self.services.settings.max_output_tokens
+        if self.turn is not None and self.services.transcripts is not None:
+            self.record.keeps_text = self.services.settings.transcript_max_bytes
         self.waking = self.decision.waker
         if self.waking:
-            self.services.monitor.waking = True
+            self.host.monitor.waking = True
 
     @property
     def services(self) -> Services:
@@ -83,6 +100,8 @@ class Exchange:
         frames = relay(
             upstream, self.timeouts, self.record, self.finish, self.started, dialect=self.dialect
         )
+        if self.host.fallback and self.dialect is VISITORS:
+            frames = _marked(frames)
         return self._ending_the_wake(frames) if self.waking else frames
 
     async def _ending_the_wake(
@@ -99,29 +118,29 @@ class Exchange:
         if not self.waking:
             return
         self.waking = False
-        services = self.services
+        services, monitor = self.services, self.host.monitor
         if woke:
-            services.monitor.woke()
+            monitor.woke()
         else:
-            services.monitor.waking = False
+            monitor.waking = False
         # 'awake' until every replica's health check has seen the model loaded.
         awake = 2 * services.settings.health_interval + 1
         with anyio.CancelScope(shield=True):
-            await services.limiter.wake_ended(woke=woke, awake_seconds=awake)
+            await services.limiter.wake_ended(woke=woke, awake_seconds=awake, host=self.host.name)
 
     async def check_room(self, input_tokens: int) -> None:
         """Refuse a follow-up whose answer cannot fit the model's loaded context, before the
         model sees it: the conversation's size on record, the new input and the answer's
         budget against the context length the model server reports."""
         services = self.services
-        used, length = self.decision.conversation_tokens, services.monitor.context_length()
+        used, length = self.decision.conversation_tokens, self.host.monitor.context_length()
         if not used or length is None:
             return
         if used + input_tokens + self.output_cap <= length:
             return
         self.genai.end()
         await services.limiter.release(self.decision)
-        services.breaker.give_back(self.permit)
+        self.host.breaker.give_back(self.permit)
         await self.end_wake(woke=False)
         raise ContextFull(CONTEXT_FULL_MESSAGE)
 
@@ -130,7 +149,7 @@ class Exchange:
         with anyio.CancelScope(shield=True):
             self.genai.end()
             await self.services.limiter.release(self.decision)
-            self.services.breaker.give_back(self.permit)
+            self.host.breaker.give_back(self.permit)
             await self.end_wake(woke=False)
 
     async def open(self, payload: bytes) -> StreamedAnswer:
@@ -160,19 +179,23 @@ class Exchange:
             http_span.set_attribute("http.request.method", "POST")
             async with asyncio.timeout(self.timeouts.total):
                 return await read_whole(
-                    self.services.upstream, self.path, payload, outgoing_headers(http_span)
+                    self.host.client, self.path, payload, outgoing_headers(http_span)
                 )
 
     async def _guarded(self, send: Callable[[], Awaitable[_T]]) -> _T:
         """Run the upstream call under the chat's span; on failure give back what was taken
         and say why."""
         services = self.services
-        model = services.settings.model
+        model = self.host.model
         if self.call.tracing:  # off: no span, not even the no-op tracer's (it costs a lookup)
             self.genai = tracer().start_span(
                 f"chat {model}",
                 kind=SpanKind.CLIENT,
-                attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": model},
+                attributes={
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.request.model": model,
+                    "llmgw.host": self.host.name,
+                },
             )
         try:
             with span_in_use(self.genai):
@@ -181,18 +204,18 @@ class Exchange:
             self.genai.set_status(StatusCode.ERROR, exc.code)
             self.genai.end()
             await services.limiter.release(self.decision)
-            services.breaker.give_back(self.permit)
+            self.host.breaker.give_back(self.permit)
             await self.end_wake(woke=False)  # another request may try; the load goes on
             raise
         except (UpstreamError, TimeoutError) as exc:
             self.genai.set_status(StatusCode.ERROR, type(exc).__name__)
             self.genai.end()
             await services.limiter.release(self.decision)
-            services.breaker.failure(self.permit)
+            self.host.breaker.failure(self.permit)
             await self.end_wake(woke=False)
             if isinstance(exc, UpstreamError):
                 if exc.outage is not None:
-                    services.monitor.observe(exc.outage)
+                    self.host.monitor.observe(exc.outage)
                 raise
             raise UpstreamTimeout("the model server did not answer in time") from None
 
@@ -202,7 +225,7 @@ class Exchange:
             http_span.set_attribute("http.request.method", "POST")
             async with asyncio.timeout(min(timeouts.first_token, timeouts.total)):
                 response = await open_stream(
-                    self.services.upstream, payload, outgoing_headers(http_span), self.path
+                    self.host.client, payload, outgoing_headers(http_span), self.path
                 )
             http_span.set_attribute("http.response.status_code", response.status_code)
             return response
@@ -211,26 +234,51 @@ class Exchange:
         """The body began to flow."""
         self.services.metrics.stream_started()
         self.services.metrics.lane_stream(self.call.lane, 1)
+        self.services.metrics.host_stream(self.host.name, 1)
 
     async def finish(self, record: StreamRecord) -> None:
         """Give back the lease, tell the breaker and the monitor, record what happened."""
         services = self.services
         conversation = None  # only an answered response can be continued
         answered = record.usage is not None and self.path == RESPONSES_PATH
+        host = self.host
         if answered and record.response_id is not None:
-            conversation = Conversation(record.response_id, self.owner, _size(record))
+            size = _size(record)
+            conversation = Conversation(record.response_id, self.owner, size, host.name)
         await services.limiter.release(self.decision, conversation, self._spent(record))
         await self.end_wake(woke=record.first_token_at is not None)
         if record.outcome in UPSTREAM_FAILURES:
-            services.breaker.failure(self.permit)
+            host.breaker.failure(self.permit)
         elif record.first_token_at is not None:
-            services.breaker.success(self.permit)
-            services.monitor.observe(None)
-            services.ttft.observe(record.first_token_at - record.started, time.monotonic())
+            host.breaker.success(self.permit)
+            host.monitor.observe(None)
+            host.ttft.observe(record.first_token_at - record.started, time.monotonic())
         else:
-            services.breaker.give_back(self.permit)
+            host.breaker.give_back(self.permit)
+        if host.fallback and record.usage is not None:
+            services.metrics.fallback_tokens(_size(record))
         self._record(record)
         self.call.done(record.outcome, 200, record)
+        if conversation is not None and self.turn is not None:
+            self._keep_transcript(conversation.response_id, record)
+
+    def _keep_transcript(self, response_id: str, record: StreamRecord) -> None:
+        """Keep the turn, off the stream's path: the next turn may need it on another host."""
+        transcripts, turn = self.services.transcripts, self.turn
+        if transcripts is None or turn is None:
+            return
+        words = turn.input
+        messages = (
+            [{"role": "user", "content": words}]
+            if isinstance(words, str)
+            else [{"role": m.role, "content": m.content} for m in words]
+        )
+        saving = transcripts.save(
+            response_id, turn.previous_response_id, messages, record.answer_text
+        )
+        task = asyncio.get_running_loop().create_task(saving)
+        _KEEPING.add(task)
+        task.add_done_callback(_KEEPING.discard)
 
     def _spent(self, record: StreamRecord) -> int:
         """The tokens this chat cost: the model's own usage; without it (the visitor left, or
@@ -250,6 +298,7 @@ class Exchange:
         metrics, now, trace_id = self.services.metrics, time.monotonic(), self.call.trace_id
         metrics.stream_ended()
         metrics.lane_stream(self.call.lane, -1)
+        metrics.host_stream(self.host.name, -1)
         usage = record.usage or {}
         output = int(usage.get("output_tokens") or 0)
         details = usage.get("output_tokens_details") or {}
@@ -257,6 +306,7 @@ class Exchange:
         if record.first_token_at is None:
             return
         metrics.first_token(record.first_token_at - record.started, trace_id)
+        metrics.host_first_token(self.host.name, record.first_token_at - record.started)
         metrics.lane_first_token(self.call.lane, record.first_token_at - record.started)
         metrics.time_per_output_token(now - record.first_token_at, output, trace_id)
         metrics.tokens(
@@ -286,6 +336,17 @@ class Exchange:
         if record.outcome not in ("ok", "client_cancelled"):
             span.set_status(StatusCode.ERROR, record.outcome)
         span.end()
+
+
+async def _marked(frames: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+    """The fallback's answer, after the event that says so (the widget shows it)."""
+    async with aclosing(frames):
+        first = True
+        async for frame in frames:
+            if first:  # once the relay's first frame is in: a failure before it stays a 5xx
+                yield FALLBACK_MARKER
+                first = False
+            yield frame
 
 
 def _size(record: StreamRecord) -> int:

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from litestar import Request, Response, route
 
-from app.server.routes.status import operator_detail
+from app.server.routes.status import hosts_detail, operator_detail
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
+
+    import httpx
 
     from app.server.services import Services
 
@@ -34,22 +36,32 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, object]]
     """200 when every dependency answers and LLMGW_MODEL is loaded or loadable (an LLM the
     server has), else 503; the detail names no host or URL."""
     services: Services = request.app.state.services
-    redis, upstream = await asyncio.gather(
-        _timed(services.redis.ping()), _timed(_upstream_models(services))
+    home = services.hosts.home
+    redis, *upstreams = await asyncio.gather(
+        _timed(services.redis.ping()), *(_timed(_upstream_models(host.client)) for host in home)
     )
-    ready = bool(upstream["ok"] and (redis["ok"] or services.limiter.fallback_active))
-    ready = ready and not services.monitor.model_misconfigured()  # it answers, but cannot chat
+    # Ready while some home host answers and can chat (LLMGW_MODEL loaded or loadable).
+    chatting = [
+        answer["ok"] and not host.monitor.model_misconfigured()
+        for host, answer in zip(home, upstreams, strict=True)
+    ]
+    ready = bool(any(chatting) and (redis["ok"] or services.limiter.fallback_active))
+    upstream = next((u for u, ok in zip(upstreams, chatting, strict=True) if ok), upstreams[0])
+    hosts = hosts_detail(services)
+    for host, answer in zip(hosts, upstreams, strict=False):  # the fallback is not checked here
+        host["upstream"] = answer
     body: dict[str, object] = {
         "ready": ready,
         "redis": redis,
         "upstream": upstream,
         **operator_detail(services),
+        "hosts": hosts,
     }
     return Response(body, status_code=200 if ready else 503)
 
 
-async def _upstream_models(services: Services) -> bool:
-    response = await services.upstream.get("/v1/models", headers={"Accept": "application/json"})
+async def _upstream_models(client: httpx.AsyncClient) -> bool:
+    response = await client.get("/v1/models", headers={"Accept": "application/json"})
     if response.status_code != 200:
         raise _NotReady(f"status {response.status_code}")
     return True

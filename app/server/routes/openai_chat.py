@@ -11,14 +11,15 @@ from typing import TYPE_CHECKING, Any
 from litestar import Request, post
 from litestar.exceptions import HTTPException
 
-from app.admission.decision import Decision, Limit, Scope
+from app.admission.decision import Decision, Limit, Scope, refusal
 from app.chat.openai_bodies import Api, KeyedBounds, KeyedRequest, parse_keyed_request
 from app.chat.tokens import estimate
 from app.errors import BreakerOpen, GatewayError, NotFound, Shed, TooManyTokens
 from app.server.chat_telemetry import Call, outcome_of, server_span
-from app.server.routes.chat import SSE_HEADERS, rate_limit_headers
+from app.server.routes.chat import SSE_HEADERS, UNAVAILABLE, rate_limit_headers
 from app.server.routes.exchange import Exchange
 from app.server.routes.raw_responses import EventStream, JsonAnswer, until_gone
+from app.server.routes.routing import route_reason
 from app.telemetry.tracing import current_span, span_in_use
 from app.upstream.client import RESPONSES_PATH
 from app.upstream.openai_streams import ChatCompletionsAsIs, ResponsesAsIs
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from app.access.keys import ApiKey
     from app.protection.governor import PressureGovernor
     from app.server.services import Services
+    from app.upstream.hosts import Host, Offer
     from app.upstream.relay import Dialect
 
 CHAT_PATH = "/v1/chat/completions"
@@ -73,26 +75,32 @@ async def _answer(
     keyed = parse_keyed_request(await request.body(), api, bounds)
     if settings.log_content:
         call.content = str(keyed.body)[:500]
-    permit = services.breaker.permit()  # first: an open breaker asks the model server nothing
-    if permit is None:
-        wait = max(1, round(services.breaker.retry_after()))
+    offer = services.hosts.offer()  # first: open breakers ask the model server nothing
+    if not offer:
+        wait = max(1, round(services.hosts.retry_after()))
         raise BreakerOpen("the model is unavailable right now, try again soon", retry_after=wait)
     try:
-        payload = keyed.payload(await services.models.resolve(keyed.body.model), settings.model_ttl)
-        decision = await _admitted(call, key, keyed)
+        model = await services.models.resolve(keyed.body.model)
+        decision = await _admitted(call, key, keyed, offer)
     except BaseException:
-        services.breaker.give_back(permit)
+        offer.give_back()
         raise
     headers = rate_limit_headers(decision, settings.window_seconds)
     if not decision.admitted:
-        services.breaker.give_back(permit)
+        offer.give_back()
         call.refused_by = str(decision.limit)
         return _refusal(decision, headers, key)
+    host, permit = offer.take(decision.host)
+    call.routed(host.name, route_reason(decision, host, keyed.previous_response_id))
+    payload = keyed.payload(
+        _model_on(host, model, services), None if host.fallback else settings.model_ttl
+    )
     path = CHAT_PATH if api is Api.CHAT else RESPONSES_PATH
     dialect: Dialect = RESPONSES_ASIS
     if api is Api.CHAT:
         dialect = ChatCompletionsAsIs(include_usage=keyed.include_usage)
-    exchange = Exchange(call, permit, decision, _owner(key), path, dialect, keyed.max_output_tokens)
+    output_cap = keyed.max_output_tokens
+    exchange = Exchange(call, host, permit, decision, _owner(key), path, dialect, output_cap)
     await exchange.check_room(estimate(keyed.input_chars))
     if keyed.stream:
         upstream = await exchange.open(payload)
@@ -101,6 +109,15 @@ async def _answer(
     if body is None:  # the client left: nobody reads this (nginx's "client closed request")
         return JsonAnswer(b"", CLIENT_GONE, {})
     return JsonAnswer(body, 200, headers)
+
+
+def _model_on(host: Host, model: str, services: Services) -> str:
+    """The model a keyed chat asks of its host: the one it named, except that the site's
+    model (the first host's, which `/v1/models` lists) is each host's own there, and the
+    fallback has only its own."""
+    if host.fallback or model == services.hosts.home[0].model:
+        return host.model
+    return model
 
 
 def _owner(key: ApiKey) -> str:
@@ -116,7 +133,7 @@ def key_scopes(key: ApiKey, governor: PressureGovernor) -> tuple[Scope, ...]:
     return (Scope(f"key:{key.name}", Limit.KEY, requests, tokens),)
 
 
-async def _admitted(call: Call, key: ApiKey, keyed: KeyedRequest) -> Decision:
+async def _admitted(call: Call, key: ApiKey, keyed: KeyedRequest, offer: Offer) -> Decision:
     """Admission in the key's lane, against its windows and its streams at once, waiting in
     line for a place (or for the model to wake) as /api/chat does, ahead of lower lanes."""
     services = call.services
@@ -126,7 +143,10 @@ async def _admitted(call: Call, key: ApiKey, keyed: KeyedRequest) -> Decision:
     concurrency = (key.name, key.limits.concurrency) if key.limits.concurrency else None
 
     async def attempt() -> Decision:
-        asleep = services.monitor.model_asleep()
+        slots = offer.slots(lane)
+        if not slots:
+            return refusal(Limit.NO_HOST, 0, 1.0, path="local")
+        asleep = any(slot.asleep for slot in slots)
         return await services.limiter.admit(
             (),
             governor.limits(lane),
@@ -137,6 +157,7 @@ async def _admitted(call: Call, key: ApiKey, keyed: KeyedRequest) -> Decision:
             scopes=key_scopes(key, governor),
             lane=lane,
             concurrency=concurrency,
+            hosts=slots,
         )
 
     with current_span("admission", on=call.tracing) as admission_span:
@@ -165,6 +186,8 @@ def _refusal(decision: Decision, headers: dict[str, str], key: ApiKey) -> JsonAn
         )
     if limit in {Limit.INFLIGHT, Limit.WAKING}:
         raise Shed("the model is busy right now, try again in a moment", retry_after=wait)
+    if limit in UNAVAILABLE:
+        raise BreakerOpen("the model is unavailable right now, try again soon", retry_after=wait)
     asked = decision.reservation.tokens if decision.reservation else 0
     if limit is Limit.TOKENS and asked > key.limits.tokens:  # not its window shrunk for now
         raise TooManyTokens(

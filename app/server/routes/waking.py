@@ -14,7 +14,7 @@ import msgspec
 
 from app.errors import GatewayError
 from app.server.chat_telemetry import outcome_of
-from app.server.routes.exchange import Exchange
+from app.server.routes.routing import routed_exchange
 from app.upstream.relay import error_frame, sse_frame
 
 if TYPE_CHECKING:
@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from app.admission.decision import Decision
     from app.chat.request import ChatRequest
     from app.chat.visitor import Visitor
-    from app.protection.breaker import Permit
     from app.server.chat_telemetry import Call
+    from app.server.routes.exchange import Exchange
+    from app.upstream.hosts import Offer
 
 STATUS_EVENT = "llmgw.status"
 WAKING_MESSAGE = "Waking the model…"
@@ -47,10 +48,9 @@ class WakingChat:
     """One chat that meets the model asleep: the waker itself, or one that waits for it."""
 
     call: Call
-    permit: Permit
+    offer: Offer
     visitor: Visitor
     request: ChatRequest
-    payload: bytes
     decision: Decision
     attempt: Callable[[], Awaitable[Decision]]
 
@@ -65,13 +65,21 @@ class WakingChat:
                 told = True
                 yield self._refused(decision)
                 return
-            exchange = Exchange(self.call, self.permit, decision, self.visitor.owner)
+            try:
+                exchange = await routed_exchange(
+                    self.call, self.offer, decision, self.visitor.owner, self.request
+                )
+            except GatewayError as exc:  # its conversation cannot move: given back already
+                told = True
+                self.call.done(outcome_of(exc), 200)
+                yield error_frame(exc.code, exc.message)
+                return
             async with aclosing(self._answer(exchange)) as frames:
                 async for frame in frames:
                     yield frame
         finally:
             if exchange is None:  # never admitted, or the visitor left while waiting
-                self.call.services.breaker.give_back(self.permit)
+                self.offer.give_back()
                 if not told:
                     self.call.done("client_cancelled", 200)
 
@@ -88,7 +96,7 @@ class WakingChat:
     async def _answer(self, exchange: Exchange) -> AsyncGenerator[bytes, None]:
         try:
             await exchange.check_room(self.request.estimated_tokens())
-            upstream = await exchange.open(self.payload)
+            upstream = await exchange.open(exchange.payload)
         except GatewayError as exc:  # what was taken is given back already
             self.call.done(outcome_of(exc), 200)
             yield error_frame(exc.code, exc.message)

@@ -27,6 +27,7 @@
   const THUMBMARK_KEY = "llmgw-thumbmark";
   const STATUS_TIMEOUT_MS = 3000;
   const DEFAULT_WAIT_S = 15;
+  const BACKUP = "Answered by the backup model.";
   const MAX_WAIT_S = 600;
 
   const STYLE = `
@@ -539,6 +540,7 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
       if (OUTPUT_EVENTS.has(type)) this.clearWaitStatus(turn);
       if (type === "response.created") progress.id = event.response?.id ?? null;
       else if (type === "llmgw.status") this.showWaitStatus(turn, event);
+      else if (type === "llmgw.host") this.showHost(turn, event);
       else if (type.endsWith(".delta")) this.onDelta(type, event, turn, progress);
       else if (type.endsWith(".done")) this.onWhole(type, event, turn, progress);
       else if (type === "response.completed") this.onEnd(event, turn, progress, false);
@@ -747,6 +749,13 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
       const message = said || (event.state === "waking" ? WAKING : "Please wait…");
       turn.status.textContent = message;
       this.announce(message);
+    }
+
+    /** The gateway's word that the home model is out and a backup model answers this one. */
+    showHost(turn, event) {
+      if (event.fallback !== true) return;
+      const said = typeof event.message === "string" ? event.message : "";
+      turn.element.append(h("span", { class: "note backup" }, said || BACKUP));
     }
 
     clearWaitStatus(turn) {

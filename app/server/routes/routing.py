@@ -1,0 +1,52 @@
+"""Where an admitted chat goes: the host its admission picked, with that host's payload, and
+why it went there (a new conversation, a follow-up, a move, a wake, the fallback)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from app.errors import ConversationExpired
+from app.server.routes.exchange import Exchange
+from app.upstream.answer_errors import EXPIRED_MESSAGE
+from app.upstream.client import build_payload
+
+if TYPE_CHECKING:
+    from app.admission.decision import Decision
+    from app.chat.request import ChatRequest
+    from app.server.chat_telemetry import Call
+    from app.upstream.hosts import Host, Offer
+
+
+async def routed_exchange(
+    call: Call, offer: Offer, decision: Decision, owner: str, chat_request: ChatRequest
+) -> Exchange:
+    """The admitted chat on the host its admission picked, with that host's payload: for a
+    conversation that moved from a host that is out, its transcript instead of the previous
+    response's id (none kept: the conversation cannot go on, and the visitor starts anew)."""
+    services = call.services
+    host, permit = offer.take(decision.host)
+    call.routed(host.name, route_reason(decision, host, chat_request.previous_response_id))
+    transcript = None
+    previous, transcripts = chat_request.previous_response_id, services.transcripts
+    if decision.moved and previous is not None:
+        transcript = None if transcripts is None else await transcripts.load(previous)
+        if transcript is None:
+            await services.limiter.release(decision)
+            host.breaker.give_back(permit)
+            raise ConversationExpired(EXPIRED_MESSAGE)
+    payload = build_payload(chat_request, services.settings, host.config, transcript)
+    exchange = Exchange(call, host, permit, decision, owner)
+    exchange.payload = payload
+    exchange.turn = chat_request
+    return exchange
+
+
+def route_reason(decision: Decision, host: Host, continues: str | None) -> str:
+    """Why the chat went to its host, for the routed metric."""
+    if host.fallback:
+        return "fallback"
+    if decision.moved:
+        return "moved"
+    if decision.waker:
+        return "waker"
+    return "follow_up" if continues is not None else "new"
