@@ -39,6 +39,7 @@ def create_app(settings: Settings) -> Litestar:
     """Build the gateway for these settings; clients are opened in the lifespan."""
 
     gateway_metrics = GatewayMetrics()
+    gateway_metrics.hosts_configured([host.name for host in settings.hosts()])
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -109,6 +109,11 @@ PROBE_SIGNALS: Final = frozenset(
         "synthetic_age_seconds",
     }
 )
+# Why a conversation went to the host it went to (`llmgw_host_routed_total{reason}`): a new one
+# by the router's choice, a follow-up to the host that keeps its state, one moved to another
+# host (its transcript sent) when its own was gone, the one request let through to load a
+# sleeping model, and the hosted fallback when no home host could take it.
+ROUTE_REASONS: Final = ("new", "follow_up", "moved", "waker", "fallback")
 # Host names come from the probe's configuration, not from visitors; still, keep them tame.
 HOST_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 MAX_PROBE_HOSTS: Final = 16

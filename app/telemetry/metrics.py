@@ -1,6 +1,7 @@
 """`GatewayMetrics`: every Prometheus metric of one gateway, in a registry of its own, behind small
 methods named for the moment they record (`request_finished`, `first_token`, `breaker_changed`).
 
+The per-host and hosted fallback metrics are in `host_metrics` (`HostMetrics`, mixed in here).
 Label values pass through `bounded` (see `labels`), so no visitor id or free text becomes a label.
 Latency histograms carry the trace id as an exemplar when one is given; exemplars are only in the
 OpenMetrics exposition, which `exposition` picks when the scraper asks for it.
@@ -27,6 +28,7 @@ from app.telemetry.buckets import (
     TIME_PER_OUTPUT_TOKEN_BUCKETS,
     TIME_TO_FIRST_TOKEN_BUCKETS,
 )
+from app.telemetry.host_metrics import HostMetrics
 from app.telemetry.labels import (
     ADMISSION_PATHS,
     BREAKER_STATES,
@@ -57,7 +59,7 @@ UNKNOWN: Final = math.nan  # an up-gauge nobody has reported on yet: neither up 
 _NOT_SHOWN: Final = "\0"  # no diagnosis shown yet: the first one is always written
 
 
-class GatewayMetrics:
+class GatewayMetrics(HostMetrics):
     """The gateway's metrics in their own registry: one per app, and a clean slate per test."""
 
     def __init__(self) -> None:
@@ -180,6 +182,7 @@ class GatewayMetrics:
             "llmgw_probe_signal", "The probe's latest signals, re-exported.", ["host", "signal"]
         )
         self._lane_metrics()
+        self._host_metrics()
         self._pressure_signals: set[str] = set()
         self._probe_hosts: dict[str, set[str]] = {}
         # Children of the per-request metrics, by their (bounded) label values: `labels()`

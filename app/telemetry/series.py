@@ -18,10 +18,12 @@ _NOTHING_SHOWN: Final = "\0"  # not a state: a OneHot's first `set` always write
 
 class OneHot:
     """A gauge with a series per state: 1 for the current one, 0 for the others. Setting the
-    state it already shows writes nothing (the upstream's is set on every answered chat)."""
+    state it already shows writes nothing (the upstream's is set on every answered chat).
+    `prefix` holds the label values before the state's (a host's name), if the gauge has any."""
 
-    def __init__(self, gauge: Gauge, states: Iterable[str]) -> None:
+    def __init__(self, gauge: Gauge, states: Iterable[str], prefix: tuple[str, ...] = ()) -> None:
         self._gauge = gauge
+        self._prefix = prefix
         self._states = list(states)
         self._series: dict[str, Gauge] = {}
         self._shown: str | None = _NOTHING_SHOWN
@@ -33,7 +35,7 @@ class OneHot:
             self._states.append(current)  # only ever `other`: values are bounded before
         for state in self._states:
             if (series := self._series.get(state)) is None:
-                series = self._series[state] = self._gauge.labels(state)
+                series = self._series[state] = self._gauge.labels(*self._prefix, state)
             series.set(1 if state == current else 0)
         self._shown = current
 

@@ -62,6 +62,7 @@ LABEL_VALUES: Final = {
     "to_state": frozenset(labels.BREAKER_STATES),
     "class": frozenset(labels.OUTAGE_CLASSES) | {labels.OTHER},
     "result": frozenset(labels.QUEUE_RESULTS),
+    "reason": frozenset(labels.ROUTE_REASONS) | {labels.OTHER},
     "job": frozenset({"llmgw", "llmgw-probe", "funnel", "prometheus"}),
 }
 

@@ -118,12 +118,25 @@ def settles_on(client: httpx.Client, expected: set[str]) -> bool:
             {"BreakerOpen", "AvailabilityBudgetBurnFast", "ProbeStale", "HighShedRate"},
         ),
         (["LaneLimitsTooTight", "HighShedRate"], {"LaneLimitsTooTight", "HighShedRate"}),
+        (
+            ["ModelServerDown", "AllHostsDown", "BreakerOpen", "AvailabilityBudgetBurnFast"],
+            {"ModelServerDown"},
+        ),
+        (
+            ["AllHostsDown", "BreakerOpen", "AvailabilityBudgetBurnFast", "FallbackActive"],
+            {"AllHostsDown", "FallbackActive"},
+        ),
+        (
+            ["HostDown", "FallbackActive", "FallbackBudget"],
+            {"HostDown", "FallbackActive", "FallbackBudget"},
+        ),
     ],
     ids=[
         *("host-offline", "tunnel", "nginx", "model-server", "token", "model-missing"),
         *("model-server-then-missing", "probe-token-explains-no-outage", "redis"),
         *("fallback-tightens-lanes", "tunnel-explains-lanes", "breaker-explains-lanes"),
-        *("no-cause", "lanes-without-cause"),
+        *("no-cause", "lanes-without-cause", "cause-explains-all-hosts"),
+        *("all-hosts-explain-breaker", "hosts-and-fallback-tickets"),
     ],
 )
 def test_one_outage_notifies_once(

@@ -52,6 +52,20 @@ EXPECTED = {
     "llmgw_lane_inflight_cap": ("gauge", {"lane"}),
     "llmgw_lane_queued": ("gauge", {"lane"}),
     "llmgw_key_requests": ("counter", {"key", "outcome"}),
+    "llmgw_host_up": ("gauge", {"host"}),
+    "llmgw_host_breaker_state": ("gauge", {"host", "state"}),
+    "llmgw_host_outage": ("gauge", {"host", "class"}),
+    "llmgw_host_model_state": ("gauge", {"host", "state"}),
+    "llmgw_host_pressure": ("gauge", {"host"}),
+    "llmgw_host_governor_factor": ("gauge", {"host"}),
+    "llmgw_host_inflight_cap": ("gauge", {"host"}),
+    "llmgw_host_inflight": ("gauge", {"host"}),
+    "llmgw_host_routed": ("counter", {"host", "reason"}),
+    "llmgw_host_requests": ("counter", {"host", "outcome"}),
+    "llmgw_host_time_to_first_token_seconds": ("histogram", {"host"}),
+    "llmgw_fallback_tokens": ("counter", set()),
+    "llmgw_fallback_budget_used_tokens": ("gauge", set()),
+    "llmgw_fallback_budget_tokens": ("gauge", set()),
 }
 # OpenTelemetry GenAI semantic conventions, docs/gen-ai/gen-ai-metrics.md (bucket advice).
 GENAI_TTFT = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0]
@@ -90,6 +104,7 @@ def exercise(metrics: GatewayMetrics) -> None:
     metrics.lane_stream("owner", 1)
     metrics.lane_caps({"owner": 4, "member": 3, "public": 3})
     metrics.lane_queued({"public": 2})
+    metrics.hosts_configured(["home"])
 
 
 def value(metrics: GatewayMetrics, name: str, **labels: str) -> float | None:

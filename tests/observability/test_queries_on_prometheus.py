@@ -65,7 +65,30 @@ def recorded_metrics() -> GatewayMetrics:
     metrics.lane_queued({"public": 2})
     signals = dict.fromkeys(PROBE_SIGNALS, 1.0)
     metrics.probe_snapshot("studio", time.time(), signals)
+    record_hosts(metrics)
     return metrics
+
+
+def record_hosts(metrics: GatewayMetrics) -> None:
+    """The single host, `home`, reported and answering, and the fallback with some of its
+    day's budget spent."""
+    metrics.hosts_configured(["home"])
+    metrics.host_state(
+        "home",
+        serving=True,
+        breaker="closed",
+        outage=None,
+        model_state="ready",
+        pressure=0.4,
+        factor=1.0,
+        inflight_cap=3,
+    )
+    metrics.host_stream("home", 1)
+    metrics.host_routed("home", "new")
+    metrics.host_request("home", "ok")
+    metrics.host_first_token("home", 0.8)
+    metrics.fallback_tokens(40)
+    metrics.fallback_budget(used=40, limit=200_000)
 
 
 def serve(app: Litestar) -> tuple[uvicorn.Server, int]:

@@ -40,3 +40,21 @@ def test_outcomes_latency_and_tokens_are_counted(redis_url: str) -> None:
     assert "tok-never-shown" not in text
     assert "visitor-one" not in text
     assert "127.0.0.1" not in text
+
+
+def test_a_single_host_gateway_exports_its_host_series_from_the_start(redis_url: str) -> None:
+    """The old configuration's one host, `home`, and the fallback have their per-host series
+    in /metrics before any chat, so dashboards and alerts see them from the first scrape."""
+    with (
+        running_sim() as sim,
+        running_gateway(upstream_url=sim.url, redis_url=redis_url) as gateway,
+    ):
+        text = httpx.get(f"{gateway.url}/metrics", timeout=10).text
+    for host in ("home", "fallback"):
+        assert sample(text, "llmgw_host_inflight", host=host) == 0
+        assert sample(text, "llmgw_host_routed_total", host=host, reason="new") == 0
+        assert sample(text, "llmgw_host_requests_total", host=host, outcome="ok") == 0
+        assert sample(text, "llmgw_host_time_to_first_token_seconds_count", host=host) == 0
+    assert sample(text, "llmgw_host_breaker_state", host="home", state="closed") == 1
+    assert sample(text, "llmgw_host_outage", host="home", **{"class": "tunnel"}) == 0
+    assert sample(text, "llmgw_fallback_tokens_total") == 0
