@@ -142,23 +142,23 @@ class Hosts:
         return min(host.breaker.retry_after() for host in self._by_name.values())
 
     def slots(self, lane: Lane, permits: Mapping[str, Permit]) -> tuple[HostSlot, ...]:
-        """Each home host with a permit: the lane's cap on it, its weight times its factor,
-        up or not, asleep or not; then the fallback, with its day's tokens."""
-        slots = []
-        for host in self.home:
-            if host.name not in permits:
-                continue
-            slots.append(
-                HostSlot(
-                    host.name,
-                    host.governor.limits(lane).inflight_cap,
-                    host.config.weight * host.governor.factor,
-                    up=host.monitor.outage is None,
-                    asleep=host.monitor.model_asleep(),
-                )
+        """Each home host: the lane's cap on it, its weight times its factor, its model
+        asleep or not, and up when its breaker gave a permit (an outage holds the breaker
+        open; after its cooldown, trials go through); then the fallback, with its day's
+        tokens, when its breaker gave one. A host not up is still counted for a key's
+        streams at once."""
+        slots = [
+            HostSlot(
+                host.name,
+                host.governor.limits(lane).inflight_cap,
+                host.config.weight * host.governor.factor,
+                up=host.name in permits,
+                asleep=host.monitor.model_asleep(),
             )
+            for host in self.home
+        ]
         fallback = self.fallback
-        if fallback is not None and fallback.name in permits and fallback.monitor.outage is None:
+        if fallback is not None and fallback.name in permits:
             budget = self.fallback_budget
             slots.append(HostSlot(fallback.name, fallback.config.max_inflight, budget=budget))
         return tuple(slots)
