@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # `upstream_hosts`; empty: the one host of LLMGW_UPSTREAM_URL.
     upstreams: Annotated[tuple[str, ...], NoDecode] = ()
     upstream_hosts: tuple[dict[str, Any], ...] = Field(default=(), exclude=True)  # derived
+    # How a new conversation's host is picked: the most free places times weight and pressure
+    # factor, or each host in turn (per replica; the benchmark's comparison).
+    routing: Literal["pressure", "round_robin"] = "pressure"
     # The hosted fallback (OpenAI-compatible), used only when no home host can take a new
     # conversation, within a daily token budget.
     fallback_url: str | None = None

@@ -109,7 +109,10 @@ class Hosts:
         admitter: RedisAdmitter,
         fallback_on_shed: bool,
         fallback_budget: int,
+        round_robin: bool = False,
     ) -> None:
+        self.round_robin = round_robin
+        self._turns = 0
         self.home = home
         self.fallback_budget = fallback_budget  # the fallback's tokens per UTC day
         self.fallback = fallback
@@ -120,6 +123,22 @@ class Hosts:
         self._by_name = {host.name: host for host in (*home, *([fallback] if fallback else []))}
         self._site_breaker = BreakerState.CLOSED
         self._ticks = 0
+
+    def _turn(self, permits: Mapping[str, Permit]) -> Host | None:
+        """Round robin: the next home host in turn that is up (its weight is 1, the others'
+        0, so only it is chosen, while it has a place)."""
+        up = [host for host in self.home if host.name in permits]
+        if not up:
+            return None
+        self._turns += 1
+        return up[self._turns % len(up)]
+
+    def _weight(self, host: Host, turn: Host | None) -> float:
+        """What the host's free places are scaled by: its weight and its governor's factor;
+        in round robin, 1 for the host whose turn it is and 0 for the others."""
+        if self.round_robin:
+            return 1.0 if host is turn else 0.0
+        return host.config.weight * host.governor.factor
 
     @property
     def several(self) -> bool:
@@ -147,11 +166,12 @@ class Hosts:
         open; after its cooldown, trials go through); then the fallback, with its day's
         tokens, when its breaker gave one. A host not up is still counted for a key's
         streams at once."""
+        turn = self._turn(permits) if self.round_robin else None
         slots = [
             HostSlot(
                 host.name,
                 host.governor.limits(lane).inflight_cap,
-                host.config.weight * host.governor.factor,
+                self._weight(host, turn),
                 up=host.name in permits,
                 asleep=host.monitor.model_asleep(),
             )
