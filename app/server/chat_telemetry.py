@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 ROUTE = "/api/chat"
 REQUEST_LOG = logging.getLogger(REQUEST_LOGGER)
+HOSTS_LOG = logging.getLogger("llmgw.hosts")
 
 
 # Refusals and failures by their outcome label, each class before the ones it refines.
@@ -82,6 +83,14 @@ class Call:
     refused_by: str | None = None
     content: str | None = None
     host: str | None = None  # the model host its admission picked
+
+    def retried(self, outage: object) -> None:
+        """Its host failed before the stream started: it goes to another."""
+        HOSTS_LOG.warning(
+            "host %s failed before the stream (%s): trying another", self.host, outage
+        )
+        if self.tracing:
+            self.span.add_event("llmgw.host_failed", {"llmgw.host": self.host or ""})
 
     def routed(self, host: str, reason: str) -> None:
         """The admission picked `host` (for a new conversation, a follow-up, a move...)."""

@@ -156,6 +156,10 @@ class Hosts:
                 permits[host.name] = permit
         return Offer(self, permits)
 
+    def offer_left(self) -> bool:
+        """Whether some host's breaker would give a permit now (none is taken)."""
+        return any(h.breaker.state is not BreakerState.OPEN for h in self._by_name.values())
+
     def retry_after(self) -> float:
         """Seconds until some host's breaker lets a trial through."""
         return min(host.breaker.retry_after() for host in self._by_name.values())

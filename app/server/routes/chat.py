@@ -17,6 +17,7 @@ from app.errors import (
     NotFound,
     Shed,
     TooManyTokens,
+    UpstreamError,
 )
 from app.server.chat_telemetry import ROUTE, Call, outcome_of, server_span
 from app.server.routes.raw_responses import EventStream, JsonAnswer
@@ -69,6 +70,25 @@ async def _chat(request: Request[Any, Any, Any], call: Call) -> EventStream | Js
     call.visitor = visitor.owner[:12]  # a short prefix of the keyed hash: enough to follow one
     if services.settings.log_content:
         call.content = str(chat_request.input)[:500]
+    # A host that fails before the stream starts (unreachable, down) is its own failure: its
+    # breaker opens, and the chat is admitted again for another host, if one is left. Only
+    # the host's own failures, and only before any byte reached the visitor.
+    tries = len(services.hosts.home) + (services.hosts.fallback is not None)
+    for left in range(tries - 1, -1, -1):
+        try:
+            return await _on_a_host(call, chat_request, visitor)
+        except UpstreamError as exc:
+            if not left or exc.outage is None or not services.hosts.offer_left():
+                raise
+            call.retried(exc.outage)
+    raise AssertionError("unreachable")  # pragma: no cover - the last try raises or returns
+
+
+async def _on_a_host(
+    call: Call, chat_request: ChatRequest, visitor: Visitor
+) -> EventStream | JsonAnswer:
+    """Admit the chat, pick its host in the same round trip, and open its stream there."""
+    services = call.services
     offer = services.hosts.offer()
     if not offer:  # the local fast path: every host's breaker is open; no Redis, no upstream
         wait = max(1, round(services.hosts.retry_after()))
