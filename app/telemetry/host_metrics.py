@@ -1,5 +1,5 @@
-"""The metrics of several model hosts and the hosted fallback (issue 15): each home host's state
-as the router sees it (`llmgw_host_up`, breaker, outage, model, pressure, cap), every host's
+"""The metrics of several model hosts and the hosted fallback (issue 15): each host's state as
+the router sees it (`llmgw_host_up`, breaker, outage, model, pressure, cap), every host's
 streams, routing, requests and first tokens, and the fallback's tokens against its daily budget.
 
 They are part of `GatewayMetrics` (a mixin on its registry, so that metrics.py stays one
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from prometheus_client import CollectorRegistry
 
-_NOT_REPORTED: Final = math.nan  # a home host's state before its first report
+_NOT_REPORTED: Final = math.nan  # a host's state before its first report
 
 
 class _Families:
@@ -44,7 +44,7 @@ class _Families:
         gauge = partial(Gauge, registry=registry)
         self.up = gauge(
             "llmgw_host_up",
-            "1 when the home host can take new conversations (breaker not open, no outage).",
+            "1 when the host can take new conversations (breaker not open, no outage).",
             ["host"],
         )
         self.breaker = gauge(
@@ -115,8 +115,9 @@ class _HostTraffic:
 
 
 class _HostHealth:
-    """One home host's state gauges: breaker closed, no outage and the model unknown at start,
-    as the site's are; up, pressure, factor and cap unknown until its first report."""
+    """One host's state gauges (every home host's from the start, the fallback's once reported):
+    breaker closed, no outage and the model unknown at start, as the site's are; up, pressure,
+    factor and cap unknown until its first report."""
 
     def __init__(self, families: _Families, host: str) -> None:
         self.up = families.up.labels(host)
@@ -179,7 +180,7 @@ class HostMetrics:
         factor: float,
         inflight_cap: int,
     ) -> None:
-        """A home host's state now, once a second: whether it can take new conversations, its
+        """A host's state now, once a second: whether it can take new conversations, its
         breaker, diagnosed outage (None: healthy), model, pressure, governor factor and the
         public lane's cap on it."""
         health = self._host_health(self._bounded_host(host))

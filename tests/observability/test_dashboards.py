@@ -204,3 +204,42 @@ def test_gateway_dashboard_shows_the_token_budget_and_keys() -> None:
     used = {name for expr in queries(model) for name in metric_names(expr)}
     budget = {"llmgw_tokens_reserved_total", "llmgw_tokens_refunded_total"}
     assert budget | {"llmgw_tokens_spent_total", "llmgw_key_requests_total"} <= used
+
+
+def test_model_host_dashboard_filters_every_panel_by_the_host_selector() -> None:
+    """Each query picks the selected hosts: the probe's by its name, the gateway's per-host
+    series by the gateway's name for the host (or `home`, the single host of the old setup)."""
+    model = load_dashboard(DASHBOARDS_DIR / "llmgw-model-host.json")
+    exprs = queries(model)
+    assert [expr for expr in exprs if "$host" not in expr and "ALERTS" not in expr] == []
+    used = {name for expr in exprs for name in metric_names(expr)}
+    assert {"llmgw_host_pressure", "llmgw_host_time_to_first_token_seconds_bucket"} <= used
+
+
+def test_gateway_dashboard_has_a_row_of_hosts() -> None:
+    """A Hosts row shows each host's up, breaker, outage, pressure, in-flight against cap, TTFT
+    and routing, and the fallback's tokens against its budget."""
+    model = load_dashboard(DASHBOARDS_DIR / "llmgw-gateway.json")
+    row = next(p for p in model["panels"] if p["type"] == "row" and p["title"] == "Hosts")
+    start = model["panels"].index(row) + 1
+    end = next(i for i, p in enumerate(model["panels"][start:], start) if p["type"] == "row")
+    used = {
+        name
+        for panel in model["panels"][start:end]
+        for target in panel["targets"]
+        for name in metric_names(target["expr"])
+    }
+    assert used == {
+        "llmgw_host_up",
+        "llmgw_host_breaker_state",
+        "llmgw_host_outage",
+        "llmgw_host_pressure",
+        "llmgw_host_governor_factor",
+        "llmgw_host_inflight",
+        "llmgw_host_inflight_cap",
+        "llmgw_host_time_to_first_token_seconds_bucket",
+        "llmgw_host_routed_total",
+        "llmgw_fallback_tokens_total",
+        "llmgw_fallback_budget_used_tokens",
+        "llmgw_fallback_budget_tokens",
+    }

@@ -87,7 +87,15 @@ def test_every_host_has_its_series_from_the_start(metrics: GatewayMetrics) -> No
         up = value(metrics, "llmgw_host_up", host=host)
         assert up is not None
         assert math.isnan(up)
-    assert hosts_of(metrics, "llmgw_host_up") == set(HOSTS)  # the fallback has no state
+    assert hosts_of(metrics, "llmgw_host_up") == set(HOSTS)  # the fallback's comes when reported
+
+
+def test_the_fallbacks_state_is_its_own(metrics: GatewayMetrics) -> None:
+    """The fallback reported like a home host shows under `fallback`, beside the home hosts."""
+    report(metrics, host="fallback", breaker="open", serving=False)
+    assert value(metrics, "llmgw_host_up", host="fallback") == 0
+    assert value(metrics, "llmgw_host_breaker_state", host="fallback", state="open") == 1
+    assert hosts_of(metrics, "llmgw_host_up") == {*HOSTS, "fallback"}
 
 
 def test_host_state_shows_up_breaker_outage_model_and_limits(metrics: GatewayMetrics) -> None:
