@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from litestar.types import ASGIApp
     from opentelemetry import trace
 
+    from app.chat.request import ChatRequest
+    from app.chat.visitor import Visitor
     from app.server.services import Services
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
