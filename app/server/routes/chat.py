@@ -17,11 +17,10 @@ from app.errors import (
     NotFound,
     Shed,
     TooManyTokens,
-    UpstreamError,
 )
 from app.server.chat_telemetry import ROUTE, Call, outcome_of, server_span
 from app.server.routes.raw_responses import EventStream, JsonAnswer
-from app.server.routes.routing import routed_exchange
+from app.server.routes.routing import on_some_host, routed_exchange
 from app.server.routes.waking import WakingChat
 from app.telemetry.tracing import current_span, span_in_use
 
@@ -72,18 +71,7 @@ async def _chat(request: Request[Any, Any, Any], call: Call) -> EventStream | Js
     call.visitor = visitor.owner[:12]  # a short prefix of the keyed hash: enough to follow one
     if services.settings.log_content:
         call.content = str(chat_request.input)[:500]
-    # A host that fails before the stream starts (unreachable, down) is its own failure: its
-    # breaker opens, and the chat is admitted again for another host, if one is left. Only
-    # the host's own failures, and only before any byte reached the visitor.
-    tries = len(services.hosts.home) + (services.hosts.fallback is not None)
-    for left in range(tries - 1, -1, -1):
-        try:
-            return await _on_a_host(call, chat_request, visitor)
-        except UpstreamError as exc:
-            if not left or exc.outage is None or not services.hosts.offer_left():
-                raise
-            call.retried(exc.outage)
-    raise AssertionError("unreachable")  # pragma: no cover - the last try raises or returns
+    return await on_some_host(call, lambda: _on_a_host(call, chat_request, visitor))
 
 
 async def _on_a_host(

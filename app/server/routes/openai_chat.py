@@ -19,7 +19,7 @@ from app.server.chat_telemetry import Call, outcome_of, server_span
 from app.server.routes.chat import SSE_HEADERS, UNAVAILABLE, rate_limit_headers
 from app.server.routes.exchange import Exchange
 from app.server.routes.raw_responses import EventStream, JsonAnswer, until_gone
-from app.server.routes.routing import route_reason
+from app.server.routes.routing import on_some_host, route_reason
 from app.telemetry.tracing import current_span, span_in_use
 from app.upstream.client import RESPONSES_PATH
 from app.upstream.openai_streams import ChatCompletionsAsIs, ResponsesAsIs
@@ -75,6 +75,16 @@ async def _answer(
     keyed = parse_keyed_request(await request.body(), api, bounds)
     if settings.log_content:
         call.content = str(keyed.body)[:500]
+    return await on_some_host(call, lambda: _on_a_host(request, call, key, keyed))
+
+
+async def _on_a_host(
+    request: Request[Any, Any, Any], call: Call, key: ApiKey, keyed: KeyedRequest
+) -> EventStream | JsonAnswer:
+    """Admit the chat, pick its host in the same round trip, and answer from there."""
+    services = call.services
+    settings = services.settings
+    api = keyed.api
     offer = services.hosts.offer()  # first: open breakers ask the model server nothing
     if not offer:
         wait = max(1, round(services.hosts.retry_after()))

@@ -3,18 +3,39 @@ why it went there (a new conversation, a follow-up, a move, a wake, the fallback
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from app.errors import ConversationExpired
+from app.errors import ConversationExpired, UpstreamError
 from app.server.routes.exchange import Exchange
 from app.upstream.answer_errors import EXPIRED_MESSAGE
 from app.upstream.client import build_payload
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from app.admission.decision import Decision
     from app.chat.request import ChatRequest
     from app.server.chat_telemetry import Call
     from app.upstream.hosts import Host, Offer
+
+_T = TypeVar("_T")
+
+
+async def on_some_host(call: Call, once: Callable[[], Awaitable[_T]]) -> _T:
+    """Run `once` (admit, pick a host, open its answer there). A host that fails before the
+    answer starts (unreachable, down: its own failure, not the request's) has its breaker
+    opened by that failure, and the chat is admitted again for another host while one is
+    left: nothing reached the client yet, and no 5xx is needed while another can answer."""
+    hosts = call.services.hosts
+    tries = len(hosts.home) + (hosts.fallback is not None)
+    for left in range(tries - 1, -1, -1):
+        try:
+            return await once()
+        except UpstreamError as exc:
+            if not left or exc.outage is None or not hosts.offer_left():
+                raise
+            call.retried(exc.outage)
+    raise AssertionError("unreachable")  # pragma: no cover - the last try raises or returns
 
 
 async def routed_exchange(
