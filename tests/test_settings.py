@@ -103,3 +103,77 @@ def test_one_place_in_all_holds_none_back_unless_told(monkeypatch: pytest.Monkey
     monkeypatch.setenv("LLMGW_OWNER_RESERVED_INFLIGHT", "1")
     with pytest.raises(SettingsError, match="LLMGW_OWNER_RESERVED_INFLIGHT"):
         load_settings()
+
+
+def test_several_hosts_come_from_their_own_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LLMGW_UPSTREAMS names the hosts; each reads LLMGW_UPSTREAM_<NAME>_*, and what it does
+    not set comes from the single host's settings (its model, its slots)."""
+    monkeypatch.setenv("LLMGW_UPSTREAMS", "mac1, Linux1")
+    monkeypatch.setenv("LLMGW_UPSTREAM_MAC1_URL", "https://mac.tailnet.ts.net/")
+    monkeypatch.setenv("LLMGW_UPSTREAM_MAC1_TOKEN", "mac-secret")
+    monkeypatch.setenv("LLMGW_UPSTREAM_MAC1_WEIGHT", "2")
+    monkeypatch.setenv("LLMGW_UPSTREAM_LINUX1_URL", "http://10.0.0.7:8080")
+    monkeypatch.setenv("LLMGW_UPSTREAM_LINUX1_MODEL", "qwen3-8b")
+    monkeypatch.setenv("LLMGW_UPSTREAM_LINUX1_MAX_INFLIGHT", "2")
+    monkeypatch.setenv("LLMGW_UPSTREAM_LINUX1_PROBE", "gpu-box")
+    monkeypatch.setenv("LLMGW_MAX_INFLIGHT", "6")
+    mac, linux = load_settings().hosts()
+    assert (mac.name, mac.url, mac.weight, mac.max_inflight, mac.probe) == (
+        "mac1",
+        "https://mac.tailnet.ts.net",
+        2.0,
+        6,
+        "mac1",
+    )
+    assert mac.token is not None
+    assert mac.token.get_secret_value() == "mac-secret"
+    assert "mac-secret" not in repr(mac)
+    assert (linux.name, linux.model, linux.max_inflight, linux.probe) == (
+        "linux1",
+        "qwen3-8b",
+        2,
+        "gpu-box",
+    )
+
+
+def test_one_host_the_old_way_is_named_home() -> None:
+    """Nothing but LLMGW_UPSTREAM_URL: one host, `home`, reading every probe."""
+    (home,) = load_settings(upstream_url="http://127.0.0.1:1234").hosts()
+    assert (home.name, home.probe, home.max_inflight) == ("home", None, 4)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"upstreams": "mac1"}, "LLMGW_UPSTREAM_MAC1_URL must be set"),
+        ({"upstreams": "mac1", "upstream_mac1_url": "ftp://x"}, "LLMGW_UPSTREAM_MAC1_URL:"),
+        (
+            {"upstreams": "a", "upstream_a_url": "http://x:1", "upstream_a_max_inflight": "x"},
+            "LLMGW_UPSTREAM_A_MAX_INFLIGHT:",
+        ),
+        (
+            {"upstreams": "a", "upstream_a_url": "http://x:1", "upstream_a_weight": "0"},
+            "LLMGW_UPSTREAM_A_WEIGHT:",
+        ),
+        ({"upstreams": "mac 1"}, "LLMGW_UPSTREAMS:"),
+        ({"upstreams": "fallback"}, "LLMGW_UPSTREAMS:"),
+        (
+            {"upstreams": "a,a", "upstream_a_url": "http://x:1"},
+            "LLMGW_UPSTREAMS: a host is named twice",
+        ),
+        (
+            {
+                "upstreams": "a",
+                "upstream_a_url": "http://x:1",
+                "upstream_a_max_inflight": "1",
+                "owner_reserved_inflight": 1,
+            },
+            "LLMGW_UPSTREAM_A_MAX_INFLIGHT",
+        ),
+        ({"fallback_url": "https://api.example"}, "LLMGW_FALLBACK_MODEL"),
+    ],
+)
+def test_a_bad_host_names_its_variable(overrides: dict[str, object], named: str) -> None:
+    """Each host's problem names the variable to fix."""
+    with pytest.raises(SettingsError, match=named):
+        load_settings(**overrides)

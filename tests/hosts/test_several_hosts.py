@@ -177,6 +177,7 @@ def test_a_host_killed_mid_traffic_leaves_no_dead_end(redis_url: str) -> None:
         assert served_by_linux is not None
         assert served_by_linux < 2.0
         assert _serving(gateway) == {"linux1"}
+        assert httpx.get(f"{gateway.url}/api/status").json() == {"state": "degraded"}
 
         # alice's conversation, answered by mac1, goes on on linux1 from its transcript.
         before = linux.stats()["started"]
@@ -188,6 +189,7 @@ def test_a_host_killed_mid_traffic_leaves_no_dead_end(redis_url: str) -> None:
         # mac1 comes back and gets new conversations again.
         mac.restart()
         assert eventually(lambda: _serving(gateway) == {"mac1", "linux1"}, timeout=10)
+        assert httpx.get(f"{gateway.url}/api/status").json() == {"state": "ok"}
         for n in range(3):
             assert answered(chat(gateway.url, headers={"X-Thumbmark-Id": f"back{n}"}))
         assert mac.stats()["started"] >= 1
