@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -303,3 +304,20 @@ def test_all_hosts_down(redis_url: str, *, fallback: bool) -> None:
             assert statuses == [200, 503, 503]
             assert "hosted-secret-key" not in httpx.get(f"{gateway.url}/readyz").text
             assert "hosted-secret-key" not in httpx.get(f"{gateway.url}/metrics").text
+
+
+def test_the_host_is_named_in_the_log_line_and_the_metrics(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each chat's log line names its host, and the host metrics count it by reason."""
+    caplog.set_level(logging.INFO, logger="llmgw.request")
+    with two_hosts(redis_url) as (_, _, (gateway,)):
+        first = chat(gateway.url, headers={"X-Thumbmark-Id": "carol"})
+        body = {"input": "More?", "previous_response_id": response_id(first)}
+        assert answered(chat(gateway.url, body, headers={"X-Thumbmark-Id": "carol"}))
+        metrics = httpx.get(f"{gateway.url}/metrics").text
+    hosts = [getattr(r, "host", None) for r in caplog.records if r.name == "llmgw.request"]
+    assert hosts == ["mac1", "mac1"]
+    assert 'llmgw_host_routed_total{host="mac1",reason="new"} 1.0' in metrics
+    assert 'llmgw_host_routed_total{host="mac1",reason="follow_up"} 1.0' in metrics
+    assert 'llmgw_host_requests_total{host="mac1",outcome="ok"} 2.0' in metrics
