@@ -1,12 +1,15 @@
 """Two model hosts of unequal capacity (issue 15): sims of 4 and 2 slots behind two gateway
-replicas on one Redis, offered three times their combined capacity C1 + C2 (measured direct, at
-once, in the same run) as Poisson arrivals spread over both replicas; refused visitors do not
-retry. Each sim has no line of its own (--queue 0): a stream beyond its slots gets its 503 and
-counts in its `rejected`, so that counter is every time a host was given more than its cap.
+replicas on one Redis, offered three times their combined capacity C1 + C2 as Poisson arrivals
+spread over both replicas; refused visitors do not retry. C1 + C2 is measured direct in the same
+run, both sims at once, before and after the routings (this machine's speed drifts: their mean
+is the reference). Each sim has no line of its own (--queue 0): a stream beyond its slots gets
+its 503 and counts in its `rejected`, so that counter is every time a host was given more than
+its cap.
 
 - Routing: pressure-aware (the default: the most free places times weight and pressure) beside
   round robin (LLMGW_ROUTING=round_robin), each on its own pair of gateways: answered chats per
-  second against C1 + C2, admitted TTFT p95 against the unloaded TTFT (one chat at a time).
+  second against C1 + C2 (and the sims' slots kept busy), admitted TTFT p95 against the
+  unloaded TTFT (one chat at a time on the same pair, just before its load).
 - A host killed under the same load (pressure routing): the 4-slot sim is killed KILL_AT s in
   and restarted RESTART_AT s in. How long new conversations still went to it (the gateway's
   5xx to the last one sent there), when both gateways' /readyz listed it out, how many answers
@@ -25,7 +28,7 @@ import os
 import random
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -45,8 +48,8 @@ if TYPE_CHECKING:
     from sim_process import SimHandle
 
 ENABLED = os.environ.get("LLMGW_BENCH_HOSTS", "1") == "1"
-SLOTS = {"mac1": 4, "linux1": 2}  # the first is the one killed
-VICTIM = "mac1"
+SLOTS = {"mac1": 4, "linux1": 2}
+VICTIM = "mac1"  # the host killed
 LOAD = 3  # times C1 + C2
 SECONDS = 30.0
 KILL_AT, RESTART_AT, KILL_RUN = 10.0, 25.0, 45.0
@@ -91,6 +94,11 @@ class Chat:
         if self.status == 200:
             return self.done is None
         return self.code != SHED
+
+    @property
+    def failure(self) -> str:
+        """How it failed, in words: cut mid-stream, or the gateway's status and code."""
+        return "cut mid-stream" if self.status == 200 else f"{self.status} {self.code}"
 
 
 async def chat(client: httpx.AsyncClient, url: str, n: int, start: float) -> Chat:
@@ -143,14 +151,29 @@ async def offered(
     return sorted(chats, key=lambda c: c.sent)
 
 
-async def most_at_once(sims: Mapping[str, SimHandle], until: float, into: dict[str, int]) -> None:
-    """The most streams each sim ran at once, looked at every POLL / 2 s until `until`."""
+@dataclass
+class SimWatch:
+    """What the sims' own gauges said, looked at every POLL / 2 s: the most streams each ran at
+    once, and its busy slots summed over the looks (their mean is the share kept busy)."""
+
+    most: dict[str, int] = field(default_factory=dict)
+    busy: Counter[str] = field(default_factory=Counter)
+    looks: int = 0
+
+    def busy_share(self) -> float:
+        return sum(self.busy.values()) / max(1, self.looks) / sum(SLOTS.values())
+
+
+async def watch_sims(sims: Mapping[str, SimHandle], until: float, seen: SimWatch) -> None:
+    """Look at each sim's streams until `until` (perf_counter)."""
     async with httpx.AsyncClient(timeout=5) as client:
         while time.perf_counter() < until:
             for name, sim in sims.items():
                 with contextlib.suppress(httpx.HTTPError):  # a sim killed does not answer
-                    active = (await client.get(f"{sim.url}/_sim/stats")).json()["active"]
-                    into[name] = max(into.get(name, 0), int(active))
+                    stats = (await client.get(f"{sim.url}/_sim/stats")).json()
+                    seen.most[name] = max(seen.most.get(name, 0), int(stats["active"]))
+                    seen.busy[name] += int(stats["busy_slots"])
+            seen.looks += 1
             await asyncio.sleep(POLL / 2)
 
 
@@ -162,19 +185,17 @@ def counters(sims: Mapping[str, SimHandle]) -> dict[str, dict[str, int]]:
     }
 
 
-def summary(chats: list[Chat], seconds: float, capacity_chats: float) -> dict[str, Any]:
-    """Answered chats per second within the run's time, against C1 + C2, and TTFTs."""
+def summary(chats: list[Chat], seconds: float) -> dict[str, Any]:
+    """Answered chats per second within the run's time, and TTFTs."""
     answered = [c for c in chats if c.done is not None and c.done <= seconds]
     ttft = [c.ttft for c in chats if c.status == 200 and c.ttft is not None]
-    per_second = len(answered) / seconds
     return {
         "requests": len(chats),
         "answered": sum(c.done is not None for c in chats),
-        "answered_per_s": per_second,
-        "goodput_share": per_second / capacity_chats,
+        "answered_per_s": len(answered) / seconds,
         "shed": sum(c.code == SHED for c in chats),
         "failed": sum(c.failed for c in chats),
-        "failure_codes": dict(Counter(c.code or "cut mid-stream" for c in chats if c.failed)),
+        "failure_codes": dict(Counter(c.failure for c in chats if c.failed)),
         "ttft_p50_s": percentile(ttft, 0.5),
         "ttft_p95_s": percentile(ttft, 0.95),
     }
@@ -207,19 +228,26 @@ async def unloaded_ttft(urls: tuple[str, ...]) -> float:
 
 
 def loaded(
-    settings: dict[str, object], sims: Mapping[str, SimHandle], rate: float, capacity_chats: float
+    settings: dict[str, object], sims: Mapping[str, SimHandle], rate: float
 ) -> dict[str, Any]:
-    """One pair of gateways under the load, with what the sims counted."""
-    peaks: dict[str, int] = {}
+    """One pair of gateways: its unloaded TTFT, then the load, with what the sims counted."""
+    seen = SimWatch()
 
     async def watch(start: float) -> None:
-        await most_at_once(sims, start + SECONDS, peaks)
+        await watch_sims(sims, start + SECONDS, seen)
 
-    for sim in sims.values():
-        sim.reset()
     with replicas(settings) as urls:
+        unloaded = asyncio.run(unloaded_ttft(urls))
+        for sim in sims.values():
+            sim.reset()
         chats = asyncio.run(offered(urls, rate, SECONDS, watch))
-    return {**summary(chats, SECONDS, capacity_chats), "sims": counters(sims), "most": peaks}
+    return {
+        **summary(chats, SECONDS),
+        "unloaded_ttft_s": unloaded,
+        "sims": counters(sims),
+        "most": seen.most,
+        "slots_busy_share": seen.busy_share(),
+    }
 
 
 @dataclass
@@ -309,7 +337,8 @@ def outage_summary(chats: list[Chat], outage: Outage, timeline: Timeline) -> dic
         "failed": len(failed),
         "failed_mid_stream": sum(c.status == 200 for c in failed),
         "failed_before_stream": len(failed) - sum(c.status == 200 for c in failed),
-        "failure_codes": dict(Counter(c.code or "cut mid-stream" for c in failed)),
+        "failure_codes": dict(Counter(c.failure for c in failed)),
+        "admitted": admitted,
         "failed_share": len(failed) / max(1, admitted),
         "failed_beyond_killed": max(0, len(failed) - outage.on_victim),
         # The last new conversation that still went to the dead host (failed before its stream).
@@ -328,30 +357,39 @@ def _since(moment: float | None, start: float) -> float | None:
     return None if moment is None else moment - start
 
 
+def sims_capacity(sims: Mapping[str, SimHandle]) -> dict[str, dict[str, float]]:
+    """Each sim's capacity measured direct, both at once (they share a core, as under load)."""
+
+    async def both() -> list[dict[str, float]]:
+        return list(await asyncio.gather(*(capacity(sims[n].url, s) for n, s in SLOTS.items())))
+
+    return dict(zip(SLOTS, asyncio.run(both()), strict=True))
+
+
 def compare(redis_url: str) -> dict[str, Any]:
-    """Capacity, unloaded TTFT, both routings under load, the kill, and routing's cost."""
+    """Capacity before and after both routings under load (the machine's speed drifts: their
+    mean is C1 + C2), the kill, and routing's cost. The load is three times the first."""
     with running_sims(**{name: sim_args(slots) for name, slots in SLOTS.items()}) as sims:
-
-        async def both() -> list[dict[str, float]]:
-            return list(await asyncio.gather(*(capacity(sims[n].url, s) for n, s in SLOTS.items())))
-
-        measured = dict(zip(SLOTS, asyncio.run(both()), strict=True))
-        total = sum(item["chats_per_s"] for item in measured.values())
-        rate = LOAD * total
+        before = sims_capacity(sims)
+        rate = LOAD * sum(item["chats_per_s"] for item in before.values())
         settings = host_settings(redis_url, sims)
         with replicas(settings) as urls:
-            unloaded = asyncio.run(unloaded_ttft(urls))
-        settings["queue_wait_seconds"] = round(QUEUE_SHARE * unloaded, 3)
+            first = asyncio.run(unloaded_ttft(urls))
+        settings["queue_wait_seconds"] = round(QUEUE_SHARE * first, 3)
         arms = {
-            routing: loaded({**settings, "routing": routing}, sims, rate, total)
+            routing: loaded({**settings, "routing": routing}, sims, rate)
             for routing in ("pressure", "round_robin")
         }
+        after = sims_capacity(sims)
         kill = killed(settings, sims, rate)
+    total = sum(before[n]["chats_per_s"] + after[n]["chats_per_s"] for n in SLOTS) / 2
+    for run in arms.values():
+        run["goodput_share"] = run["answered_per_s"] / total
     return {
-        "capacity": measured,
+        "capacity_before": before,
+        "capacity_after": after,
         "capacity_chats_per_s": total,
         "offered_chats_per_s": rate,
-        "unloaded_ttft_s": unloaded,
         "queue_wait_seconds": settings["queue_wait_seconds"],
         **arms,
         "kill": kill,
@@ -364,40 +402,46 @@ LABELS = {"pressure": "pressure-aware (default)", "round_robin": "round robin"}
 
 def markdown(result: dict[str, Any]) -> list[str]:
     """The routings side by side, the kill, routing's cost, and their goals."""
-    capacity_, unloaded = result["capacity"], result["unloaded_ttft_s"]
-    names = " + ".join(f"{name} {SLOTS[name]} slots {capacity_[name]['chats_per_s']:.2f}"
-                       for name in SLOTS)  # fmt: skip
+    before, after = result["capacity_before"], result["capacity_after"]
+    names = ", ".join(f"{name} {SLOTS[name]} slots {before[name]['chats_per_s']:.2f} / "
+                      f"{after[name]['chats_per_s']:.2f}" for name in SLOTS)  # fmt: skip
     rows = [
         "",
         "## Two model hosts behind two gateways at three times their capacity",
         "",
         (
-            f"Two sims ({names} chats/s, measured direct at once: C1 + C2 = "
-            f"{result['capacity_chats_per_s']:.2f} chats/s, {ANSWER}-token answers, some 300 "
-            f"tokens of instructions) behind two gateway replicas on one Redis; offered "
-            f"{result['offered_chats_per_s']:.1f} chats/s ({LOAD} x C1 + C2) as Poisson arrivals "
-            f"spread over both replicas for {SECONDS:.0f} s, refused visitors do not retry. "
-            f"In-flight cap of each host: its slots; a wait in line of "
-            f"{result['queue_wait_seconds'] * 1000:.0f} ms ({QUEUE_SHARE} of the unloaded TTFT, "
-            f"{unloaded * 1000:.0f} ms: the median of {UNLOADED_CHATS} chats one at a time). "
-            "Answered: chats completed within the run, per second. The sims have no line: a "
-            "stream beyond a host's slots gets the sim's 503 (*beyond the slots*); *most at "
-            f"once* is the sims' streams looked at every {POLL / 2:.3g} s."
+            f"Two sims ({ANSWER}-token answers, some 300 tokens of instructions) behind two "
+            "gateway replicas on one Redis. Their capacity, measured direct with both at once "
+            f"before and after the two routings ({names} chats/s), has the mean C1 + C2 = "
+            f"{result['capacity_chats_per_s']:.2f} chats/s. Offered "
+            f"{result['offered_chats_per_s']:.1f} chats/s ({LOAD} x the first) as Poisson "
+            f"arrivals spread over both replicas for {SECONDS:.0f} s; refused visitors do not "
+            "retry. In-flight cap of each host: its slots; a wait in line of "
+            f"{result['queue_wait_seconds'] * 1000:.0f} ms ({QUEUE_SHARE} of the unloaded TTFT). "
+            f"Unloaded: the median TTFT of {UNLOADED_CHATS} chats one at a time on the same "
+            "pair just before its load. Answered: chats completed within the run, per second; "
+            f"slots busy: the sims' own busy slots, looked at every {POLL / 2:.3g} s, of the "
+            f"{sum(SLOTS.values())}. The sims have no line: a stream beyond a host's slots gets "
+            "the sim's 503 (*beyond the slots*)."
         ),
         "",
         (
-            "| routing | answered | of C1 + C2 | TTFT p50 | TTFT p95 | p95 / unloaded | shed | "
-            "failed | streams started " + " / ".join(SLOTS) + " | most at once | beyond the slots |"
+            "| routing | answered | of C1 + C2 | slots busy | TTFT unloaded | TTFT p50 / p95 | "
+            "p95 / unloaded | shed | failed | streams started "
+            + " / ".join(SLOTS)
+            + " | most at once | beyond the slots |"
         ),
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, label in LABELS.items():
         run, sims = result[name], result[name]["sims"]
         rows.append(
             f"| {label} | {run['answered_per_s']:.2f}/s | {run['goodput_share']:.0%} | "
-            f"{run['ttft_p50_s'] * 1000:.0f} ms | {run['ttft_p95_s'] * 1000:.0f} ms | "
-            f"{run['ttft_p95_s'] / unloaded:.2f}x | {run['shed']} of {run['requests']} | "
-            f"{run['failed']} | {' / '.join(str(sims[n]['started']) for n in SLOTS)} | "
+            f"{run['slots_busy_share']:.0%} | {run['unloaded_ttft_s'] * 1000:.0f} ms | "
+            f"{run['ttft_p50_s'] * 1000:.0f} / {run['ttft_p95_s'] * 1000:.0f} ms | "
+            f"{run['ttft_p95_s'] / run['unloaded_ttft_s']:.2f}x | {run['shed']} of "
+            f"{run['requests']} | {run['failed']} | "
+            f"{' / '.join(str(sims[n]['started']) for n in SLOTS)} | "
             f"{' / '.join(str(run['most'].get(n, 0)) for n in SLOTS)} | "
             f"{' / '.join(str(sims[n]['rejected']) for n in SLOTS)} |"
         )
@@ -410,7 +454,7 @@ def _seconds(value: float | None) -> str:
 
 
 def kill_section(kill: dict[str, Any]) -> list[str]:
-    codes = ", ".join(f"{count} {code}" for code, count in kill["failure_codes"].items())
+    codes = ", ".join(f"{count} x {how}" for how, count in kill["failure_codes"].items())
     return [
         "",
         (
@@ -432,9 +476,8 @@ def kill_section(kill: dict[str, Any]) -> list[str]:
             f"{_seconds(kill['readyz_out_after_s'])} |"
         ),
         (
-            f"| answers failed | {kill['failed']} ({kill['failed_share']:.1%} of those admitted"
-            f"{': ' + codes if codes else ''}): {kill['failed_mid_stream']} mid-stream, "
-            f"{kill['failed_before_stream']} before their stream |"
+            f"| answers failed, of those admitted | {kill['failed']} of {kill['admitted']} "
+            f"({kill['failed_share']:.1%}){': ' + codes if codes else ''} |"
         ),
         (
             f"| answered / shed / chats sent | {kill['answered']} / {kill['shed']} / "

@@ -80,7 +80,7 @@ def measure(redis_url: str) -> dict[str, Any]:
         result[f"{name}_p50_us"] = percentile(took, 0.5) * 1e6
         result[f"{name}_p99_us"] = percentile(took, 0.99) * 1e6
         result[f"{name}_mean_us"] = statistics.fmean(took) * 1e6
-    for figure in ("p50", "p99", "mean"):
+    for figure in ("p50", "mean"):  # p99s differ by noise more than by the script
         added = result[f"two_hosts_{figure}_us"] - result[f"one_host_{figure}_us"]
         result[f"added_{figure}_us"] = added
     return result
@@ -102,9 +102,10 @@ def markdown(result: dict[str, Any]) -> list[str]:
     labels = {"one_host": "one host (`hosts=()`)", "two_hosts": "two hosts (4 + 2 slots)",
               "added": "added by routing"}  # fmt: skip
     for name, label in labels.items():
+        p99 = result.get(f"{name}_p99_us")
         rows.append(
-            f"| {label} | {result[f'{name}_p50_us']:.1f} µs | {result[f'{name}_p99_us']:.1f} µs | "
-            f"{result[f'{name}_mean_us']:.1f} µs |"
+            f"| {label} | {result[f'{name}_p50_us']:.1f} µs | "
+            f"{'' if p99 is None else f'{p99:.1f} µs'} | {result[f'{name}_mean_us']:.1f} µs |"
         )
     return rows
 
