@@ -29,6 +29,8 @@ class Goal:
         if self.met:
             return "met"
         by = abs(self.measured - self.limit)
+        if not self.limit:  # a count that must stay at zero: no ratio to it
+            return f"**missed** by {number(by)} {self.unit}".rstrip()
         share = self.measured / self.limit if self.limit else float("inf")
         relation = f"{share:.0%} of the target" if self.at_least else f"{share:.1f}x the target"
         return f"**missed** by {number(by)} {self.unit} ({relation})".replace("  ", " ")
@@ -123,6 +125,69 @@ def goals(results: dict[str, Any]) -> list[Goal]:
             trips["evalsha"] / max(1, trips["requests"]),
             "",
             f"{trips['evalsha']} EVALSHA for {trips['requests']} requests",
+        ),
+        *(host_goals(results["hosts"]) if "hosts" in results else []),
+    ]
+
+
+def host_goals(result: dict[str, Any]) -> list[Goal]:
+    """Issue 15's: two hosts of 4 and 2 slots at three times their capacity keep them busy at
+    near-unloaded TTFT and never past their slots; a host killed fails only its own streams and
+    its conversations go elsewhere at once; routing costs the admission next to nothing."""
+    run, robin, kill = result["pressure"], result["round_robin"], result["kill"]
+    cost = result["routing_cost"]
+    over = sum(sim["rejected"] for sim in run["sims"].values())
+    robin_over = sum(sim["rejected"] for sim in robin["sims"].values())
+    out = kill["readyz_out_after_s"]
+    return [
+        Goal(
+            "two hosts (4 + 2 slots) at 3x capacity: answered chats / C1 + C2",
+            90,
+            100 * run["goodput_share"],
+            "%",
+            f"slots kept busy: {run['slots_busy_share']:.0%}; round robin: "
+            f"{robin['goodput_share']:.0%} ({robin['slots_busy_share']:.0%} busy)",
+            at_least=True,
+        ),
+        Goal(
+            "two hosts at 3x capacity: admitted TTFT p95 / unloaded",
+            1.5,
+            run["ttft_p95_s"] / run["unloaded_ttft_s"],
+            "x",
+            f"unloaded {run['unloaded_ttft_s'] * 1000:.0f} ms; round robin: "
+            f"{robin['ttft_p95_s'] / robin['unloaded_ttft_s']:.2f}x",
+        ),
+        Goal(
+            "two hosts at 3x capacity: streams beyond a host's slots (the sims' 503s)",
+            0,
+            over,
+            "",
+            f"round robin: {robin_over}; most at once (sampled): "
+            + ", ".join(f"{name} {count}" for name, count in run["most"].items()),
+        ),
+        Goal(
+            "a host killed under load: until new conversations all go to the survivor",
+            2,
+            kill["survivor_alone_after_s"],
+            "s",
+            "both replicas' /readyz listed it out after "
+            + ("(never)" if out is None else f"{out:.2f} s"),
+        ),
+        Goal(
+            "a host killed under load: answers failed beyond the streams it held",
+            0,
+            kill["failed_beyond_killed"],
+            "",
+            f"{kill['failed']} failed ({kill['failed_share']:.1%} of admitted); it held "
+            f"{kill['streams_on_killed_host']} streams",
+        ),
+        Goal(
+            "routing's cost in the admission round trip (two hosts against one), p50",
+            100,
+            cost["added_p50_us"],
+            "µs",
+            f"one host {cost['one_host_p50_us']:.0f} µs, two {cost['two_hosts_p50_us']:.0f} µs; "
+            f"mean added {cost['added_mean_us']:.1f} µs",
         ),
     ]
 

@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import adaptive
+import hosts
 import keyed
 import lanes
 import mixed
@@ -50,6 +51,8 @@ def write(results: dict[str, Any], folder: Path) -> str:
         lines += keyed.markdown(results["keyed"])
     if "lanes" in results:
         lines += lanes.markdown(results["lanes"])
+    if "hosts" in results:
+        lines += hosts.markdown(results["hosts"])
     text = "\n".join(lines) + "\n"
     (folder / "report.md").write_text(text)
     (folder / "results.json").write_text(json.dumps(results, indent=2))

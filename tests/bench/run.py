@@ -3,7 +3,8 @@
 Writes bench-report/report.md (with PNG plots and results.json beside it) and prints it.
 LLMGW_BENCH_SOAK=0 skips the soak, LLMGW_BENCH_ADAPTIVE=0 the adaptive-limits comparison,
 LLMGW_BENCH_MIXED=0 the mixed prompt sizes (request against token windows), LLMGW_BENCH_KEYED=0
-the keyed route's latency, LLMGW_BENCH_LANES=0 the owner's lane under a public flood.
+the keyed route's latency, LLMGW_BENCH_LANES=0 the owner's lane under a public flood,
+LLMGW_BENCH_HOSTS=0 the two model hosts (routing, a host killed, routing's cost).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import hosts
 import keyed
 import lanes
 import mixed
@@ -166,6 +168,9 @@ def main() -> int:
     if lanes.ENABLED:
         with redis_server() as redis_url:
             results["lanes"] = lanes.compare(redis_url)
+    if hosts.ENABLED:
+        with redis_server() as redis_url:
+            results["hosts"] = hosts.compare(redis_url)
     print(write(results, REPORT))
     return 0
 
