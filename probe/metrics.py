@@ -36,6 +36,7 @@ DESCRIPTIONS = {
     "gpu_memory_used_ratio": "Share of GPU memory in use.",
     "sim_queued": "Requests waiting for a slot in the simulated model server.",
     "model_server_up": "1 if the model server answers (a refused token included), else 0.",
+    "model_server_busy": "Checks in a row the model server did not answer in time, or said 503.",
     "model_server_latency_seconds": "Time the model server took to list its models.",
     "model_token_ok": "1 if the model server takes LLMGW_PROBE_MODEL_TOKEN, 0 on 401 or 403.",
     "model_loaded": "1 if the served model (LLMGW_MODEL), an LLM, is loaded, else 0.",

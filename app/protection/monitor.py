@@ -1,6 +1,13 @@
 """The upstream's health, seen from here: an active check through the tunnel every few seconds,
 request failures, and the probe's word, combined into one outage diagnosis that drives the
-breaker; and the governor's tick."""
+breaker; and the governor's tick.
+
+An overloaded host is not a down host (issue 15): a check that times out or is told 503, as a
+busy host's are, counts only as the `health_failures`-th in a row, and any answer in between (a
+chat's first token, a check that answered) starts the count again. The probe counts its own
+checks so (`model_server_busy`). A refused connection, a DNS failure, nginx's 502/504 or a 401
+count at once. The count decides, not the host's TTFT: a quiet site has no TTFT to compare
+with, and the gateway's own cap keeps the TTFT it measures low while the host is swamped."""
 
 from __future__ import annotations
 
@@ -50,6 +57,7 @@ class UpstreamMonitor:
         probe: str | None = None,
         site: bool = True,
         name: str = "home",
+        health_failures: int = 3,
     ) -> None:
         self.name = name
         self._client = client
@@ -65,6 +73,8 @@ class UpstreamMonitor:
         self._ttft = ttft
         self._metrics = metrics
         self._interval = interval
+        self._health_failures = health_failures
+        self._busy_checks = 0  # checks in a row that timed out or were told 503
         self.outage: OutageClass | None = None
         self._seen_from_here: OutageClass | None = None
         self.checked = False
@@ -95,6 +105,8 @@ class UpstreamMonitor:
     def observe(self, outage: OutageClass | None) -> None:
         """What a request or a health check just showed (None: the model side answered);
         a failure is counted under the class it is diagnosed as."""
+        if outage is None:  # it answered: busy checks before this one are in a row no more
+            self._busy_checks = 0
         self._seen_from_here = outage
         self._diagnose()
         if outage is not None:
@@ -104,8 +116,11 @@ class UpstreamMonitor:
         """Combine what we saw with the probe's word; open the breaker on an outage, and let
         trials in when it has passed."""
         probe = self._watcher.merged(host=self._probe)
-        seen = self._seen_from_here
-        diagnosis = refine(seen, probe, self._watcher.ever_seen(self._probe)) or from_probe(probe)
+        failures = self._health_failures
+        seen = refine(
+            self._seen_from_here, probe, self._watcher.ever_seen(self._probe), failures=failures
+        )
+        diagnosis = seen or from_probe(probe, failures=failures)
         previous, self.outage = self.outage, diagnosis
         if self.site:
             self._metrics.upstream_outage(diagnosis)
@@ -127,7 +142,10 @@ class UpstreamMonitor:
         """Act on a health check's report. A refused token raises its door's alert and says
         the server answers, nothing more (chats keep going while theirs are let through); a
         model asleep is no outage, unless a chat already found LM Studio will not load it by
-        itself ("No models loaded": JIT loading is off)."""
+        itself ("No models loaded": JIT loading is off). A busy check acts only as the
+        `health_failures`-th in a row; before that it leaves everything as it was."""
+        if not self._stands(report):
+            return
         self._door = report.door
         self._show_doors()
         if report.door is not None:  # it answered: only a refusal chats met still stands
@@ -143,6 +161,22 @@ class UpstreamMonitor:
         self._show_model()
         if self.outage is None:
             self._breaker.health_confirmed()
+
+    def _stands(self, report: HealthReport) -> bool:
+        """Whether this check's finding counts: any but a busy one, which counts in a row."""
+        if not report.busy:
+            self._busy_checks = 0
+            return True
+        self._busy_checks += 1
+        if self._busy_checks >= self._health_failures:
+            return True
+        log.info(
+            "health check on %s: no answer in time, or busy (%d of %d in a row before it counts)",
+            self.name,
+            self._busy_checks,
+            self._health_failures,
+        )
+        return False
 
     def model_state(self) -> str:
         """What the last check said of LLMGW_MODEL: ready, sleeping, waking (one request of

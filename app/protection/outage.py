@@ -7,6 +7,11 @@ connect, DNS, TLS failure or reset        -> tunnel (or host_offline / model_ser
 401 / 403                                 -> token_invalid, at the door its body names
 "No models loaded"                        -> model_not_loaded (JIT off: no request wakes it)
 LLMGW_MODEL not downloaded, or no LLM     -> model_missing (the health check, or the probe)
+503                                       -> none: the server answered that it is busy (its
+                                             line is full, a model is loading)
+a check that times out, or is told 503    -> tunnel / model_server_down, but only as the
+                                             LLMGW_HEALTH_FAILURES-th in a row (a busy host is
+                                             slow, not down: `app.protection.monitor`)
 
 A model that is downloaded but not loaded is no outage: the next request loads it (JIT), and
 the gateway lets one through to do so (see `app.protection.monitor`).
@@ -60,13 +65,17 @@ def classify_response(status: int, server: str | None, body: bytes) -> OutageCla
     from_nginx = (server or "").lower().startswith("nginx")
     if status == 502 and not from_nginx:
         return OutageClass.NGINX_DOWN
-    if status in (502, 503, 504):
+    if status in (502, 504):
         return OutageClass.MODEL_SERVER_DOWN
-    return None
+    return None  # a 503 among them: an overloaded server sheds, the breaker counts it
 
 
 def refine(
-    outage: OutageClass | None, probe: Mapping[str, float] | None, probe_ever_seen: bool
+    outage: OutageClass | None,
+    probe: Mapping[str, float] | None,
+    probe_ever_seen: bool,
+    *,
+    failures: int,
 ) -> OutageClass | None:
     """Sharpen a diagnosis with the probe's heartbeat (None: no fresh snapshot). Unreachable
     while the probe has gone quiet too: the whole host is offline. Unreachable while the probe,
@@ -75,18 +84,28 @@ def refine(
         return outage
     if probe is None:
         return OutageClass.HOST_OFFLINE if probe_ever_seen else outage
-    return OutageClass.MODEL_SERVER_DOWN if probe.get("model_server_up") == 0 else outage
+    return OutageClass.MODEL_SERVER_DOWN if probe_sees_server_down(probe, failures) else outage
 
 
-def from_probe(probe: Mapping[str, float] | None) -> OutageClass | None:
+def from_probe(probe: Mapping[str, float] | None, *, failures: int) -> OutageClass | None:
     """The outage a fresh probe reports by itself, seen from the model host."""
     if probe is None:
         return None
-    if probe.get("model_server_up") == 0:
+    if probe_sees_server_down(probe, failures):
         return OutageClass.MODEL_SERVER_DOWN
     if probe.get("model_available") == 0:  # not downloaded, or not an LLM: nothing wakes it
         return OutageClass.MODEL_MISSING
     return None  # model_loaded == 0 alone is a model asleep: the next chat wakes it
+
+
+def probe_sees_server_down(probe: Mapping[str, float], failures: int) -> bool:
+    """Whether the probe says the model server does not answer: refused or unreachable at
+    once; only timed out or busy (`model_server_busy`, its checks in a row that were) from
+    the `failures`-th such check on. A probe too old to tell says down at once."""
+    if probe.get("model_server_up") != 0:
+        return False
+    busy = probe.get("model_server_busy", 0)
+    return busy == 0 or busy >= failures
 
 
 def probe_token_refused(probe: Mapping[str, float] | None) -> bool:

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from fault_servers import silent_server
 from sim_process import SimHandle, running_sim
 
 from probe.collectors.model_server import ModelServerCollector
 from probe.collectors.synthetic import SyntheticCollector, SyntheticFailed
+from probe.runner import CollectorRunner
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -63,24 +65,73 @@ def test_up_without_a_model(faulty: SimHandle) -> None:
 
 
 def test_nothing_listening_is_down() -> None:
-    """No server on the port: down with nothing loaded, and no latency is made up."""
+    """No server on the port: down with nothing loaded, not busy, and no latency made up."""
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{unused.getsockname()[1]}"
         signals = collect(url, ModelServerCollector)
-    assert signals == {"model_server_up": 0, "model_loaded": 0}
+    assert signals == {"model_server_up": 0, "model_loaded": 0, "model_server_busy": 0}
 
 
-def test_hung_server_is_down_after_the_timeout() -> None:
-    """A server that accepts connections but never answers counts as down."""
-    with socket.create_server(("127.0.0.1", 0)) as silent:
-        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+def silent_collections(times: int, *, cut_short: int = 0) -> list[Signals | None]:
+    """Collect `times` in a row from a server that accepts and never answers; the first
+    `cut_short` are stopped by the agent's time limit before the client's own fires."""
 
-        async def scenario() -> Signals:
-            async with httpx.AsyncClient(base_url=url, timeout=0.3) as http:
-                return await ModelServerCollector(http).collect()
+    async def scenario(url: str) -> list[Signals | None]:
+        async with httpx.AsyncClient(base_url=url, timeout=0.3) as http:
+            collector = ModelServerCollector(http)
+            runner = CollectorRunner(collector, timeout=0.1)
+            cut = [await runner.run() for _ in range(cut_short)]
+            return [*cut, *[await collector.collect() for _ in range(times - cut_short)]]
 
-        assert asyncio.run(scenario()) == {"model_server_up": 0, "model_loaded": 0}
+    with silent_server() as url:
+        return asyncio.run(scenario(url))
+
+
+def test_hung_server_is_down_and_busy_after_the_timeout() -> None:
+    """A server that accepts connections but never answers is down for older gateways, and
+    busy one more check in a row each time (it may only be overloaded)."""
+    collected = silent_collections(3)
+    assert [signals["model_server_busy"] for signals in collected if signals] == [1, 2, 3]
+    assert {signals["model_server_up"] for signals in collected if signals} == {0}
+    assert "model_server_latency_seconds" not in collected[0]  # type: ignore[operator]
+
+
+def test_a_check_cut_short_by_the_time_limit_counts_in_the_row() -> None:
+    """Checks the agent's time limit stopped (published as unknown) count in the busy row."""
+    *cut, last = silent_collections(3, cut_short=2)
+    assert cut == [None, None]
+    assert last is not None
+    assert last["model_server_busy"] == 3
+
+
+def scripted_statuses(*statuses: int) -> httpx.MockTransport:
+    """A server whose /v1/models answers these statuses in turn (200: a listing)."""
+    answers = iter(statuses)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path != "/v1/models":
+            return httpx.Response(404, json={"error": "not found"})
+        status = next(answers)
+        body = {"data": [{"id": "qwen3-4b"}]} if status == 200 else {"error": "busy"}
+        return httpx.Response(status, json=body)
+
+    return httpx.MockTransport(answer)
+
+
+def test_503s_count_as_busy_until_the_server_answers() -> None:
+    """A server answering 503 is busy (one more in a row each time), and an answer ends the
+    row: up, busy 0."""
+
+    async def scenario() -> list[Signals]:
+        transport = scripted_statuses(503, 503, 200, 503)
+        async with httpx.AsyncClient(base_url="http://model", transport=transport) as http:
+            collector = ModelServerCollector(http)
+            return [await collector.collect() for _ in range(4)]
+
+    collected = asyncio.run(scenario())
+    assert [signals["model_server_busy"] for signals in collected] == [1, 2, 0, 1]
+    assert [signals["model_server_up"] for signals in collected] == [0, 0, 1, 0]
 
 
 def openai_only_server(models: list[str]) -> httpx.MockTransport:
