@@ -134,6 +134,14 @@ class UpstreamUnavailable(UpstreamError):
     code = "upstream_unavailable"
 
 
+class UpstreamBusy(UpstreamError):
+    """The model server answered 503: up, and shedding load (its queue full). Not its failure:
+    the breaker is not told, and the visitor is shed as when the gateway's own cap is full."""
+
+    status_code = 503
+    code = "shed"
+
+
 class ModelNotLoaded(UpstreamError):
     status_code = 503
     code = "model_not_loaded"

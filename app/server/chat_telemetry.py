@@ -15,6 +15,7 @@ from app.errors import (
     ModelNotFound,
     Shed,
     Unauthorized,
+    UpstreamBusy,
     UpstreamError,
     UpstreamIncompatible,
     UpstreamTimeout,
@@ -42,6 +43,7 @@ _OUTCOMES: tuple[tuple[type[Exception], str], ...] = (
     (Unauthorized, "unauthorized"),
     (ModelNotFound, "model_not_found"),
     (Shed, "shed"),
+    (UpstreamBusy, "shed"),
     (UpstreamTimeout, "timeout"),
     (UpstreamIncompatible, "upstream_incompatible"),  # a server without the Responses API
     (UpstreamError, "upstream_error"),

@@ -14,6 +14,7 @@ from app.errors import (
     ConversationExpired,
     GatewayError,
     ModelNotLoaded,
+    UpstreamBusy,
     UpstreamError,
     UpstreamIncompatible,
     UpstreamRejected,
@@ -259,6 +260,14 @@ def classify_status(status: int, server: str | None, body: bytes) -> GatewayErro
         )
     if outage is not None:
         return UpstreamUnavailable("the model server is unavailable", retry_after=10, outage=outage)
+    return _not_an_outage(status)
+
+
+def _not_an_outage(status: int) -> GatewayError:
+    """A failure that is no outage: a 503 is the server up and shedding load (llama.cpp's busy
+    slots, a full queue), anything else a plain failure."""
+    if status == 503:
+        return UpstreamBusy("the model is busy right now, try again in a moment", retry_after=5)
     return UpstreamError(f"the model server answered with an error ({status})")
 
 

@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from app.admission.decision import Conversation, Decision
 from app.chat.tokens import estimate
-from app.errors import ContextFull, UpstreamError, UpstreamTimeout, VisitorsError
+from app.errors import ContextFull, UpstreamBusy, UpstreamError, UpstreamTimeout, VisitorsError
 from app.telemetry.tracing import current_span, outgoing_headers, span_in_use, tracer
 from app.upstream.answer_errors import CONTEXT_FULL_MESSAGE
 from app.upstream.client import RESPONSES_PATH, open_stream
@@ -200,7 +200,7 @@ class Exchange:
         try:
             with span_in_use(self.genai):
                 return await send()
-        except VisitorsError as exc:  # the request's own fault: the host is fine
+        except (VisitorsError, UpstreamBusy) as exc:  # the request's fault, or a busy host
             self.genai.set_status(StatusCode.ERROR, exc.code)
             self.genai.end()
             await services.limiter.release(self.decision)
