@@ -99,6 +99,7 @@ PROBE_SIGNALS: Final = frozenset(
         "gpu_memory_total_bytes",
         "gpu_memory_alloc_bytes",
         "model_server_up",
+        "model_server_busy",  # checks in a row that timed out or were told 503
         "model_loaded",
         "model_available",
         "model_token_ok",
