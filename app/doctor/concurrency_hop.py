@@ -32,6 +32,7 @@ from app.doctor.streamed_answer import AnswerTimes, payload, timed_answer
 from app.doctor.upstream_calls import auth_headers
 
 if TYPE_CHECKING:
+    from app.doctor.targets import Target
     from app.settings import Settings
 
 # A prompt no model answers in a word, cut at a few dozen tokens: long enough to overlap.
@@ -46,20 +47,22 @@ OVERLAP_NEEDED = 2.0
 
 @dataclass(frozen=True, slots=True)
 class Caps:
-    """The gateway settings recommended for what was measured."""
+    """The gateway settings recommended for what was measured, for this host."""
 
+    target: Target
     max_inflight: int
     queue_size: int
     queue_wait_seconds: int
 
     def text(self) -> str:
         return (
-            f"LLMGW_MAX_INFLIGHT={self.max_inflight}, LLMGW_QUEUE_SIZE={self.queue_size}, "
+            f"{self.target.var('max_inflight')}={self.max_inflight}, "
+            f"LLMGW_QUEUE_SIZE={self.queue_size}, "
             f"LLMGW_QUEUE_WAIT_SECONDS={self.queue_wait_seconds}"
         )
 
     def fit(self, settings: Settings) -> bool:
-        current = (settings.max_inflight, settings.queue_size, settings.queue_wait_seconds)
+        current = (self.target.max_inflight, settings.queue_size, settings.queue_wait_seconds)
         return current == (self.max_inflight, self.queue_size, self.queue_wait_seconds)
 
 
@@ -76,9 +79,9 @@ async def check_concurrency(settings: Settings, clients: Clients) -> Finding:
     except httpx.HTTPError as exc:
         raise HopFailed(f"a stream broke ({reason(exc)})", TUNNEL_ADVICE) from None
     if second.first is not None and second.first < first.end:
-        return parallel(settings, first, second)
+        return parallel(settings, clients.target, first, second)
     if first.end - second.sent >= OVERLAP_NEEDED * first.first_token:
-        return serial(settings, first, second)
+        return serial(settings, clients.target, first, second)
     return warn(
         f"cannot tell: the first answer ended {first.end - second.sent:.2f} s after the second "
         "was sent, too soon to show whether they overlap",
@@ -88,13 +91,13 @@ async def check_concurrency(settings: Settings, clients: Clients) -> Finding:
 
 async def overlapping(settings: Settings, clients: Clients) -> tuple[AnswerTimes, AnswerTimes]:
     """The long answer, and the short one sent at the long one's first output."""
-    headers, started = auth_headers(settings), asyncio.Event()
+    headers, started = auth_headers(clients.target), asyncio.Event()
     long_one = asyncio.create_task(
-        timed_answer(clients, payload(settings, *LONG), headers, started)
+        timed_answer(clients, payload(settings, clients, *LONG), headers, started)
     )
     try:
         await started.wait()
-        short_one = await timed_answer(clients, payload(settings, *SHORT), headers)
+        short_one = await timed_answer(clients, payload(settings, clients, *SHORT), headers)
         return await long_one, short_one
     finally:
         if not long_one.done():
@@ -104,15 +107,15 @@ async def overlapping(settings: Settings, clients: Clients) -> tuple[AnswerTimes
             long_one.exception()  # seen: raised above, or lost to the short one's failure
 
 
-def serial(settings: Settings, first: AnswerTimes, second: AnswerTimes) -> Finding:
-    caps = recommended(settings, first, places=1)
+def serial(settings: Settings, target: Target, first: AnswerTimes, second: AnswerTimes) -> Finding:
+    caps = recommended(settings, target, first, places=1)
     after = (second.first or second.end) - first.end
     detail = (
         f"one prediction at a time (as LM Studio's MLX engine runs them): the second answer's "
         f"first token came {after:.2f} s after the first answer ended, "
         f"{second.first_token:.2f} s after it was sent"
     )
-    if settings.max_inflight > 1:
+    if target.max_inflight > 1:
         return warn(
             detail,
             f"set {caps.text()}: more streams would wait inside LM Studio, out of the gateway's "
@@ -121,16 +124,18 @@ def serial(settings: Settings, first: AnswerTimes, second: AnswerTimes) -> Findi
     return ok(detail, advice(caps, settings, first))
 
 
-def parallel(settings: Settings, first: AnswerTimes, second: AnswerTimes) -> Finding:
-    places = settings.max_inflight if settings.max_inflight > 1 else LMSTUDIO_PARALLEL
-    caps = recommended(settings, first, places=places)
+def parallel(
+    settings: Settings, target: Target, first: AnswerTimes, second: AnswerTimes
+) -> Finding:
+    places = target.max_inflight if target.max_inflight > 1 else LMSTUDIO_PARALLEL
+    caps = recommended(settings, target, first, places=places)
     detail = (
         f"in parallel (llama.cpp, or another engine with parallel slots): the second answer's "
         f"first token came after {second.first_token:.2f} s, while the first still streamed"
     )
     slots = (
-        "LLMGW_MAX_INFLIGHT: the model's Max Concurrent Predictions (LM Studio's default "
-        f"{LMSTUDIO_PARALLEL}; at least 2 here)"
+        f"{target.var('max_inflight')}: the model's Max Concurrent Predictions (LM Studio's "
+        f"default {LMSTUDIO_PARALLEL}; at least 2 here)"
     )
     return ok(detail, f"{advice(caps, settings, first)}; {slots}")
 
@@ -150,11 +155,11 @@ def room(settings: Settings, first: AnswerTimes, caps: Caps) -> str:
     )
 
 
-def recommended(settings: Settings, first: AnswerTimes, *, places: int) -> Caps:
+def recommended(settings: Settings, target: Target, first: AnswerTimes, *, places: int) -> Caps:
     """`places` at once; the room holds one chat per place, for as long as one of `places`
     longest answers takes to end."""
     wait = math.ceil(longest_answer(settings, first) / places)
-    return Caps(places, places, min(MAX_QUEUE_WAIT, max(1, wait)))
+    return Caps(target, places, places, min(MAX_QUEUE_WAIT, max(1, wait)))
 
 
 def longest_answer(settings: Settings, first: AnswerTimes) -> float:

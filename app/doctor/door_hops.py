@@ -15,11 +15,11 @@ from app.doctor.findings import (
     LMSTUDIO_TOKENS,
     MIN_TOKEN_CHARS,
     OUTAGE_ADVICE,
-    REFUSED_ADVICE,
     Clients,
     Finding,
     HopFailed,
     ok,
+    refused_advice,
     warn,
 )
 from app.doctor.upstream_calls import (
@@ -34,13 +34,8 @@ from app.protection.outage import OutageClass, TokenDoor, token_door
 if TYPE_CHECKING:
     import httpx
 
+    from app.doctor.targets import Target
     from app.settings import Settings
-
-TOKEN_MAP_ADVICE = f"set LLMGW_UPSTREAM_TOKEN to a token of {HOME}/nginx/tokens.map"
-DIRECT_TOKEN_ADVICE = (
-    f"LM Studio's Require Authentication is on: set LLMGW_UPSTREAM_TOKEN to {LMSTUDIO_TOKENS}, "
-    f"or put {HOME}'s nginx in front"
-)
 
 
 async def check_nginx(_: Settings, clients: Clients) -> Finding:
@@ -73,14 +68,15 @@ async def check_nginx(_: Settings, clients: Clients) -> Finding:
     return ok(f"no nginx here (/healthz: {response.status_code}): the URL reaches the model server")
 
 
-async def check_token(settings: Settings, clients: Clients) -> Finding:
+async def check_token(_: Settings, clients: Clients) -> Finding:
     """The token is accepted at every door, and the door is shut to requests without one."""
-    answer = await fetch(clients, "/v1/models", auth_headers(settings))
+    target = clients.target
+    answer = await fetch(clients, "/v1/models", auth_headers(target))
     if answer.status_code in (401, 403):
-        raise refused(settings, answer)
-    token = settings.upstream_token
+        raise refused(target, answer)
+    token = target.token
     if token is None:
-        return open_door_finding(settings, "no token set, and none asked for")
+        return open_door_finding(target, "no token set, and none asked for")
     if len(token.get_secret_value()) < MIN_TOKEN_CHARS:
         return warn("accepted, but short", "make a new one with `openssl rand -hex 32`")
     without = await fetch(clients, "/v1/models", {})
@@ -92,17 +88,17 @@ async def check_token(settings: Settings, clients: Clients) -> Finding:
     return ok(f"not refused ({answer.status_code}); refused without it ({without.status_code})")
 
 
-def refused(settings: Settings, answer: httpx.Response) -> HopFailed:
+def refused(target: Target, answer: httpx.Response) -> HopFailed:
     """Which door refused, and the token that opens it."""
-    status, unset = answer.status_code, settings.upstream_token is None
+    status, unset, variable = answer.status_code, target.token is None, target.var("token")
     if token_door(answer.content[:BODY_LIMIT]) is TokenDoor.GATEWAY_NGINX:
         if unset:
             return HopFailed(
-                f"nginx asks for a token ({status}) and LLMGW_UPSTREAM_TOKEN is not set",
-                TOKEN_MAP_ADVICE,
+                f"nginx asks for a token ({status}) and {variable} is not set",
+                f"set {variable} to a token of {HOME}/nginx/tokens.map",
             )
         return HopFailed(
-            f"door gateway → nginx: nginx refused LLMGW_UPSTREAM_TOKEN ({status})", REFUSED_ADVICE
+            f"door gateway → nginx: nginx refused {variable} ({status})", refused_advice(target)
         )
     if from_nginx(answer):
         return HopFailed(
@@ -113,20 +109,21 @@ def refused(settings: Settings, answer: httpx.Response) -> HopFailed:
     if unset:
         return HopFailed(
             f"the model server asks for a token ({status}) and none is set",
-            f"set LLMGW_UPSTREAM_TOKEN: behind nginx, a token of {HOME}/nginx/tokens.map; "
+            f"set {variable}: behind nginx, a token of {HOME}/nginx/tokens.map; "
             f"straight to LM Studio (Require Authentication on), {LMSTUDIO_TOKENS}",
         )
     return HopFailed(
-        f"door gateway → LM Studio: the model server refused LLMGW_UPSTREAM_TOKEN ({status}); "
+        f"door gateway → LM Studio: the model server refused {variable} ({status}); "
         "no nginx in front, so the token goes to LM Studio itself",
-        DIRECT_TOKEN_ADVICE,
+        f"LM Studio's Require Authentication is on: set {variable} to {LMSTUDIO_TOKENS}, "
+        f"or put {HOME}'s nginx in front",
     )
 
 
-def open_door_finding(settings: Settings, detail: str) -> Finding:
-    if settings.upstream_url.startswith("https://"):
+def open_door_finding(target: Target, detail: str) -> Finding:
+    if target.url.startswith("https://"):
         return warn(
             f"{detail}: the public URL answers anyone",
-            f"put {HOME}'s nginx with tokens.map in front, and set LLMGW_UPSTREAM_TOKEN",
+            f"put {HOME}'s nginx with tokens.map in front, and set {target.var('token')}",
         )
     return ok(detail)

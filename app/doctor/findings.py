@@ -1,4 +1,5 @@
-"""What a hop finds, the clients the hops share, and the advice the doctor gives."""
+"""What a hop finds, what the hops share for the host under check, and the advice the doctor
+gives."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     import httpx
     import redis.asyncio as aioredis
 
+    from app.doctor.targets import Target
+
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 5.0
 GENERATION_TIMEOUT = 30.0
@@ -22,10 +25,6 @@ CONCURRENCY_TIMEOUT = 30.0
 CERT_WARN_DAYS = 14
 MIN_TOKEN_CHARS = 32
 HOME = "infra/home"
-REFUSED_ADVICE = (
-    "check LLMGW_UPSTREAM_TOKEN against infra/home/nginx/tokens.map "
-    "(after editing it: `docker compose exec nginx nginx -s reload`)"
-)
 LMSTUDIO_TOKENS = "one of LM Studio's API tokens (Developer → Server Settings → Manage Tokens)"
 FORWARDED_TOKEN_ADVICE = (
     f"set LLMGW_LMSTUDIO_API_TOKEN in {HOME}/.env to {LMSTUDIO_TOKENS}, then "
@@ -46,10 +45,37 @@ OUTAGE_ADVICE = {
     f"`docker compose logs nginx` in {HOME}",
     OutageClass.MODEL_SERVER_DOWN: "nginx cannot reach the model server: is LM Studio's server "
     "started (Developer tab)? Is LLMGW_LMSTUDIO_ADDRESS right in infra/home/.env?",
-    OutageClass.TOKEN_INVALID: REFUSED_ADVICE,
     OutageClass.MODEL_NOT_LOADED: "load the model in LM Studio (Developer tab) or with "
     "`lms load <model>`",
 }
+PROVIDER_ADVICE = (
+    "the hosted provider answers, but not as asked: check LLMGW_FALLBACK_URL (its "
+    "OpenAI-compatible base) and the provider's status page"
+)
+PROVIDER_UNREACHABLE_ADVICE = (
+    "check the host name in LLMGW_FALLBACK_URL, and this machine's way out to the internet "
+    "(proxy, firewall)"
+)
+
+
+def refused_advice(target: Target) -> str:
+    """The token nginx on the model host checks, and where it checks it."""
+    return (
+        f"check {target.var('token')} against {HOME}/nginx/tokens.map "
+        "(after editing it: `docker compose exec nginx nginx -s reload`)"
+    )
+
+
+def outage_advice(outage: OutageClass, target: Target) -> str:
+    """What to do about an outage of this host."""
+    if outage is OutageClass.TOKEN_INVALID:
+        return refused_advice(target)
+    return OUTAGE_ADVICE[outage]
+
+
+def unreachable_advice(target: Target) -> str:
+    """What to do when nothing answers at the host's address."""
+    return PROVIDER_UNREACHABLE_ADVICE if target.fallback else TUNNEL_ADVICE
 
 
 class Result(StrEnum):
@@ -70,12 +96,18 @@ class Finding:
 
 @dataclass(frozen=True, slots=True)
 class HopReport:
-    """One row of the table."""
+    """One row of the table; `host` labels the hops of a named host (empty: the single host's,
+    or a hop shared by every host)."""
 
     hop: str
     result: Result
     detail: str
     advice: str = ""
+    host: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.host} {self.hop}" if self.host else self.hop
 
 
 class HopFailed(Exception):
@@ -96,9 +128,10 @@ class Notes:
 
 @dataclass(frozen=True, slots=True)
 class Clients:
-    """The connections the hops share: one HTTP client (no token by default), Redis if set,
-    and the hops' notes to each other."""
+    """What the hops of one host share: the host under check, an HTTP client for it (no token
+    by default), Redis if set (one for every host), and the hops' notes to each other."""
 
+    target: Target
     http: httpx.AsyncClient
     redis: aioredis.Redis | None
     notes: Notes = field(default_factory=Notes)

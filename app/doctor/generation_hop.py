@@ -39,43 +39,44 @@ async def check_generation(settings: Settings, clients: Clients) -> Finding:
         if asleep
         else min(settings.first_token_timeout, GENERATION_TIMEOUT)
     )
+    model = clients.target.model
     if asleep:
-        sys.stderr.write(f"waking {settings.model} (up to {limit:g} s)...\n")
+        sys.stderr.write(f"waking {model} (up to {limit:g} s)...\n")
     try:
         async with asyncio.timeout(limit):
             times = await timed_answer(
-                clients, payload(settings, "Say OK.", 1), auth_headers(settings)
+                clients, payload(settings, clients, "Say OK.", 1), auth_headers(clients.target)
             )
     except TimeoutError:
-        raise timed_out(settings, limit, asleep=asleep) from None
+        raise timed_out(model, limit, asleep=asleep) from None
     except httpx.HTTPError as exc:
         raise HopFailed(f"the stream broke ({reason(exc)})", TUNNEL_ADVICE) from None
     detail = f"first token after {times.first_token:.2f} s, done after {times.total:.2f} s"
     if asleep:
-        return woken(settings, times.first_token, detail)
+        return woken(settings, model, times.first_token, detail)
     if times.first_token > settings.governor_ttft_limit_seconds:
         return warn(detail, "above LLMGW_GOVERNOR_TTFT_LIMIT_SECONDS: the governor sheds load")
     return ok(detail)
 
 
-def woken(settings: Settings, first_token: float, detail: str) -> Finding:
+def woken(settings: Settings, model: str, first_token: float, detail: str) -> Finding:
     """The model was asleep: this answer's first token waited for its load."""
-    detail = f"woke {settings.model}: {detail} (its load included)"
+    detail = f"woke {model}: {detail} (its load included)"
     if first_token > LOAD_WARN_SHARE * settings.model_load_timeout:
         return warn(
             detail,
             f"close to LLMGW_MODEL_LOAD_TIMEOUT ({settings.model_load_timeout:g} s): raise it, "
-            f"or `lms load {settings.model}` to keep the model loaded",
+            f"or `lms load {model}` to keep the model loaded",
         )
     return ok(detail)
 
 
-def timed_out(settings: Settings, limit: float, *, asleep: bool) -> HopFailed:
+def timed_out(model: str, limit: float, *, asleep: bool) -> HopFailed:
     if asleep:
         return HopFailed(
-            f"{settings.model} did not wake within LLMGW_MODEL_LOAD_TIMEOUT ({limit:g} s)",
+            f"{model} did not wake within LLMGW_MODEL_LOAD_TIMEOUT ({limit:g} s)",
             "the load takes longer than its budget: raise LLMGW_MODEL_LOAD_TIMEOUT, or "
-            f"`lms load {settings.model}` on the model host; LM Studio's log shows the load",
+            f"`lms load {model}` on the model host; LM Studio's log shows the load",
         )
     return HopFailed(
         f"no complete answer within {limit:g} s",

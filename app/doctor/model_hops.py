@@ -24,6 +24,7 @@ from probe.model_catalog import CHAT_KINDS, Catalog, Listing, ModelState, parse
 if TYPE_CHECKING:
     import httpx
 
+    from app.doctor.targets import Target
     from app.settings import Settings
 
 LISTINGS = (Listing.REST_V1, Listing.REST_V0, Listing.OPENAI)
@@ -35,7 +36,7 @@ ANSWERED_BY = {
 SHOWN = 5
 
 
-def model_ids(response: httpx.Response) -> list[str]:
+def model_ids(response: httpx.Response, target: Target) -> list[str]:
     """The ids of an OpenAI-style model list, or a failed hop when it is not one."""
     try:
         entries = response.json()["data"]
@@ -44,9 +45,15 @@ def model_ids(response: httpx.Response) -> list[str]:
         said = " (LM Studio's 'Unexpected endpoint')" if unexpected_endpoint(response) else ""
         raise HopFailed(
             f"{response.request.url.path} is not an OpenAI-style model list{said}",
-            "LLMGW_UPSTREAM_URL must reach an OpenAI-compatible server (LM Studio, llama.cpp, "
-            "Ollama, vLLM)",
+            compatible_advice(target),
         ) from None
+
+
+def compatible_advice(target: Target) -> str:
+    return (
+        f"{target.var('url')} must reach an OpenAI-compatible server (LM Studio, llama.cpp, "
+        "Ollama, vLLM)"
+    )
 
 
 def listed(names: list[str] | tuple[str, ...]) -> str:
@@ -54,37 +61,39 @@ def listed(names: list[str] | tuple[str, ...]) -> str:
     return (", ".join(names[:SHOWN]) + more) or "none"
 
 
-async def check_models(settings: Settings, clients: Clients) -> Finding:
+async def check_models(_: Settings, clients: Clients) -> Finding:
     """/v1/models answers with a model list."""
-    response = await fetch(clients, "/v1/models", auth_headers(settings))
+    target = clients.target
+    response = await fetch(clients, "/v1/models", auth_headers(target))
     if response.status_code != 200:
-        raise answer_failure(response, "/v1/models")
-    ids = model_ids(response)
+        raise answer_failure(response, "/v1/models", target)
+    ids = model_ids(response, target)
     if not ids:
         return ok("answers, lists none (LM Studio with JIT loading off lists only loaded models)")
     return ok(f"{len(ids)} listed: {listed(ids)}")
 
 
-async def read_catalog(settings: Settings, clients: Clients) -> Catalog:
+async def read_catalog(clients: Clients) -> Catalog:
     """The first listing that parses; a path LM Studio lacks (an error, or its 200 'Unexpected
     endpoint') sends the doctor on to the next."""
+    target = clients.target
     for listing in LISTINGS:
-        response = await fetch(clients, listing.value, auth_headers(settings))
+        response = await fetch(clients, listing.value, auth_headers(target))
         if response.status_code == 200 and (found := parse(listing, json_body(response))):
             return found
         if listing is Listing.OPENAI and response.status_code != 200:
-            raise answer_failure(response, listing.value)
+            raise answer_failure(response, listing.value, target)
     raise HopFailed(
         "no model list: /api/v1/models, /api/v0/models and /v1/models list no models",
-        "LLMGW_UPSTREAM_URL must reach an OpenAI-compatible server (LM Studio, llama.cpp, "
-        "Ollama, vLLM)",
+        compatible_advice(target),
     )
 
 
 async def check_model(settings: Settings, clients: Clients) -> Finding:
     """LLMGW_MODEL is an LLM that is loaded, or asleep with JIT loading on to wake it."""
-    catalog = await read_catalog(settings, clients)
-    view, model = catalog.view(settings.model), settings.model
+    catalog = await read_catalog(clients)
+    model, variable = clients.target.model, clients.target.var("model")
+    view = catalog.view(model)
     answered = ANSWERED_BY[catalog.listing]
     llms = listed([entry.key for entry in catalog.entries if entry.kind in CHAT_KINDS])
     match view.state:
@@ -97,20 +106,20 @@ async def check_model(settings: Settings, clients: Clients) -> Finding:
             return await asleep(settings, clients, answered, view.loaded_llms)
         case ModelState.MISSING:
             raise HopFailed(
-                f"model_missing: {model} (LLMGW_MODEL) is not downloaded ({answered})",
-                f"`lms get {model}` on the model host, or set LLMGW_MODEL to a downloaded LLM: "
+                f"model_missing: {model} ({variable}) is not downloaded ({answered})",
+                f"`lms get {model}` on the model host, or set {variable} to a downloaded LLM: "
                 f"{llms}",
             )
         case ModelState.NOT_AN_LLM:
             raise HopFailed(
-                f"model_missing: {model} (LLMGW_MODEL) is an embedding model, not an LLM: it "
+                f"model_missing: {model} ({variable}) is an embedding model, not an LLM: it "
                 f"cannot chat ({answered})",
-                f"set LLMGW_MODEL to an LLM: {llms}",
+                f"set {variable} to an LLM: {llms}",
             )
         case ModelState.UNKNOWN:
             raise HopFailed(
-                f"{model} (LLMGW_MODEL) is not among the listed models ({answered})",
-                f"set LLMGW_MODEL to one of: {llms}",
+                f"{model} ({variable}) is not among the listed models ({answered})",
+                f"set {variable} to one of: {llms}",
             )
 
 
@@ -118,9 +127,10 @@ async def asleep(
     settings: Settings, clients: Clients, answered: str, loaded: tuple[str, ...]
 ) -> Finding:
     """Downloaded, not loaded: fine when JIT loading will load it for the first chat."""
-    model = settings.model
-    openai = await fetch(clients, "/v1/models", auth_headers(settings))
-    jit = openai.status_code == 200 and model in model_ids(openai)
+    target = clients.target
+    model = target.model
+    openai = await fetch(clients, "/v1/models", auth_headers(target))
+    jit = openai.status_code == 200 and model in model_ids(openai, target)
     if not jit:
         raise HopFailed(
             f"{model} is not loaded, and JIT loading is off (/v1/models lists only loaded "

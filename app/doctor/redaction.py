@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -19,13 +20,20 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+# Every host's token and URL (LLMGW_UPSTREAM_TOKEN, LLMGW_UPSTREAM_MAC1_TOKEN, the fallback's),
+# read by name pattern so that a host of LLMGW_UPSTREAMS is covered without its settings.
+SECRET_NAMES = re.compile(r"^LLMGW_(UPSTREAM(_[A-Z0-9_]+)?_TOKEN|FALLBACK_TOKEN|VISITOR_HASH_KEY)$")
+URL_NAMES = re.compile(r"^LLMGW_(REDIS_URL|UPSTREAM(_[A-Z0-9_]+)?_URL|FALLBACK_URL)$")
+
+
 def secrets_in(environ: dict[str, str]) -> list[str]:
     """The values that must never be printed, read from the environment as the settings are."""
-    found = [environ.get(name, "") for name in ("LLMGW_UPSTREAM_TOKEN", "LLMGW_VISITOR_HASH_KEY")]
-    for name in ("LLMGW_REDIS_URL", "LLMGW_UPSTREAM_URL"):
-        # A malformed URL raises here; the config hop reports it without printing it.
-        with contextlib.suppress(ValueError):
-            found.append(urlsplit(environ.get(name, "")).password or "")
+    found = [value for name, value in environ.items() if SECRET_NAMES.match(name)]
+    for name, value in environ.items():
+        if URL_NAMES.match(name):
+            # A malformed URL raises here; the config hop reports it without printing it.
+            with contextlib.suppress(ValueError):
+                found.append(urlsplit(value).password or "")
     return [value for value in found if value]
 
 

@@ -81,18 +81,21 @@ async def check_admit_script(_: Settings, clients: Clients) -> Finding:
 
 
 async def check_probe(settings: Settings, clients: Clients) -> Finding:
-    """A probe agent publishes fresh snapshots to Redis (`{prefix}:probe:<host>` hashes)."""
+    """A probe agent publishes fresh snapshots to Redis (`{prefix}:probe:<host>` hashes): any
+    for the single host, the one of its probe name for a host of LLMGW_UPSTREAMS."""
     if clients.redis is None:
         raise HopFailed(
             "no shared Redis: the probe has nowhere to publish",
             "set LLMGW_REDIS_URL here and for `llmgw probe` on the model host",
         )
-    pattern = "{" + settings.key_prefix + "}:probe:*"
-    keys = [key async for key in clients.redis.scan_iter(match=pattern, count=100)]
+    probe = clients.target.host.probe
+    pattern = "{" + settings.key_prefix + "}:probe:" + (probe or "*")
+    keys = await snapshot_keys(clients.redis, pattern, exact=probe is not None)
     if not keys:
+        named = "" if probe is None else f" with LLMGW_PROBE_HOST={probe}"
         raise HopFailed(
             f"no probe snapshot in Redis ({pattern})",
-            "start `llmgw probe` on the model host (infra/probe/README.md), with this "
+            f"start `llmgw probe` on the model host{named} (infra/probe/README.md), with this "
             "LLMGW_REDIS_URL and LLMGW_KEY_PREFIX",
         )
     ages = {key: await snapshot_age(clients.redis, key) for key in keys}
@@ -113,6 +116,13 @@ async def check_probe(settings: Settings, clients: Clients) -> Finding:
             PROBE_TOKEN_ADVICE,
         )
     return ok(f"fresh: {described}")
+
+
+async def snapshot_keys(redis: aioredis.Redis, pattern: str, *, exact: bool) -> list[bytes | str]:
+    """The snapshot keys that match: the one key itself when exact (a probe name is no glob)."""
+    if exact:
+        return [pattern] if await redis.exists(pattern) else []
+    return [key async for key in redis.scan_iter(match=pattern, count=100)]
 
 
 async def token_refused(redis: aioredis.Redis, key: bytes | str) -> bool:

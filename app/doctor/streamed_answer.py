@@ -66,10 +66,13 @@ class AnswerTimes:
         return (self.last - self.first) / (self.outputs - 1)
 
 
-def payload(settings: Settings, prompt: str, max_output_tokens: int) -> dict[str, object]:
-    """A small streamed request for LLMGW_MODEL, with the gateway's `ttl` when it sets one."""
+def payload(
+    settings: Settings, clients: Clients, prompt: str, max_output_tokens: int
+) -> dict[str, object]:
+    """A small streamed request for the host's model, with the gateway's `ttl` when it sets
+    one."""
     body: dict[str, object] = {
-        "model": settings.model,
+        "model": clients.target.model,
         "input": prompt,
         "max_output_tokens": max_output_tokens,
         "stream": True,
@@ -92,7 +95,7 @@ async def timed_answer(
         async with clients.http.stream("POST", PATH, json=body, headers=headers) as response:
             if response.status_code != 200 or not is_event_stream(response):
                 await response.aread()
-                raise wrong_answer(response)
+                raise wrong_answer(response, clients)
             async for event in EventSource(response).aiter_sse():
                 kind = event.event if event.event != "message" else event_type(event.data)
                 if took_in(times, kind, first_output):
@@ -124,11 +127,11 @@ def is_event_stream(response: httpx.Response) -> bool:
     return kind.lower().startswith("text/event-stream")
 
 
-def wrong_answer(response: httpx.Response) -> HopFailed:
+def wrong_answer(response: httpx.Response, clients: Clients) -> HopFailed:
     """What an answer that is no 200 event stream means."""
     status, body = response.status_code, response.content[:4096]
     if b"no models loaded" in body.lower():
-        return answer_failure(response, f"POST {PATH}")
+        return answer_failure(response, f"POST {PATH}", clients.target)
     if unexpected_endpoint(response):
         return HopFailed(
             f"upstream_incompatible: POST {PATH} answered {status} with LM Studio's 'Unexpected "
@@ -146,4 +149,4 @@ def wrong_answer(response: httpx.Response) -> HopFailed:
             f"upstream_incompatible: POST {PATH} answered {status}: no Responses API here",
             INCOMPATIBLE_ADVICE,
         )
-    return answer_failure(response, f"POST {PATH}")
+    return answer_failure(response, f"POST {PATH}", clients.target)

@@ -8,12 +8,18 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from app.doctor.findings import OUTAGE_ADVICE, TUNNEL_ADVICE, Clients, HopFailed
+from app.doctor.findings import (
+    PROVIDER_ADVICE,
+    Clients,
+    HopFailed,
+    outage_advice,
+    unreachable_advice,
+)
 from app.doctor.redaction import reason
 from app.protection.outage import classify_response
 
 if TYPE_CHECKING:
-    from app.settings import Settings
+    from app.doctor.targets import Target
 
 BODY_LIMIT = 4096
 # LM Studio answers a path or method it lacks with this error, and status 200
@@ -21,8 +27,8 @@ BODY_LIMIT = 4096
 UNEXPECTED_ENDPOINT = "Unexpected endpoint or method"
 
 
-def auth_headers(settings: Settings) -> dict[str, str]:
-    token = settings.upstream_token
+def auth_headers(target: Target) -> dict[str, str]:
+    token = target.token
     return {} if token is None else {"Authorization": f"Bearer {token.get_secret_value()}"}
 
 
@@ -31,7 +37,8 @@ async def fetch(clients: Clients, path: str, headers: dict[str, str]) -> httpx.R
     try:
         return await clients.http.get(path, headers=headers)
     except httpx.HTTPError as exc:
-        raise HopFailed(f"GET {path}: no HTTP answer ({reason(exc)})", TUNNEL_ADVICE) from None
+        advice = unreachable_advice(clients.target)
+        raise HopFailed(f"GET {path}: no HTTP answer ({reason(exc)})", advice) from None
 
 
 def from_nginx(response: httpx.Response) -> bool:
@@ -40,15 +47,18 @@ def from_nginx(response: httpx.Response) -> bool:
     return server.lower().startswith("nginx")
 
 
-def answer_failure(response: httpx.Response, what: str) -> HopFailed:
-    """A non-2xx answer, diagnosed as the gateway would (app/protection/outage.py)."""
+def answer_failure(response: httpx.Response, what: str, target: Target) -> HopFailed:
+    """A non-2xx answer, diagnosed as the gateway would (app/protection/outage.py); a hosted
+    provider's has none of the model host's doors to tell apart."""
+    if target.fallback:
+        return HopFailed(f"{what} answered {response.status_code}", PROVIDER_ADVICE)
     server = response.headers.get("server")
     outage = classify_response(response.status_code, server, response.content[:BODY_LIMIT])
     via = " (Server: nginx)" if from_nginx(response) else ""
     detail = f"{what} answered {response.status_code}{via}"
     if outage is None:
         return HopFailed(detail, "read the model server's log for this request")
-    return HopFailed(f"{detail}: {outage}", OUTAGE_ADVICE[outage])
+    return HopFailed(f"{detail}: {outage}", outage_advice(outage, target))
 
 
 def json_body(response: httpx.Response) -> object:

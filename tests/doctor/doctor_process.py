@@ -14,13 +14,11 @@ from typing import TYPE_CHECKING
 
 from support import serving
 
-from app.doctor.table import DETAIL_WIDTH, HOP_WIDTH, RESULT_WIDTH
+from app.doctor.table import DETAIL_WIDTH, RESULT_WIDTH
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
-DETAIL_AT = HOP_WIDTH + RESULT_WIDTH
-ADVICE_AT = DETAIL_AT + DETAIL_WIDTH
 RUN_TIMEOUT = 60
 BATCH = Path(__file__).with_name("doctor_batch.py")
 
@@ -59,16 +57,22 @@ class Run:
 
 
 def parse(output: str) -> dict[str, Row]:
-    """The table's rows; a wrapped cell continues on lines that start with spaces."""
+    """The table's rows, by hop ("mac1 tunnel" for a named host's); a wrapped cell continues on
+    lines that start with spaces. The hop column is as wide as the header says."""
+    lines = output.splitlines()
+    if not lines:
+        return {}
+    result_at = lines[0].index("result")
+    detail_at, advice_at = result_at + RESULT_WIDTH, result_at + RESULT_WIDTH + DETAIL_WIDTH
     rows: dict[str, Row] = {}
     row = Row("")
-    for line in output.splitlines()[1:]:
+    for line in lines[1:]:
         if not line.strip():
             break
         if not line.startswith(" "):
-            row = rows.setdefault(line[:HOP_WIDTH].strip(), Row(line[HOP_WIDTH:DETAIL_AT].strip()))
-        row.detail = f"{row.detail} {line[DETAIL_AT:ADVICE_AT].strip()}".strip()
-        row.advice = f"{row.advice} {line[ADVICE_AT:].strip()}".strip()
+            row = rows.setdefault(line[:result_at].strip(), Row(line[result_at:detail_at].strip()))
+        row.detail = f"{row.detail} {line[detail_at:advice_at].strip()}".strip()
+        row.advice = f"{row.advice} {line[advice_at:].strip()}".strip()
     return rows
 
 
