@@ -231,6 +231,8 @@ class Hosts:
             self._site_breaker = breaker
         self._metrics.upstream_outage(self.site_outage())
         self._metrics.model_state(self.home[0].monitor.model_state())
+        doors = {door for host in self.home for door in host.monitor.refused_doors()}
+        self._metrics.token_doors(sorted(doors))
         self._metrics.lane_caps(self.lane_caps())
 
     def lane_caps(self) -> dict[str, int]:

@@ -20,6 +20,7 @@ import httpx
 import pytest
 import redis
 from chat_client import chat
+from fault_servers import scripted_server
 from gateway_server import running_gateway
 from sim_process import running_sims
 from support import eventually, flushed
@@ -321,3 +322,24 @@ def test_the_host_is_named_in_the_log_line_and_the_metrics(
     assert 'llmgw_host_routed_total{host="mac1",reason="new"} 1.0' in metrics
     assert 'llmgw_host_routed_total{host="mac1",reason="follow_up"} 1.0' in metrics
     assert 'llmgw_host_requests_total{host="mac1",outcome="ok"} 2.0' in metrics
+
+
+def test_a_token_refused_on_one_host_raises_its_door(redis_url: str) -> None:
+    """One of two hosts refuses the gateway's token at nginx: the door's gauge says so, as it
+    does with one host, while the other host serves."""
+    refused = b'{"error":{"code":"nginx_token_invalid"}}'
+    answer = (
+        b"HTTP/1.1 401 Unauthorized\r\nServer: nginx\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(refused), refused)
+    )
+    with (
+        scripted_server() as door,
+        running_sims(linux=("--slots", "2")) as sims,
+    ):
+        door.answer = answer
+        settings = hosts_settings(sims["linux"], sims["linux"], flushed(redis_url))
+        settings["upstream_mac1_url"] = door.url
+        with running_gateway(**settings) as gateway:
+            line = 'llmgw_upstream_token_invalid{door="gateway_nginx"} 1.0'
+            assert eventually(lambda: line in httpx.get(f"{gateway.url}/metrics").text)
+            assert answered(chat(gateway.url))
