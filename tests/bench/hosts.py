@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import lanes
 import routing_cost
-from adaptive import INSTRUCTIONS
 from goals import host_goals, table
 from lanes import ANSWER, TEXT, capacity
 from latency import percentile
@@ -58,13 +58,10 @@ UNLOADED_CHATS = 20
 QUEUE_SHARE = 0.25  # the wait in line, of the unloaded TTFT (the README's advice)
 SHED = "shed"  # every host full: the visitor is told to come back, nothing failed
 Timeline = list[tuple[float, int, bool]]  # when, which replica, whether it said the victim serves
+# The lanes benchmark's gateway (its answers, instructions, open windows) without its one
+# host's cap and its key: each host has its own cap here, and only visitors come.
 GATEWAY = {
-    "max_output_tokens": ANSWER,
-    "reasoning_effort": "none",
-    "instructions": INSTRUCTIONS,  # some 300 tokens: a prefill of about 0.2 s
-    "global_limit": 10**6,
-    "visitor_limit": 10**6,
-    "probe_stale_factor": 1,
+    **{k: v for k, v in lanes.GATEWAY.items() if k not in {"max_inflight", "key_secret"}},
     "owner_reserved_inflight": 0,  # visitors only: no owner to hold a place for
     # The active check as deployed: with several hosts it is one of the ways a dead one is seen.
     "health_interval": Settings.model_fields["health_interval"].default,

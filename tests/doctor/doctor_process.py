@@ -19,6 +19,8 @@ from app.doctor.table import DETAIL_WIDTH, RESULT_WIDTH
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
+    from sim_process import SimHandle
+
 RUN_TIMEOUT = 60
 BATCH = Path(__file__).with_name("doctor_batch.py")
 
@@ -182,3 +184,14 @@ def routed_server(routes: Mapping[tuple[str, str], Route]) -> Iterator[str]:
 
     with serving(Handler) as url:
         yield url
+
+
+@dataclass
+class Scene:
+    """Every case's diagnosis, and the sims they ran against (still running)."""
+
+    diagnoses: dict[str, Diagnosis]
+    sims: dict[str, SimHandle]
+
+    def __getitem__(self, case: str) -> Diagnosis:
+        return self.diagnoses[case]

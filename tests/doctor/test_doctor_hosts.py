@@ -7,12 +7,11 @@ Real sims (one killed), real probes, real Redis; every doctor runs at once."""
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
 import redis
-from doctor_process import Diagnosis, Run, doctors
+from doctor_process import Run, Scene, doctors
 from probe_process import running_probe
 from sim_process import SimHandle, running_sims
 from support import eventually, flushed, free_port
@@ -36,17 +35,6 @@ SIMS = {
 }
 HOST_HOPS = [hop for hop in HOPS if hop not in ("redis", "admit-script", "tls")]
 QUICK = ("--no-concurrency",)
-
-
-@dataclass
-class Scene:
-    """Every case's diagnosis, and the sims they ran against."""
-
-    diagnoses: dict[str, Diagnosis]
-    sims: dict[str, SimHandle]
-
-    def __getitem__(self, case: str) -> Diagnosis:
-        return self.diagnoses[case]
 
 
 def fallback(model: str = MODEL, key: str = FALLBACK_KEY, url: str = "") -> dict[str, str]:

@@ -9,13 +9,19 @@ from __future__ import annotations
 import json
 import secrets
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 import redis
-from doctor_process import Diagnosis, Route, Run, assert_fails_first_at, doctors, routed_server
+from doctor_process import (
+    Route,
+    Run,
+    Scene,
+    assert_fails_first_at,
+    doctors,
+    routed_server,
+)
 from probe_process import running_probe
 from sim_process import SimHandle, running_sims
 from support import eventually, flushed, require_binary
@@ -46,17 +52,6 @@ SIMS = {
     "llama": ("--engine", "llama.cpp"),
     "locked": ("--api-key", LMSTUDIO_TOKEN),  # Require Authentication on
 }
-
-
-@dataclass
-class Scene:
-    """Every case's diagnosis, and the sims they ran against (still running)."""
-
-    diagnoses: dict[str, Diagnosis]
-    sims: dict[str, SimHandle]
-
-    def __getitem__(self, case: str) -> Diagnosis:
-        return self.diagnoses[case]
 
 
 def not_lm_studio(responses: Route) -> AbstractContextManager[str]:
