@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 import redis
+from access.keys_support import KEY_SECRET, create_key
 from chat_client import chat
 from fault_servers import scripted_server
 from gateway_server import running_gateway
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 # An answer of 40 tokens at 40 tokens a second: long enough for streams to overlap.
 SLOW = ("--decode-rate", "40", "--output-tokens", "40", "--queue", "0")
+MODEL = "nvidia/nemotron-3-nano"  # the sims' model, and the gateway's
 ROOMY = {"global_limit": 100_000, "visitor_limit": 100_000}
 
 
@@ -343,3 +345,36 @@ def test_a_token_refused_on_one_host_raises_its_door(redis_url: str) -> None:
             line = 'llmgw_upstream_token_invalid{door="gateway_nginx"} 1.0'
             assert eventually(lambda: line in httpx.get(f"{gateway.url}/metrics").text)
             assert answered(chat(gateway.url))
+
+
+def test_the_owner_has_a_place_held_back_on_each_host(redis_url: str) -> None:
+    """Two hosts, one place of each held back for the owner: visitors fill the other places
+    (3 on mac1, 1 on linux1) and no more, and the owner's chat is still admitted at once."""
+    with two_hosts(
+        redis_url,
+        owner_reserved_inflight=1,
+        key_secret=KEY_SECRET,
+        queue_wait_seconds=0,
+        mac=("--decode-rate", "10", "--output-tokens", "30", "--queue", "0"),
+    ) as (mac, linux, (gateway,)):
+        key = create_key(redis_url, "owner-laptop", lane="owner")
+        flood = ThreadPoolExecutor(8)
+        visitors = [
+            flood.submit(chat, gateway.url, headers={"X-Thumbmark-Id": f"f{n}"}) for n in range(8)
+        ]
+        assert eventually(lambda: mac.stats()["active"] == 3)
+        owner = httpx.post(
+            f"{gateway.url}/v1/chat/completions",
+            json={
+                "model": "nvidia/nemotron-3-nano",
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        statuses = [future.result().status for future in visitors]
+        flood.shutdown()
+        assert mac.stats()["rejected"] == linux.stats()["rejected"] == 0
+    assert owner.status_code == 200
+    assert statuses.count(200) == 4  # 3 on mac1 and 1 on linux1: the held-back places stayed free
+    assert statuses.count(503) == 4
