@@ -36,9 +36,11 @@ class HealthReport:
     busy: bool = False
 
 
-async def check_upstream(client: httpx.AsyncClient, model: str) -> HealthReport:
+async def check_upstream(
+    client: httpx.AsyncClient, model: str, listings: tuple[Listing, ...] = LISTINGS
+) -> HealthReport:
     """One check: the first listing the server has, read for `model`."""
-    for listing in LISTINGS:
+    for listing in listings:
         try:
             answer = await client.get(listing.value, timeout=CHECK_TIMEOUT)
         except httpx.HTTPError as exc:

@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from app.protection.breaker import BreakerState
-from app.protection.health_check import MISCONFIGURED, HealthReport, check_upstream
+from app.protection.health_check import LISTINGS, MISCONFIGURED, HealthReport, check_upstream
 from app.protection.outage import (
     OutageClass,
     TokenDoor,
@@ -26,7 +26,7 @@ from app.protection.outage import (
     probe_token_refused,
     refine,
 )
-from probe.model_catalog import ModelState
+from probe.model_catalog import Listing, ModelState
 
 if TYPE_CHECKING:
     import httpx
@@ -58,8 +58,11 @@ class UpstreamMonitor:
         site: bool = True,
         name: str = "home",
         health_failures: int = 3,
+        lm_studio: bool = True,
     ) -> None:
         self.name = name
+        # A hosted provider is no LM Studio: only OpenAI's listing is asked of it.
+        self._listings = LISTINGS if lm_studio else (Listing.OPENAI,)
         self._client = client
         self._model = model
         # The probe host this model host's snapshots come under (None: every probe's), and
@@ -135,7 +138,7 @@ class UpstreamMonitor:
 
     async def check_once(self) -> None:
         """Run the active check and act on what it finds."""
-        self.apply(await check_upstream(self._client, self._model))
+        self.apply(await check_upstream(self._client, self._model, self._listings))
         self.checked = True
 
     def apply(self, report: HealthReport) -> None:

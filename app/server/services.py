@@ -255,6 +255,7 @@ def _host(
         probe=config.probe,
         site=site,
         name=config.name,
+        lm_studio=not config.fallback,
         health_failures=settings.health_failures,
     )
     return Host(config, client, breaker, monitor, governor, ttft)

@@ -14,17 +14,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from functools import partial
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 import redis
-from access.keys_support import KEY_SECRET, create_key
 from chat_client import chat
 from fault_servers import scripted_server
 from gateway_server import running_gateway
+from keys_support import KEY_SECRET, create_key
 from sim_process import running_sims
-from support import eventually, flushed
+from support import eventually, flushed, serving
 
 from probe.publisher import RedisPublisher
 from probe.snapshot import build_snapshot
@@ -378,3 +379,40 @@ def test_the_owner_has_a_place_held_back_on_each_host(redis_url: str) -> None:
     assert owner.status_code == 200
     assert statuses.count(200) == 4  # 3 on mac1 and 1 on linux1: the held-back places stayed free
     assert statuses.count(503) == 4
+
+
+def test_the_fallback_is_checked_as_a_hosted_provider(redis_url: str) -> None:
+    """The fallback's active check asks only OpenAI's `/v1/models`, with its key: a hosted
+    provider has none of LM Studio's listings; and it serves while its model is listed."""
+    paths: list[tuple[str, str | None]] = []
+    listing = json.dumps({"object": "list", "data": [{"id": MODEL, "object": "model"}]}).encode()
+
+    class Provider(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            paths.append((self.path, self.headers.get("Authorization")))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(listing)))
+            self.end_headers()
+            self.wfile.write(listing)
+
+        def log_message(self, *_: object) -> None:
+            return
+
+    with (
+        serving(Provider) as provider,
+        running_sims(home=("--slots", "2")) as sims,
+        running_gateway(
+            upstream_url=sims["home"].url,
+            redis_url=flushed(redis_url),
+            health_interval=0.3,
+            fallback_url=provider,
+            fallback_model=MODEL,
+            fallback_token="hosted-secret-key",
+        ) as gateway,
+    ):
+        assert eventually(lambda: len(paths) >= 2)
+        fallback = _host(gateway, "fallback")
+    assert {path for path, _ in paths} == {"/v1/models"}
+    assert {key for _, key in paths} == {"Bearer hosted-secret-key"}
+    assert (fallback["serving"], fallback["model"]) == (True, "ready")
