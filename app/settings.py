@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     fallback_token: SecretStr | None = None
     fallback_model: str | None = Field(default=None, min_length=1, max_length=200)
     fallback_daily_tokens: int = Field(default=200_000, ge=1)
+    # Of that budget, what one visitor (each of their ids: address, thumbmark) may spend per
+    # day; 0: no share, the whole budget is everyone's.
+    fallback_visitor_share: float = Field(default=0.1, ge=0, le=1)
     fallback_max_inflight: int = Field(default=4, ge=1, le=10_000)
     # Also when every home host is up but full for longer than the waiting room.
     fallback_on_shed: bool = False

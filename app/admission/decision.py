@@ -88,6 +88,7 @@ class HostSlot:
     up: bool = True
     asleep: bool = False
     budget: int = 0
+    share: int = 0  # the fallback: each visitor id's tokens of its day (0: no share)
 
     @property
     def fallback(self) -> bool:

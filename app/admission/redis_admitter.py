@@ -101,6 +101,12 @@ class RedisAdmitter:
         """The fallback's tokens spent on a UTC day, a token window settled like the others."""
         return f"fallback:{day}"
 
+    def _visitor_shares(self, request: _Request) -> tuple[str, ...]:
+        """Each visitor id's share of the fallback's day, as token windows (keyed lanes
+        have none: their keys' own windows bound them)."""
+        day = self.fallback_budget(_utc_day()[0])
+        return tuple(f"{day}:{s.name}" for s in request.scopes if s.whose is Limit.VISITOR)
+
     async def load(self) -> None:
         """Load the scripts into Redis now, so the first request needs a single EVALSHA."""
         for script in (self._admit, self._renew, self._finish):
@@ -176,13 +182,14 @@ class RedisAdmitter:
         mark = f"|{LANE_MARKS[lane]}|{request.key}"
         lease = f"{self._lease_prefix}{next(self._lease_numbers):x}{mark}"
         keys = [self._conversation_prefix + (request.continues or "-")]
-        fallback, budget_ms = "0", 0
+        fallback, budget_ms, share = "0", 0, 0
         args: list[int | str] = []
         for slot in request.hosts:
             if slot.fallback:
                 day, budget_ms = _utc_day()
                 second = self._tokens_prefix + self.fallback_budget(day)
                 fallback = FALLBACK_WHEN_FULL if request.fallback_on_full else FALLBACK_WHEN_OUT
+                share = slot.share
                 args += (slot.name, slot.budget, slot.cap, "uf")
             else:
                 second = self.host_wake_key(slot.name)
@@ -202,11 +209,16 @@ class RedisAdmitter:
             len(request.hosts),
             fallback,
             budget_ms,
+            0,
+            share,
             *args,
         ]
         for scope in request.scopes:
             keys += (self._window_prefix + scope.name, self._tokens_prefix + scope.name)
             args += (scope.requests, scope.tokens)
+        shares = self._visitor_shares(request) if share else ()
+        keys += (self._tokens_prefix + name for name in shares)
+        args[12] = len(shares)
         reply = await self._admit(keys=keys, args=args)
         return int(reply[0]), self._decision(now, request, limits, lease, reply)
 
@@ -242,7 +254,8 @@ class RedisAdmitter:
         scopes = request.scopes
         windows = tuple(s.name for s in scopes if s.tokens > 0)
         if slot is not None and slot.fallback:  # its day's budget is settled like a window
-            windows = (*windows, self.fallback_budget(_utc_day()[0]))
+            shares = self._visitor_shares(request) if slot.share else ()
+            windows = (*windows, self.fallback_budget(_utc_day()[0]), *shares)
         if not scopes:  # a key without windows of its own: only the in-flight cap held it
             admitted = Decision(True, Limit.KEY, 0, 0, 0.0, lease)  # noqa: FBT003
             return routed(admitted)

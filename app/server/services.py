@@ -176,6 +176,7 @@ async def _assemble(
         admitter=shared,
         fallback_on_shed=settings.fallback_on_shed,
         fallback_budget=settings.fallback_daily_tokens,
+        fallback_share=int(settings.fallback_daily_tokens * settings.fallback_visitor_share),
         round_robin=settings.routing == "round_robin",
     )
     upstream, governor, breaker, monitor, ttft = (

@@ -109,8 +109,10 @@ class Hosts:
         admitter: RedisAdmitter,
         fallback_on_shed: bool,
         fallback_budget: int,
+        fallback_share: int = 0,
         round_robin: bool = False,
     ) -> None:
+        self.fallback_share = fallback_share  # each visitor id's tokens of the fallback's day
         self.round_robin = round_robin
         self._turns = 0
         self.home = home
@@ -183,8 +185,10 @@ class Hosts:
         ]
         fallback = self.fallback
         if fallback is not None and fallback.name in permits:
-            budget = self.fallback_budget
-            slots.append(HostSlot(fallback.name, fallback.config.max_inflight, budget=budget))
+            budget, share = self.fallback_budget, self.fallback_share
+            slots.append(
+                HostSlot(fallback.name, fallback.config.max_inflight, budget=budget, share=share)
+            )
         return tuple(slots)
 
     def site_breaker(self) -> BreakerState:

@@ -187,3 +187,32 @@ def test_the_conversation_record_names_its_host(redis_url: str, redis_client: re
     asyncio.run(scenario())
     assert redis_client.get("{llmgw}:conversation:resp_9") == b"bob 120 mac1"
     assert redis_client.zcard("{llmgw}:inflight:mac1") == 0
+
+
+def test_one_visitor_spends_only_their_share_of_the_fallback(redis_url: str) -> None:
+    """A share of 2,500 tokens of a 10,000 budget: one visitor's third answer no longer fits
+    their share, while another visitor's still fits the budget; the stream's end settles the
+    share with the budget."""
+    fallback = HostSlot("fallback", 8, budget=10_000, share=2_500)
+    down = HostSlot("mac1", 4, up=False)
+
+    async def scenario() -> tuple[list[Decision], Decision, int]:
+        admitter = make_admitter(redis_url)
+        mine = [
+            await admitter.admit(["alice"], ROOMY, hosts=(down, fallback), tokens=1_000)
+            for _ in range(3)
+        ]
+        other = await admitter.admit(["bob"], ROOMY, hosts=(down, fallback), tokens=1_000)
+        first = mine[0]
+        assert first.lease is not None
+        await admitter.release(
+            first.lease, reservation=first.reservation, spent=100, host=first.host
+        )
+        again = await admitter.admit(["alice"], ROOMY, hosts=(down, fallback), tokens=1_000)
+        return [*mine, again], other, await admitter.fallback_spent()
+
+    alice, bob, spent = asyncio.run(scenario())
+    assert [d.admitted for d in alice] == [True, True, False, True]  # refunded: fits again
+    assert alice[2].limit is Limit.FALLBACK_BUDGET
+    assert bob.admitted
+    assert spent == 100 + 1_000 + 1_000 + 1_000  # settled, reserved, bob's, alice's again

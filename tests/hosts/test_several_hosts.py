@@ -288,6 +288,7 @@ def test_all_hosts_down(redis_url: str, *, fallback: bool) -> None:
                 "fallback_model": "nvidia/nemotron-3-nano",
                 "fallback_token": "hosted-secret-key",
                 "fallback_daily_tokens": 1_100,
+                "fallback_visitor_share": 1.0,  # the day's budget is the limit here
             }
         with two_hosts(redis_url, **extra) as (mac, linux, (gateway,)):
             mac.kill()

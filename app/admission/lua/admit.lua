@@ -6,14 +6,16 @@
 -- set, score = expiry in ms; a lease id ends with its lane and key, '|o|laptop'), then its
 -- wake (a home host's model asleep) or, for the fallback, today's token budget; then two per
 -- scope, broadest first (global, then the visitor's ids: address, thumbmark; or a key's own):
--- its request window, then its token window.
+-- its request window, then its token window; last, the visitor's own share of the
+-- fallback's day (one per visitor id, ARGV[13] of them; none unless the fallback may answer).
 -- ARGV: 1 window ms, 2 lease id, 3 lease ms, 4 shed retry ms, 5 the visitor id that must own
 -- the conversation ('' when none is continued), 6 how long a wake may take (ms), 7 the tokens
 -- to reserve (the input's estimate and the answer's cap; the conversation's size on record is
 -- added here), 8 the end of the lease ids of this request's key ('' for none), 9 that key's
 -- streams at once (0: no limit), 10 the number of hosts, 11 when the fallback may answer ('1':
 -- no home host is up; '2': also when every home host that is up is full), 12 how long the
--- fallback's budget lasts (ms, to the end of its day); then four per host: its name, the
+-- fallback's budget lasts (ms, to the end of its day), 13 how many visitor shares of it follow
+-- the scopes' keys and 14 each one's tokens for the day; then four per host: its name, the
 -- lane's in-flight cap on it, the weight its free places are scaled by (its own weight times
 -- its governor's factor), and its flags ('u' up: breaker not open, no outage; 'a' its model
 -- asleep, as this gateway sees it; 'f' the fallback, whose cap field is its daily tokens and
@@ -39,11 +41,12 @@
 -- tokens reserved (or asked for, when refused by tokens); host the index of the host chosen;
 -- moved 1 when a conversation leaves the host that answered it; and ends, once admitted, the
 -- instant each token window on ends (PEXPIRETIME), in scope order, then the fallback's
--- budget's when it answers: the stream's end refunds into a window only while it lasts
+-- budget's and the visitor's shares of it when it answers: the stream's end refunds into a window only while it lasts
 -- (app/admission/lua/finish.lua).
 local window = tonumber(ARGV[1])
 local hosts = tonumber(ARGV[10])
-local host_args, scope_keys = 12, 1 + 2 * hosts
+local host_args, scope_keys = 14, 1 + 2 * hosts
+local shares = tonumber(ARGV[13])
 
 -- Another visitor's conversation (or none at all) is not to be continued: nothing is spent.
 local size, bound = 0, ''
@@ -59,7 +62,7 @@ local reserve = tonumber(ARGV[7]) + size
 -- leaves the token windows alone). One MGET reads them all.
 local names, scopes, limits, costs, tokens = {}, {}, {}, {}, {}
 for host = 1, hosts do names[host] = KEYS[1 + 2 * host] end
-for scope = 1, (#KEYS - scope_keys) / 2 do
+for scope = 1, (#KEYS - scope_keys - shares) / 2 do
   for kind = 0, 1 do
     local limit = tonumber(ARGV[host_args + 4 * hosts + 2 * scope - 1 + kind])
     if limit > 0 and (kind == 0 or reserve > 0) then
@@ -156,6 +159,14 @@ if chosen == 0 then
     local ttl = redis.call('PTTL', names[fallback])
     return {8, ttl > 0 and ttl or shed_ms, 0, 0, 0, 0, reserve, 0, 0}
   end
+  -- Each visitor id's share of the day: one visitor cannot spend everyone's backup.
+  for share = 1, shares do
+    local key = KEYS[#KEYS - shares + share]
+    if tonumber(redis.call('GET', key) or 0) + reserve > tonumber(ARGV[14]) then
+      local ttl = redis.call('PTTL', key)
+      return {8, ttl > 0 and ttl or shed_ms, 0, 0, 0, 0, reserve, 0, 0}
+    end
+  end
   if counts[fallback] >= tonumber(arg(fallback, 3)) then return {3, shed_ms, 0, 0, 0, 0, 0, 0, 0} end
   chosen = fallback
 end
@@ -182,6 +193,12 @@ if chosen == fallback then
   redis.call('PEXPIRE', names[chosen], tonumber(ARGV[12]), 'NX')
   reserved = reserve
   ends[#ends + 1] = redis.call('PEXPIRETIME', names[chosen])
+  for share = 1, shares do
+    local key = KEYS[#KEYS - shares + share]
+    redis.call('INCRBY', key, reserve)
+    redis.call('PEXPIRE', key, tonumber(ARGV[12]), 'NX')
+    ends[#ends + 1] = redis.call('PEXPIRETIME', key)
+  end
 end
 if waker == 1 then redis.call('SET', names[chosen], 'loading', 'PX', tonumber(ARGV[6])) end
 local ttl = tightest and redis.call('PTTL', tightest) or 0
