@@ -89,6 +89,7 @@ class HostSlot:
     asleep: bool = False
     budget: int = 0
     share: int = 0  # the fallback: each visitor id's tokens of its day (0: no share)
+    recovering: bool = False  # its breaker is half-open: its conversations wait, not move
 
     @property
     def fallback(self) -> bool:

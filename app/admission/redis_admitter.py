@@ -193,7 +193,11 @@ class RedisAdmitter:
                 args += (slot.name, slot.budget, slot.cap, "uf")
             else:
                 second = self.host_wake_key(slot.name)
-                flags = ("u" if slot.up else "") + ("a" if slot.asleep else "")
+                flags = "".join(
+                    flag
+                    for flag, on in (("u", slot.up), ("a", slot.asleep), ("r", slot.recovering))
+                    if on
+                )
                 args += (slot.name, slot.cap, f"{slot.weight:.6g}", flags or "-")
             keys += (self.leases_key(slot.name), second)
         args = [

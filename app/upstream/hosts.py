@@ -78,8 +78,22 @@ class Offer:
         return bool(self.permits)
 
     def slots(self, lane: Lane) -> tuple[HostSlot, ...]:
-        """What the admission script is told of each host, for this lane, now."""
+        """What the admission script is told of each host, for this lane, now: asked again
+        on each try of a chat that waits, so a host that went out meanwhile is given back and
+        one that came back is asked for a permit."""
+        self._refresh()
         return self.hosts.slots(lane, self.permits)
+
+    def _refresh(self) -> None:
+        for name in list(self.permits):
+            host = self.hosts.by_name(name)
+            if not host.serving():
+                host.breaker.give_back(self.permits.pop(name))
+        for host in self.hosts.every():
+            if host.name not in self.permits and host.serving():
+                permit = host.breaker.permit()
+                if permit is not None:
+                    self.permits[host.name] = permit
 
     def take(self, name: str) -> tuple[Host, Permit]:
         """The host chosen and its permit; every other permit goes back."""
@@ -146,6 +160,10 @@ class Hosts:
     def several(self) -> bool:
         return len(self.home) > 1
 
+    def every(self) -> tuple[Host, ...]:
+        """The home hosts, then the fallback."""
+        return tuple(self._by_name.values())
+
     def by_name(self, name: str) -> Host:
         return self._by_name.get(name, self.home[0])
 
@@ -180,6 +198,7 @@ class Hosts:
                 self._weight(host, turn),
                 up=host.name in permits,
                 asleep=host.monitor.model_asleep(),
+                recovering=host.breaker.state is BreakerState.HALF_OPEN,
             )
             for host in self.home
         ]
@@ -227,7 +246,9 @@ class Hosts:
             return
         slots = sum(host.config.max_inflight for host in self.home)
         factor = sum(h.governor.factor * h.config.max_inflight for h in self.home) / slots
-        pressure = max(host.governor.pressure for host in self.home)
+        # The site is as pressured as its least pressured serving host: a visitor can go there.
+        serving = [host.governor.pressure for host in self.home if host.serving()]
+        pressure = min(serving, default=max(host.governor.pressure for host in self.home))
         self.site.follow(factor, pressure)
         breaker = self.site_breaker()
         if breaker is not self._site_breaker:

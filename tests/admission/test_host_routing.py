@@ -216,3 +216,38 @@ def test_one_visitor_spends_only_their_share_of_the_fallback(redis_url: str) -> 
     assert alice[2].limit is Limit.FALLBACK_BUDGET
     assert bob.admitted
     assert spent == 100 + 1_000 + 1_000 + 1_000  # settled, reserved, bob's, alice's again
+
+
+def test_a_follow_up_to_its_host_asleep_is_the_one_that_wakes_it(redis_url: str) -> None:
+    """The conversation's host has its model asleep: the follow-up wakes it (alone), and
+    the next request, new or follow-up, waits for the wake instead of loading it again."""
+
+    async def scenario() -> tuple[Decision, Decision, Decision]:
+        admitter = make_admitter(redis_url)
+        await admitter.remember_conversation(Conversation("resp_z", "zoe", 10, "mac1"))
+        asleep = (HostSlot("mac1", 4, asleep=True),)
+        first = await admitter.admit(["zoe"], ROOMY, "resp_z", "zoe", wake_seconds=30, hosts=asleep)
+        second = await admitter.admit(
+            ["zoe"], ROOMY, "resp_z", "zoe", wake_seconds=30, hosts=asleep
+        )
+        new = await admitter.admit(["yan"], ROOMY, wake_seconds=30, hosts=asleep)
+        return first, second, new
+
+    first, second, new = asyncio.run(scenario())
+    assert (first.admitted, first.waker, first.host) == (True, True, "mac1")
+    assert (second.admitted, second.limit) == (False, Limit.WAKING)
+    assert (new.admitted, new.limit) == (False, Limit.WAKING)
+
+
+def test_a_follow_up_waits_for_its_recovering_host_instead_of_moving(redis_url: str) -> None:
+    """Its host's breaker is half-open with no trial free for this chat: the follow-up is shed
+    to wait for it, not moved to another host with its transcript."""
+
+    async def scenario() -> Decision:
+        admitter = make_admitter(redis_url)
+        await admitter.remember_conversation(Conversation("resp_r", "rae", 10, "linux1"))
+        recovering = HostSlot("linux1", 2, up=False, recovering=True)
+        return await admitter.admit(["rae"], ROOMY, "resp_r", "rae", hosts=(MAC, recovering))
+
+    decision = asyncio.run(scenario())
+    assert (decision.admitted, decision.limit, decision.moved) == (False, Limit.INFLIGHT, False)

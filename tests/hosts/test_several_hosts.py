@@ -417,3 +417,20 @@ def test_the_fallback_is_checked_as_a_hosted_provider(redis_url: str) -> None:
     assert {path for path, _ in paths} == {"/v1/models"}
     assert {key for _, key in paths} == {"Bearer hosted-secret-key"}
     assert (fallback["serving"], fallback["model"]) == (True, "ready")
+
+
+def test_a_host_that_forgot_the_conversation_goes_on_from_the_transcript(
+    redis_url: str,
+) -> None:
+    """LM Studio restarted on the conversation's host, which is up again but no longer knows
+    the previous response: the follow-up is answered there from the transcript kept here."""
+    with two_hosts(redis_url) as (mac, _, (gateway,)):
+        first = chat(gateway.url, headers={"X-Thumbmark-Id": "dana"})
+        assert answered(first)
+        assert mac.stats()["started"] == 1
+        mac.restart()  # its stored responses are gone
+        assert eventually(partial(_all_serving, gateway), timeout=10)
+        body = {"input": "Where were we?", "previous_response_id": response_id(first)}
+        follow = chat(gateway.url, body, headers={"X-Thumbmark-Id": "dana"})
+        assert answered(follow), follow.json or follow.events[-1]
+        assert mac.stats()["started"] >= 1

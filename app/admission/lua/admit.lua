@@ -17,7 +17,8 @@
 -- fallback's budget lasts (ms, to the end of its day), 13 how many visitor shares of it follow
 -- the scopes' keys and 14 each one's tokens for the day; then four per host: its name, the
 -- lane's in-flight cap on it, the weight its free places are scaled by (its own weight times
--- its governor's factor), and its flags ('u' up: breaker not open, no outage; 'a' its model
+-- its governor's factor), and its flags ('u' up: its breaker gave a permit; 'r' recovering:
+-- its breaker is half-open, 'u' or not; 'a' its model
 -- asleep, as this gateway sees it; 'f' the fallback, whose cap field is its daily tokens and
 -- weight field its in-flight cap); then two per scope: its request limit and its token limit
 -- per window, 0 turning that window off.
@@ -44,6 +45,8 @@
 -- budget's and the visitor's shares of it when it answers: the stream's end refunds into a window only while it lasts
 -- (app/admission/lua/finish.lua).
 local window = tonumber(ARGV[1])
+-- Past the fallback's budget, come back when a home host may be back, not tomorrow.
+local FALLBACK_RETRY_MS = 30000
 local hosts = tonumber(ARGV[10])
 local host_args, scope_keys = 14, 1 + 2 * hosts
 local shares = tonumber(ARGV[13])
@@ -121,7 +124,13 @@ if bound ~= '' then
     if arg(host, 1) == bound and has(host, 'u') and not has(host, 'f') then
       if used[host] == 'loading' then return {5, shed_ms, 0, 0, 0, 0, 0, 0, 0} end
       if counts[host] >= tonumber(arg(host, 2)) then return {3, shed_ms, 0, 0, 0, 0, 0, 0, 0} end
+      -- Its model asleep: this follow-up is the one request that wakes it.
+      if has(host, 'a') and used[host] ~= 'awake' then waker = 1 end
       chosen = host
+    elseif arg(host, 1) == bound and has(host, 'r') then
+      -- Its host is recovering (its breaker lets trials through, none free just now): the
+      -- conversation waits for it rather than moving away.
+      return {3, shed_ms, 0, 0, 0, 0, 0, 0, 0}
     end
   end
   if chosen == 0 then moved = 1 end
@@ -156,15 +165,13 @@ if chosen == 0 then
     return {7, shed_ms, 0, 0, 0, 0, 0, 0, 0}
   end
   if tonumber(used[fallback] or 0) + reserve > tonumber(arg(fallback, 2)) then
-    local ttl = redis.call('PTTL', names[fallback])
-    return {8, ttl > 0 and ttl or shed_ms, 0, 0, 0, 0, reserve, 0, 0}
+    return {8, FALLBACK_RETRY_MS, 0, 0, 0, 0, reserve, 0, 0}
   end
   -- Each visitor id's share of the day: one visitor cannot spend everyone's backup.
   for share = 1, shares do
     local key = KEYS[#KEYS - shares + share]
     if tonumber(redis.call('GET', key) or 0) + reserve > tonumber(ARGV[14]) then
-      local ttl = redis.call('PTTL', key)
-      return {8, ttl > 0 and ttl or shed_ms, 0, 0, 0, 0, reserve, 0, 0}
+      return {8, FALLBACK_RETRY_MS, 0, 0, 0, 0, reserve, 0, 0}
     end
   end
   if counts[fallback] >= tonumber(arg(fallback, 3)) then return {3, shed_ms, 0, 0, 0, 0, 0, 0, 0} end

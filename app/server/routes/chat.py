@@ -14,6 +14,7 @@ from app.chat.request import parse_chat_request
 from app.chat.tokens import to_reserve
 from app.errors import (
     BreakerOpen,
+    ConversationExpired,
     GatewayError,
     NotFound,
     Shed,
@@ -21,7 +22,7 @@ from app.errors import (
 )
 from app.server.chat_telemetry import ROUTE, Call, outcome_of, server_span
 from app.server.routes.raw_responses import EventStream, JsonAnswer
-from app.server.routes.routing import on_some_host, routed_exchange
+from app.server.routes.routing import has_transcript, on_some_host, routed_exchange
 from app.server.routes.waking import WakingChat
 from app.telemetry.tracing import current_span, span_in_use
 
@@ -81,11 +82,19 @@ async def _chat(request: Request[Any, Any, Any], call: Call) -> EventStream | Js
     call.visitor = visitor.owner[:12]  # a short prefix of the keyed hash: enough to follow one
     if services.settings.log_content:
         call.content = str(chat_request.input)[:500]
-    return await on_some_host(call, lambda: _on_a_host(call, chat_request, visitor))
+    try:
+        return await on_some_host(call, lambda: _on_a_host(call, chat_request, visitor))
+    except ConversationExpired:
+        # Its host is up but forgot the conversation (LM Studio restarted): once more, from
+        # the transcript kept here, if there is one.
+        if not await has_transcript(services, chat_request.previous_response_id):
+            raise
+        retry = lambda: _on_a_host(call, chat_request, visitor, lost=True)  # noqa: E731
+        return await on_some_host(call, retry)
 
 
 async def _on_a_host(
-    call: Call, chat_request: ChatRequest, visitor: Visitor
+    call: Call, chat_request: ChatRequest, visitor: Visitor, *, lost: bool = False
 ) -> EventStream | JsonAnswer:
     """Admit the chat, pick its host in the same round trip, and open its stream there."""
     services = call.services
@@ -130,7 +139,7 @@ async def _on_a_host(
         offer.give_back()
         call.refused_by = str(decision.limit)
         return rejection(decision, headers)
-    exchange = await routed_exchange(call, offer, decision, visitor.owner, chat_request)
+    exchange = await routed_exchange(call, offer, decision, visitor.owner, chat_request, lost=lost)
     await exchange.check_room(chat_request.estimated_tokens())
     upstream = await exchange.open(exchange.payload)
     return EventStream(exchange.stream(upstream), SSE_HEADERS | headers)

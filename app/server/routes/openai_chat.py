@@ -14,13 +14,14 @@ from litestar.exceptions import HTTPException
 from app.admission.decision import Decision, Limit, Scope, refusal
 from app.chat.openai_bodies import Api, KeyedBounds, KeyedRequest, parse_keyed_request
 from app.chat.tokens import estimate
-from app.errors import BreakerOpen, GatewayError, NotFound, Shed, TooManyTokens
+from app.errors import BreakerOpen, ConversationExpired, GatewayError, NotFound, Shed, TooManyTokens
 from app.server.chat_telemetry import Call, outcome_of, server_span
 from app.server.routes.chat import SSE_HEADERS, UNAVAILABLE, rate_limit_headers
 from app.server.routes.exchange import Exchange
 from app.server.routes.raw_responses import EventStream, JsonAnswer, until_gone
-from app.server.routes.routing import on_some_host, route_reason
+from app.server.routes.routing import given_back, on_some_host, route_reason
 from app.telemetry.tracing import current_span, span_in_use
+from app.upstream.answer_errors import EXPIRED_MESSAGE
 from app.upstream.client import RESPONSES_PATH
 from app.upstream.openai_streams import ChatCompletionsAsIs, ResponsesAsIs
 
@@ -75,22 +76,26 @@ async def _answer(
     keyed = parse_keyed_request(await request.body(), api, bounds)
     if settings.log_content:
         call.content = str(keyed.body)[:500]
-    return await on_some_host(call, lambda: _on_a_host(request, call, key, keyed))
+    if not services.hosts.offer_left():  # first: open breakers ask the model server nothing
+        wait = max(1, round(services.hosts.retry_after()))
+        raise BreakerOpen("the model is unavailable right now, try again soon", retry_after=wait)
+    # Once, before any host is tried: a listing that fails is no host's failure to retry.
+    model = await services.models.resolve(keyed.body.model)
+    return await on_some_host(call, lambda: _on_a_host(request, call, key, keyed, model))
 
 
 async def _on_a_host(
-    request: Request[Any, Any, Any], call: Call, key: ApiKey, keyed: KeyedRequest
+    request: Request[Any, Any, Any], call: Call, key: ApiKey, keyed: KeyedRequest, model: str
 ) -> EventStream | JsonAnswer:
     """Admit the chat, pick its host in the same round trip, and answer from there."""
     services = call.services
     settings = services.settings
     api = keyed.api
-    offer = services.hosts.offer()  # first: open breakers ask the model server nothing
+    offer = services.hosts.offer()
     if not offer:
         wait = max(1, round(services.hosts.retry_after()))
         raise BreakerOpen("the model is unavailable right now, try again soon", retry_after=wait)
     try:
-        model = await services.models.resolve(keyed.body.model)
         decision = await _admitted(call, key, keyed, offer)
     except BaseException:
         offer.give_back()
@@ -102,6 +107,9 @@ async def _on_a_host(
         return _refusal(decision, headers, key)
     host, permit = offer.take(decision.host)
     call.routed(host.name, route_reason(decision, host, keyed.previous_response_id))
+    if decision.moved:  # its host is out, and a keyed conversation keeps no transcript here
+        await given_back(call, decision, host, permit)
+        raise ConversationExpired(EXPIRED_MESSAGE)
     payload = keyed.payload(
         _model_on(host, model, services), None if host.fallback else settings.model_ttl
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypeVar
 
+import anyio
+
 from app.errors import ConversationExpired, UpstreamError
 from app.server.routes.exchange import Exchange
 from app.upstream.answer_errors import EXPIRED_MESSAGE
@@ -15,7 +17,9 @@ if TYPE_CHECKING:
 
     from app.admission.decision import Decision
     from app.chat.request import ChatRequest
+    from app.protection.breaker import Permit
     from app.server.chat_telemetry import Call
+    from app.server.services import Services
     from app.upstream.hosts import Host, Offer
 
 _T = TypeVar("_T")
@@ -38,28 +42,56 @@ async def on_some_host(call: Call, once: Callable[[], Awaitable[_T]]) -> _T:
     raise AssertionError("unreachable")  # pragma: no cover - the last try raises or returns
 
 
+async def has_transcript(services: Services, response_id: str | None) -> bool:
+    """Whether a conversation's turns are kept here (so it can go on without its host)."""
+    transcripts = services.transcripts
+    if response_id is None or transcripts is None:
+        return False
+    return await transcripts.load(response_id) is not None
+
+
 async def routed_exchange(
-    call: Call, offer: Offer, decision: Decision, owner: str, chat_request: ChatRequest
+    call: Call,
+    offer: Offer,
+    decision: Decision,
+    owner: str,
+    chat_request: ChatRequest,
+    *,
+    lost: bool = False,
 ) -> Exchange:
     """The admitted chat on the host its admission picked, with that host's payload: for a
     conversation that moved from a host that is out, its transcript instead of the previous
-    response's id (none kept: the conversation cannot go on, and the visitor starts anew)."""
+    response's id (none kept: the conversation cannot go on, and the visitor starts anew);
+    likewise for one whose host has `lost` it (restarted since)."""
     services = call.services
     host, permit = offer.take(decision.host)
     call.routed(host.name, route_reason(decision, host, chat_request.previous_response_id))
     transcript = None
     previous, transcripts = chat_request.previous_response_id, services.transcripts
-    if decision.moved and previous is not None:
-        transcript = None if transcripts is None else await transcripts.load(previous)
+    if (decision.moved or lost) and previous is not None:
+        try:
+            transcript = None if transcripts is None else await transcripts.load(previous)
+        except BaseException:  # the visitor left meanwhile: give back what was taken
+            await given_back(call, decision, host, permit)
+            raise
         if transcript is None:
-            await services.limiter.release(decision)
-            host.breaker.give_back(permit)
+            await given_back(call, decision, host, permit)
             raise ConversationExpired(EXPIRED_MESSAGE)
     payload = build_payload(chat_request, services.settings, host.config, transcript)
     exchange = Exchange(call, host, permit, decision, owner)
     exchange.payload = payload
     exchange.turn = chat_request
     return exchange
+
+
+async def given_back(call: Call, decision: Decision, host: Host, permit: Permit) -> None:
+    """An admitted chat that will not be sent: its lease, its permit and its wake go back."""
+    services = call.services
+    with anyio.CancelScope(shield=True):
+        await services.limiter.release(decision)
+        host.breaker.give_back(permit)
+        if decision.waker:
+            await services.limiter.wake_ended(woke=False, awake_seconds=0, host=host.name)
 
 
 def route_reason(decision: Decision, host: Host, continues: str | None) -> str:
