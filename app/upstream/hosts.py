@@ -85,12 +85,14 @@ class Offer:
         return self.hosts.slots(lane, self.permits)
 
     def _refresh(self) -> None:
+        """Permits as the breakers would give them now (an outage holds a breaker open; once
+        its cooldown is over, trials go through, as for a chat that just came)."""
         for name in list(self.permits):
             host = self.hosts.by_name(name)
-            if not host.serving():
+            if host.breaker.state is BreakerState.OPEN:
                 host.breaker.give_back(self.permits.pop(name))
         for host in self.hosts.every():
-            if host.name not in self.permits and host.serving():
+            if host.name not in self.permits and host.breaker.state is not BreakerState.OPEN:
                 permit = host.breaker.permit()
                 if permit is not None:
                     self.permits[host.name] = permit

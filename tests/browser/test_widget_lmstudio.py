@@ -121,9 +121,10 @@ def test_full_context_restarts_in_one_click(form: str, redis_url: str, widget: W
 
 
 def test_forgotten_conversation_restarts_in_one_click(redis_url: str, widget: Widget) -> None:
-    """When the model no longer keeps the conversation (LM Studio restarted), the widget says so
-    and one click asks the last question again in a new conversation."""
-    with lmstudio_gateway(redis_url) as (gateway, sim):
+    """When the model no longer keeps the conversation (LM Studio restarted) and the gateway
+    keeps no transcript of it (LLMGW_TRANSCRIPTS off), the widget says so and one click asks
+    the last question again in a new conversation."""
+    with lmstudio_gateway(redis_url, transcripts=False) as (gateway, sim):
         widget.open(gateway.url)
         widget.ask("Tell me about Redis")
         widget.wait_for_events("llmgw-completed")

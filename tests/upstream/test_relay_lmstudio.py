@@ -429,10 +429,12 @@ def test_a_conversation_the_model_server_forgot_is_conversation_expired(
     sims: dict[str, SimHandle], redis_url: str
 ) -> None:
     """After LM Studio lost a stored response (here: it restarted), a follow-up on it is
-    previous_response_not_found: the visitor is told to start afresh (410), and with a breaker
-    that opens at one failure, the next chat is served."""
+    previous_response_not_found: with no transcript kept here (LLMGW_TRANSCRIPTS off; with it
+    on, tests/hosts shows the conversation go on), the visitor is told to start afresh (410),
+    and with a breaker that opens at one failure, the next chat is served."""
     sim = sims["forgetful"]
-    with running_gateway(upstream_url=sim.url, redis_url=redis_url, breaker_failures=1) as gateway:
+    settings = {"breaker_failures": 1, "transcripts": False}
+    with running_gateway(upstream_url=sim.url, redis_url=redis_url, **settings) as gateway:
         first = chat(gateway.url)
         response_id = first.events[-1]["response"]["id"]
         sim.restart()
