@@ -75,6 +75,43 @@ class Unauthorized(GatewayError):
     code = "invalid_api_key"
 
 
+class PassRequired(GatewayError):
+    """The anonymous chat needs a visitor pass now (LLMGW_PASS): the widget fetches one and
+    retries by itself."""
+
+    status_code = 401
+    code = "pass_required"
+
+
+class PassInvalid(GatewayError):
+    """The X-Visitor-Pass sent is not good here (`reason`: malformed, bad_signature, expired,
+    foreign_network)."""
+
+    status_code = 401
+    code = "pass_invalid"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def body(self) -> dict[str, object]:
+        return {**super().body(), "reason": self.reason}
+
+
+class PassRefused(BadRequest):
+    """A proof of work that buys no pass (`reason`: malformed, bad_signature, wrong_answer,
+    expired, spent)."""
+
+    code = "pass_refused"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def body(self) -> dict[str, object]:
+        return {**super().body(), "reason": self.reason}
+
+
 class NotFound(GatewayError):
     status_code = 404
     code = "unknown_conversation"

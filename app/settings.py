@@ -8,7 +8,14 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -21,6 +28,13 @@ HOST_NAME = re.compile(r"^[a-z][a-z0-9_]{0,23}$")
 SINGLE_HOST, FALLBACK_HOST = "home", "fallback"
 HOST_FIELDS = ("url", "token", "model", "max_inflight", "weight", "probe")
 MAX_HOSTS = 16
+# Settings whose variable is not LLMGW_ and the field's name (the issue's contract names it).
+ENV_NAMES = {"pass_mode": "LLMGW_PASS"}
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a setting."""
+    return ENV_NAMES.get(field, f"LLMGW_{field.upper()}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +123,23 @@ class Settings(BaseSettings):
     key_max_output_tokens: int = Field(default=4_096, ge=1, le=1_048_576)
     key_max_input_chars: int = Field(default=400_000, ge=1, le=100_000_000)
     key_max_body_bytes: int = Field(default=2_000_000, ge=1_024, le=200_000_000)
+
+    # Visitor passes (app/server/pass_gate.py): off; adaptive (a pass is asked for under
+    # pressure); required (every anonymous chat needs one). Keyed clients need none.
+    pass_mode: Literal["off", "adaptive", "required"] = Field(
+        default="adaptive", validation_alias=AliasChoices("pass_mode", "LLMGW_PASS")
+    )
+    # The key that signs challenges and passes: shared through Redis unless set.
+    pass_key: SecretStr | None = None
+    pass_seconds: int = Field(default=1_800, ge=60, le=86_400)  # how long a pass lasts
+    pass_chats: int = Field(default=20, ge=1, le=10_000)  # chats one pass is good for
+    pass_challenge_seconds: int = Field(default=300, ge=10, le=3_600)
+    # The work of a challenge: numbers to try at base difficulty, doubled per step; steps are
+    # added under pressure and for a network asking for more than its share, up to the most.
+    pass_base_number: int = Field(default=20_000, ge=100, le=10_000_000)
+    pass_base_steps: int = Field(default=0, ge=0, le=20)
+    pass_max_steps: int = Field(default=8, ge=0, le=20)
+    pass_network_share: int = Field(default=6, ge=1, le=100_000)  # challenges per window
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65_535)
@@ -267,12 +298,12 @@ class Settings(BaseSettings):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 
-    @field_validator("key_secret", mode="before")
+    @field_validator("key_secret", "pass_key", mode="before")
     @classmethod
     def _empty_secret_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("key_secret")
+    @field_validator("key_secret", "pass_key")
     @classmethod
     def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < MIN_SECRET_CHARS:
@@ -368,7 +399,7 @@ def _number(
 def _problem(location: tuple[int | str, ...], message: str) -> str:
     if not location:  # a rule across fields names its variables in its message
         return message.removeprefix("Value error, ")
-    return f"LLMGW_{str(location[0]).upper()}: {message}"
+    return f"{env_name(str(location[0]))}: {message}"
 
 
 def _split(value: str) -> list[str]:

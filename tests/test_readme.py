@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from app.settings import Settings
+from app.settings import Settings, env_name
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -16,9 +16,7 @@ def test_configuration_table_matches_the_settings() -> None:
     table = text[text.index("## Configuration") : text.index("## Architecture")]
     documented = set(re.findall(r"^\| `(LLMGW_[A-Z_]+)` \|", table, flags=re.MULTILINE))
     settings = {  # not the ones derived from others (each host's variables, read by name)
-        f"LLMGW_{name.upper()}"
-        for name, field in Settings.model_fields.items()
-        if not field.exclude
+        env_name(name) for name, field in Settings.model_fields.items() if not field.exclude
     }
     assert documented == settings
 

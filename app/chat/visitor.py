@@ -21,10 +21,12 @@ IPV6_VISITOR_PREFIX = 64
 
 @dataclass(frozen=True, slots=True)
 class Visitor:
-    """A visitor's hashed ids: the address always, the browser's thumbmark when sent."""
+    """A visitor's hashed ids: the address always, the browser's thumbmark when sent, and the
+    visitor pass's id when one came (LLMGW_PASS): each has its own per-visitor window."""
 
     address_id: str
     thumbmark_id: str | None
+    pass_id: str | None = None
 
     @property
     def owner(self) -> str:
@@ -34,9 +36,8 @@ class Visitor:
     @property
     def ids(self) -> list[str]:
         """Every id that is limited; rotating thumbmarks does not escape the address limit."""
-        if self.thumbmark_id is None:
-            return [self.address_id]
-        return [self.address_id, self.thumbmark_id]
+        others = (self.thumbmark_id, self.pass_id)
+        return [self.address_id, *(other for other in others if other is not None)]
 
 
 class VisitorIdentifier:

@@ -19,6 +19,7 @@ from app.server.routes.health import healthz, readyz
 from app.server.routes.metrics import metrics
 from app.server.routes.openai_chat import chat_completions, responses
 from app.server.routes.openai_models import list_models
+from app.server.routes.passes import pass_challenge, visitor_pass
 from app.server.routes.status import status
 from app.server.routes.widget import demo_page, widget_script
 from app.server.services import running_services
@@ -54,7 +55,7 @@ def create_app(settings: Settings) -> Litestar:
         cors = CORSConfig(
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Content-Type", "X-Thumbmark-Id", "Authorization"],  # keys on /v1
+            allow_headers=["Content-Type", "X-Thumbmark-Id", "X-Visitor-Pass", "Authorization"],
             expose_headers=[
                 "Retry-After",
                 "RateLimit-Limit",
@@ -66,6 +67,8 @@ def create_app(settings: Settings) -> Litestar:
     return Litestar(
         route_handlers=[
             chat,
+            pass_challenge,
+            visitor_pass,
             healthz,
             readyz,
             status,

@@ -13,6 +13,8 @@ from opentelemetry.trace import INVALID_SPAN, SpanKind, StatusCode
 from app.errors import (
     BreakerOpen,
     ModelNotFound,
+    PassInvalid,
+    PassRequired,
     Shed,
     Unauthorized,
     UpstreamBusy,
@@ -41,6 +43,8 @@ HOSTS_LOG = logging.getLogger("llmgw.hosts")
 _OUTCOMES: tuple[tuple[type[Exception], str], ...] = (
     (BreakerOpen, "breaker_open"),
     (Unauthorized, "unauthorized"),
+    (PassRequired, "unauthorized"),  # a visitor pass needed, or a bad one: 401 as a bad key is
+    (PassInvalid, "unauthorized"),
     (ModelNotFound, "model_not_found"),
     (Shed, "shed"),
     (UpstreamBusy, "shed"),

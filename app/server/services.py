@@ -29,6 +29,7 @@ from app.protection.breaker import BreakerConfig, CircuitBreaker
 from app.protection.governor import GovernorConfig, PressureGovernor, TtftTracker
 from app.protection.monitor import UpstreamMonitor
 from app.protection.probe_watch import ProbeWatcher
+from app.server.pass_gate import PassGate
 from app.upstream.client import Timeouts, create_client
 from app.upstream.hosts import Host, Hosts
 from app.upstream.model_list import ModelList
@@ -36,6 +37,8 @@ from app.upstream.model_list import ModelList
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Coroutine
     from typing import Any
+
+    from pydantic import SecretStr
 
     from app.settings import Settings, UpstreamHost
     from app.telemetry import GatewayMetrics
@@ -68,6 +71,7 @@ class Services:
     models: ModelList  # the chat models keyed clients may name
     hosts: Hosts
     transcripts: Transcripts | None  # None: LLMGW_TRANSCRIPTS is off
+    passes: PassGate  # visitor passes (LLMGW_PASS)
 
 
 @asynccontextmanager
@@ -129,12 +133,14 @@ async def _assemble(
     try:
         await shared.load()
         hash_key = await _visitor_hash_key(redis, settings)
+        pass_key = await _shared_key(redis, settings, "pass-key", settings.pass_key)
     except (RedisError, OSError) as exc:  # start anyway, on the fallback, and recover later
         log.warning(
             "Redis unavailable at start (%s): admitting from the fallback", type(exc).__name__
         )
         limiter.enter_fallback()
         hash_key = _configured_hash_key(settings) or secrets.token_bytes(32)
+        pass_key = _secret_bytes(settings.pass_key) or secrets.token_bytes(32)
     else:
         metrics.redis_state(up=True, fallback_active=False)
     watcher = ProbeWatcher(
@@ -210,6 +216,7 @@ async def _assemble(
         models=ModelList(upstream, first.model),
         hosts=hosts,
         transcripts=_transcripts(redis, settings),
+        passes=PassGate(redis, settings, pass_key, governor),
     )
 
 
@@ -353,17 +360,28 @@ def redis_client(url: str, max_connections: int = 32) -> aioredis.Redis:
 
 
 def _configured_hash_key(settings: Settings) -> bytes | None:
-    key = settings.visitor_hash_key
-    return None if key is None else key.get_secret_value().encode()
+    return _secret_bytes(settings.visitor_hash_key)
+
+
+def _secret_bytes(secret: SecretStr | None) -> bytes | None:
+    return None if secret is None else secret.get_secret_value().encode()
 
 
 async def _visitor_hash_key(redis: aioredis.Redis, settings: Settings) -> bytes:
     """The configured key, or one shared through Redis so every replica hashes alike."""
-    if (configured := _configured_hash_key(settings)) is not None:
-        return configured
-    name = f"{{{settings.key_prefix}}}:visitor-hash-key"
-    await redis.set(name, secrets.token_hex(32), nx=True)
-    key = await redis.get(name)
+    return await _shared_key(redis, settings, "visitor-hash-key", settings.visitor_hash_key)
+
+
+async def _shared_key(
+    redis: aioredis.Redis, settings: Settings, name: str, configured: SecretStr | None
+) -> bytes:
+    """The configured key, or one shared through Redis under `name`, so every replica uses
+    the same (the visitor hash key, the pass key)."""
+    if (given := _secret_bytes(configured)) is not None:
+        return given
+    shared = f"{{{settings.key_prefix}}}:{name}"
+    await redis.set(shared, secrets.token_hex(32), nx=True)
+    key = await redis.get(shared)
     if key is None:  # evicted between the two calls: this process keeps its own
         return secrets.token_bytes(32)
     return key if isinstance(key, bytes) else str(key).encode()

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import urllib.parse
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from pass_support import posted, solve
 
 from app.access.passes import (
     MAX_NUMBER_CEILING,
@@ -30,21 +30,6 @@ from app.access.passes import (
 KEY = b"k" * 32
 NOW = 1_800_000_000.0
 NETWORK = "203.0.113.0/24"
-
-
-def solve(made: dict[str, Any]) -> dict[str, Any]:
-    """The widget's worker: SHA-256 of salt and number, from 0 up, until one is the challenge."""
-    for number in range(made["maxNumber"] + 1):
-        digest = hashlib.sha256(f"{made['salt']}{number}".encode()).hexdigest()
-        if digest == made["challenge"]:
-            fields = ("algorithm", "challenge", "salt", "signature")
-            return {"number": number, "took": 12, **{name: made[name] for name in fields}}
-    raise AssertionError("no number solves it")
-
-
-def posted(solution: dict[str, Any]) -> str:
-    """What the widget posts: base64 of the JSON."""
-    return base64.b64encode(json.dumps(solution).encode()).decode()
 
 
 def small_challenge(key: bytes = KEY, expires_seconds: float = 300) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from litestar import Request, post
@@ -68,6 +69,15 @@ async def _chat(request: Request[Any, Any, Any], call: Call) -> EventStream | Js
         request.headers.get("x-forwarded-for"),
         request.headers.get("x-thumbmark-id"),
     )
+    # A visitor pass, when one came or one is needed now (LLMGW_PASS): checked without Redis,
+    # refused with a 401 before anything is spent or sent to the model.
+    peer = request.client.host if request.client else None
+    address = services.identifier.client_address(peer, request.headers.get("x-forwarded-for"))
+    held = services.passes.check(
+        request.headers.get("x-visitor-pass"), None if address is None else str(address)
+    )
+    if held is not None:
+        visitor = replace(visitor, pass_id=f"pass:{held.id}")
     call.visitor = visitor.owner[:12]  # a short prefix of the keyed hash: enough to follow one
     if services.settings.log_content:
         call.content = str(chat_request.input)[:500]
