@@ -327,7 +327,7 @@ onmessage = (event) => solveChallenge(event.data).then(
 
     constructor(base) {
       this.base = base;
-      this.storageKey = `${PASS_KEY} ${base}`;
+      this.storageKey = `${PASS_KEY}:${base}`;
       this.held = this.load(); // { token, expiresAt (ms), chatsLeft } or null
       this.pending = null;
       this.pendingSince = 0;
