@@ -200,6 +200,23 @@ def test_a_slow_check_says_checking_your_browser_then_the_answer(
     assert widget.events("llmgw-error") == []
 
 
+def test_stop_while_checking_gives_the_question_back_to_the_visitor(
+    sim: SimHandle, redis_url: str, widget: Widget
+) -> None:
+    """Stop during a slow check ends the wait at once: the turn says so, Send comes back, and no
+    chat is sent."""
+    with gateway_with(sim, redis_url, pass_mode="required", pass_key=PASS_KEY) as gateway:
+        widget.page.route("**/api/pass/challenge", serve_dear_challenge)
+        opened(widget, gateway.url)
+        widget.ask("Never mind")
+        expect(widget.host.locator(".reply .wait-status")).to_have_text(CHECKING)
+        widget.stop_button.click()
+        expect(widget.host.locator(".reply .note")).to_have_text("Stopped.")
+        expect(widget.send_button).to_be_visible()
+        expect(widget.host.locator(".reply .wait-status")).to_have_text("")
+    assert widget.chat_requests == []
+
+
 def serve_dear_challenge(route: Route) -> None:
     number = 400_000  # a few seconds of this machine's headless Chromium
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
