@@ -15,6 +15,13 @@
  *   llmgw-error      { status, code, message }         an answer failed or was refused; status 200
  *                    for an error event in the stream, 0 when the gateway could not be reached
  *
+ * Visitor passes (issue 16): once the visitor focuses the box, the widget fetches a proof-of-work
+ * challenge (ALTCHA v1), solves it in a Web Worker, trades the solution for a pass, and sends the
+ * pass as X-Visitor-Pass on each chat; the pass is kept in sessionStorage until it expires or its
+ * chats run out. A chat refused for want of a pass gets a fresh one and is sent once more. A page
+ * whose CSP has no `worker-src blob:` gets the same work done on its main thread, between batches;
+ * a gateway without the pass endpoints (404) is chatted with as before.
+ *
  * No dependencies and no innerHTML: the model's output is untrusted and only ever set as text.
  */
 (() => {
@@ -29,6 +36,13 @@
   const DEFAULT_WAIT_S = 15;
   const BACKUP = "Answered by the backup model.";
   const MAX_WAIT_S = 600;
+  const PASS_KEY = "llmgw-pass";
+  const PASS_TIMEOUT_MS = 10000;
+  const PASS_MARGIN_MS = 30000; // a pass this close to its expiry is renewed before a chat
+  const SLOW_CHECK_MS = 500; // a check taking longer than this is shown; base difficulty is not
+  const CHECKING = "Checking your browser…";
+  // The gateway's 401 codes that a fresh pass answers.
+  const PASS_REFUSALS = new Set(["pass_required", "pass_invalid"]);
 
   const STYLE = `
 :host {
@@ -222,6 +236,214 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
     }
   }
 
+  /**
+   * ALTCHA v1's work: the number in 0..maxNumber whose SHA-256, written after the salt, is the
+   * challenge; null if none is. The worker runs this very function, from its source text, so it
+   * must use nothing from around it.
+   */
+  async function solveChallenge({ challenge, salt, maxNumber }) {
+    const batch = 1000; // digests in flight at once: their promises settle together, not one by one
+    const target = Uint8Array.from(challenge.match(/../g), (pair) => Number.parseInt(pair, 16));
+    const encoder = new TextEncoder();
+    const isTarget = (digest) => new Uint8Array(digest).every((byte, i) => byte === target[i]);
+    for (let start = 0; start <= maxNumber; start += batch) {
+      const digests = [];
+      for (let number = start; number <= Math.min(maxNumber, start + batch - 1); number += 1) {
+        digests.push(crypto.subtle.digest("SHA-256", encoder.encode(salt + number)));
+      }
+      const found = (await Promise.all(digests)).findIndex(isTarget);
+      if (found !== -1) return start + found;
+    }
+    return null;
+  }
+
+  const WORKER_SOURCE = `"use strict";
+${solveChallenge};
+onmessage = (event) => solveChallenge(event.data).then(
+  (number) => postMessage({ number }),
+  (error) => postMessage({ error: String(error) }),
+);`;
+  let workerUrl = null;
+
+  /** Solve in a Web Worker made from the inline source, so the page stays smooth; where the page's
+   * CSP forbids such a worker, solve here: the digests are async, so the page still gets turns. */
+  function solve(challenge) {
+    let worker;
+    try {
+      workerUrl ??= URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "text/javascript" }));
+      worker = new Worker(workerUrl);
+    } catch {
+      return solveChallenge(challenge);
+    }
+    return new Promise((resolve, reject) => {
+      worker.addEventListener("message", ({ data }) => {
+        worker.terminate();
+        if (data.error) reject(new Error(data.error));
+        else resolve(data.number);
+      });
+      // The worker catches its own errors, so this one is a worker that could not start.
+      worker.addEventListener("error", (event) => {
+        event.preventDefault();
+        worker.terminate();
+        resolve(solveChallenge(challenge));
+      });
+      worker.postMessage(challenge);
+    });
+  }
+
+  function isChallenge(body) {
+    return (
+      body?.algorithm === "SHA-256" &&
+      /^[0-9a-f]{64}$/.test(body.challenge) &&
+      typeof body.salt === "string" &&
+      typeof body.signature === "string" &&
+      Number.isSafeInteger(body.maxNumber) &&
+      body.maxNumber >= 0
+    );
+  }
+
+  function isGrant(body) {
+    return (
+      typeof body?.pass === "string" &&
+      body.pass !== "" &&
+      Number.isFinite(body.expires_in) &&
+      body.expires_in > 0 &&
+      Number.isSafeInteger(body.chats) &&
+      body.chats > 0
+    );
+  }
+
+  const passes = new Map();
+
+  /**
+   * The visitor pass for one gateway, shared by its widgets on the page and kept in
+   * sessionStorage, so that the next page of the blog needs no new work.
+   */
+  class VisitorPass {
+    static forGateway(base) {
+      if (!passes.has(base)) passes.set(base, new VisitorPass(base));
+      return passes.get(base);
+    }
+
+    constructor(base) {
+      this.base = base;
+      this.storageKey = `${PASS_KEY}:${base}`;
+      this.held = this.load(); // { token, expiresAt (ms), chatsLeft } or null
+      this.pending = null;
+      this.pendingSince = 0;
+      this.unsupported = false; // the gateway answered 404: it has no passes
+    }
+
+    /** Start getting a pass in the background, unless one is held or on its way. */
+    prepare() {
+      this.get();
+    }
+
+    /** A pass for the next chat, or null when none can be had (the chat goes without). */
+    get() {
+      if (this.usable()) return Promise.resolve(this.held.token);
+      if (this.unsupported) return Promise.resolve(null);
+      if (!this.pending) {
+        this.pendingSince = performance.now();
+        this.pending = this.obtain().finally(() => {
+          this.pending = null;
+        });
+      }
+      return this.pending;
+    }
+
+    /** The gateway refused this pass or wanted one: get another (the gateway has passes). */
+    renew(token) {
+      if (this.held?.token === token) this.forget();
+      this.unsupported = false;
+      return this.get();
+    }
+
+    /** How long the pass on its way has been worked on, in ms; null when none is. */
+    checkingFor() {
+      return this.pending ? performance.now() - this.pendingSince : null;
+    }
+
+    /** A chat went with this pass; when its last chat is used, the next pass is got right away. */
+    spend(token) {
+      if (this.held?.token !== token) return;
+      this.held.chatsLeft -= 1;
+      this.save();
+      if (!this.usable()) this.prepare();
+    }
+
+    usable() {
+      const held = this.held;
+      return held !== null && held.chatsLeft > 0 && held.expiresAt - PASS_MARGIN_MS > Date.now();
+    }
+
+    forget() {
+      this.held = null;
+      this.save();
+    }
+
+    async obtain() {
+      try {
+        if (!globalThis.crypto?.subtle) return null; // a plain-http page has no WebCrypto
+        const made = await this.request("/api/pass/challenge");
+        if (!isChallenge(made)) return null;
+        const { algorithm, challenge, salt, maxNumber, signature } = made;
+        const started = performance.now();
+        const number = await solve({ challenge, salt, maxNumber });
+        if (number === null) return null;
+        const took = Math.round(performance.now() - started);
+        const solution = { algorithm, challenge, number, salt, signature, took };
+        const grant = await this.request("/api/pass", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ payload: btoa(JSON.stringify(solution)) }),
+        });
+        if (!isGrant(grant)) return null;
+        const expiresAt = Date.now() + grant.expires_in * 1000;
+        this.held = { token: grant.pass, expiresAt, chatsLeft: grant.chats };
+        this.save();
+        return grant.pass;
+      } catch {
+        return null; // unreachable or refused: the chat goes without, and a 401 says if it must not
+      }
+    }
+
+    /** A pass endpoint's JSON, or null when it refused; a 404 is an older gateway. */
+    async request(path, init = {}) {
+      const response = await fetch(`${this.base}${path}`, {
+        ...init,
+        headers: { Accept: "application/json", ...init.headers },
+        credentials: "omit",
+        cache: "no-store",
+        signal: AbortSignal.timeout(PASS_TIMEOUT_MS),
+      });
+      if (response.status === 404) this.unsupported = true;
+      return response.ok ? readJson(response) : null;
+    }
+
+    load() {
+      try {
+        const held = JSON.parse(sessionStorage.getItem(this.storageKey) ?? "null");
+        const valid =
+          typeof held?.token === "string" &&
+          Number.isFinite(held.expiresAt) &&
+          Number.isSafeInteger(held.chatsLeft);
+        return valid ? held : null;
+      } catch {
+        return null; // storage blocked or garbled: a pass is got afresh
+      }
+    }
+
+    save() {
+      try {
+        if (this.held) sessionStorage.setItem(this.storageKey, JSON.stringify(this.held));
+        else sessionStorage.removeItem(this.storageKey);
+      } catch {
+        // storage blocked: the pass lives as long as the page
+      }
+    }
+  }
+
   function retryAfterSeconds(response, body) {
     const header = Number.parseInt(response.headers.get("Retry-After") ?? "", 10);
     const fromBody = Number(body?.retry_after);
@@ -272,6 +494,8 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
     upstream_rejected: "The model couldn't take this question. Try asking it another way.",
     too_many_tokens:
       "That's more than the chat can take at once. Send a shorter message, or start afresh.",
+    pass_required: "The chat couldn't check this browser. Please reload the page and try again.",
+    pass_invalid: "The chat couldn't check this browser. Please reload the page and try again.",
   };
   // Errors that only a fresh conversation gets past: offered as one click.
   const RESTARTABLE = new Set(["context_full", "conversation_expired"]);
@@ -365,6 +589,9 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
       });
       this.input.addEventListener("keydown", (event) => this.onKeydown(event));
       this.input.addEventListener("focus", () => this.checkStatusOnce(), { once: true });
+      // The pass is worked for while the visitor writes, so the first question need not wait.
+      this.input.addEventListener("focus", () => this.pass.prepare());
+      this.input.addEventListener("input", () => this.pass.prepare());
       this.stopButton.addEventListener("click", () => this.stop());
       this.resetButton.addEventListener("click", () => this.reset());
       this.root.addEventListener("keydown", (event) => {
@@ -399,9 +626,17 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
         this.getAttribute("placeholder") || "Ask a question — Enter sends, Shift+Enter adds a line";
     }
 
+    get gateway() {
+      return (this.getAttribute("gateway") || "").trim().replace(/\/+$/, "");
+    }
+
     get endpoint() {
-      const base = (this.getAttribute("gateway") || "").trim().replace(/\/+$/, "");
+      const base = this.gateway;
       return (path) => `${base}${path}`;
+    }
+
+    get pass() {
+      return VisitorPass.forGateway(this.gateway);
     }
 
     get thumbmark() {
@@ -491,22 +726,62 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
       const body = { input: text };
       if (this.previousResponseId) body.previous_response_id = this.previousResponseId;
       this.emit("llmgw-sent", { input: text, previousResponseId: this.previousResponseId });
-      const response = await fetch(this.endpoint("/api/chat"), {
-        method: "POST",
-        headers: {
-          "Content-Type": "application/json",
-          Accept: "text/event-stream",
-          "X-Thumbmark-Id": this.thumbmark,
-        },
-        body: JSON.stringify(body),
-        credentials: "omit",
-        signal: this.controller.signal,
-      });
+      const { response, refusal } = await this.postWithPass(body, turn);
       const type = response.headers.get("Content-Type") || "";
       if (response.ok && type.startsWith("text/event-stream") && response.body) {
         return this.readStream(response.body, turn);
       }
-      return this.refused(response, await readJson(response), turn, text);
+      const said = refusal === undefined ? await readJson(response) : refusal;
+      return this.refused(response, said, turn, text);
+    }
+
+    /** Post the chat with the visitor's pass; one the gateway wanted or refused is got afresh,
+     * and the chat sent once more. `refusal` is the body of a 401 already read. */
+    async postWithPass(body, turn) {
+      const token = await this.passFor(turn, this.pass.get());
+      const response = await this.postChat(body, token);
+      if (response.status !== 401) return { response };
+      const refusal = await readJson(response);
+      if (!PASS_REFUSALS.has(refusal?.code)) return { response, refusal };
+      const fresh = await this.passFor(turn, this.pass.renew(token));
+      if (fresh === null) return { response, refusal };
+      return { response: await this.postChat(body, fresh) };
+    }
+
+    /** Wait for the pass on its way, saying "Checking your browser…" once that takes long. */
+    async passFor(turn, coming) {
+      const since = this.pass.checkingFor();
+      const show = () => this.showWaitStatus(turn, { message: CHECKING });
+      const timer = since === null ? null : setTimeout(show, SLOW_CHECK_MS - since);
+      const { signal } = this.controller;
+      const stopped = new Promise((_, reject) => {
+        if (signal.aborted) reject(signal.reason);
+        signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+      });
+      try {
+        const token = await Promise.race([coming, stopped]);
+        if (token !== null) this.pass.spend(token);
+        return token;
+      } finally {
+        clearTimeout(timer);
+        this.clearWaitStatus(turn);
+      }
+    }
+
+    postChat(body, token) {
+      const headers = {
+        "Content-Type": "application/json",
+        Accept: "text/event-stream",
+        "X-Thumbmark-Id": this.thumbmark,
+      };
+      if (token !== null) headers["X-Visitor-Pass"] = token;
+      return fetch(this.endpoint("/api/chat"), {
+        method: "POST",
+        headers,
+        body: JSON.stringify(body),
+        credentials: "omit",
+        signal: this.controller.signal,
+      });
     }
 
     async readStream(stream, turn) {
