@@ -127,7 +127,17 @@ def goals(results: dict[str, Any]) -> list[Goal]:
             f"{trips['evalsha']} EVALSHA for {trips['requests']} requests",
         ),
         *(host_goals(results["hosts"]) if "hosts" in results else []),
+        *(pass_goals(results["passes"]) if "passes" in results else []),
     ]
+
+
+def pass_goals(result: dict[str, Any]) -> list[Goal]:
+    """Issue 16's: a solution and a pass each verified in at most 50 µs on one core, and the
+    widget's solve at base difficulty at most 300 ms (median) in headless Chromium."""
+    from pass_cost import pass_cost_goals  # noqa: PLC0415 - they import Goal from here
+    from pass_solve import pass_solve_goals  # noqa: PLC0415
+
+    return [*pass_cost_goals(result["cost"]), *pass_solve_goals(result["solve"])]
 
 
 def host_goals(result: dict[str, Any]) -> list[Goal]:

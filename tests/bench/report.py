@@ -53,6 +53,8 @@ def write(results: dict[str, Any], folder: Path) -> str:
         lines += lanes.markdown(results["lanes"])
     if "hosts" in results:
         lines += hosts.markdown(results["hosts"])
+    if "passes" in results:
+        lines += _passes(results["passes"])
     text = "\n".join(lines) + "\n"
     (folder / "report.md").write_text(text)
     (folder / "results.json").write_text(json.dumps(results, indent=2))
@@ -243,4 +245,31 @@ def round_trip_section(trips: dict[str, Any]) -> list[str]:
             f"{trips.get('conversations_stored', 0)} owners stored), and {trips['other']} "
             "(scan/hgetall/subscribe: the background probe reader)."
         ),
+    ]
+
+
+def _passes(result: dict[str, Any]) -> list[str]:
+    """Visitor passes: what checking costs the gateway, what solving costs the widget."""
+    solve = result["solve"]
+    numbers = ", ".join(map(str, solve["max_number"]))
+    row = (
+        f"| base difficulty | {solve['solve_ms_median']:.0f} ms | {solve['solve_ms_p90']:.0f} ms"
+        f" | {solve['solve_ms_max']:.0f} ms | {solve['check_ms_median']:.0f} ms"
+        f" | {solve['hashes_per_second']:,.0f} |"
+    )
+    return [
+        "",
+        "## Visitor passes",
+        "",
+        "What each step of a pass costs on the server (µs per call, one process), and the",
+        f"widget's solve at base difficulty (maxNumber {numbers}) in headless Chromium over",
+        f"{solve['solves']} new visitors.",
+        "",
+        "| call | µs per call |",
+        "| --- | ---: |",
+        *(f"| {name} | {micros:.1f} |" for name, micros in result["cost"].items()),
+        "",
+        "| widget solve | median | p90 | max | whole check, median | hashes/s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        row,
     ]

@@ -4,7 +4,8 @@ Writes bench-report/report.md (with PNG plots and results.json beside it) and pr
 LLMGW_BENCH_SOAK=0 skips the soak, LLMGW_BENCH_ADAPTIVE=0 the adaptive-limits comparison,
 LLMGW_BENCH_MIXED=0 the mixed prompt sizes (request against token windows), LLMGW_BENCH_KEYED=0
 the keyed route's latency, LLMGW_BENCH_LANES=0 the owner's lane under a public flood,
-LLMGW_BENCH_HOSTS=0 the two model hosts (routing, a host killed, routing's cost).
+LLMGW_BENCH_HOSTS=0 the two model hosts (routing, a host killed, routing's cost),
+LLMGW_BENCH_PASSES=0 visitor passes (the server's checks, the widget's solve in Chromium).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import hosts
 import keyed
 import lanes
 import mixed
+import pass_cost
+import pass_solve
 import soak
 import spy
 from adaptive import compare
@@ -171,6 +174,8 @@ def main() -> int:
     if hosts.ENABLED:
         with redis_server() as redis_url:
             results["hosts"] = hosts.compare(redis_url)
+    if os.environ.get("LLMGW_BENCH_PASSES", "1") == "1":
+        results["passes"] = {"cost": pass_cost.measure(), "solve": pass_solve.measure()}
     print(write(results, REPORT))
     return 0
 
