@@ -27,6 +27,7 @@ class Limit(StrEnum):
     CONCURRENCY = "concurrency"
     CONVERSATION = "conversation"
     WAKING = "waking"
+    VISITOR_PASS = "visitor_pass"  # noqa: S105 - a limit's name: a pass's chats all used
     NO_HOST = "no_host"  # no model host is up, and no fallback may answer
     FALLBACK_BUDGET = "fallback_budget"  # the hosted fallback's tokens for the day are spent
 
@@ -57,6 +58,7 @@ class Scope:
     whose: Limit
     requests: int = 0
     tokens: int = 0
+    window_ms: int = 0  # its own window's length (a visitor pass's life); 0: the usual one
 
 
 def public_scopes(visitor_ids: Sequence[str], limits: Limits) -> tuple[Scope, ...]:

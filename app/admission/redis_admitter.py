@@ -219,7 +219,7 @@ class RedisAdmitter:
         ]
         for scope in request.scopes:
             keys += (self._window_prefix + scope.name, self._tokens_prefix + scope.name)
-            args += (scope.requests, scope.tokens)
+            args += (scope.requests, scope.tokens, scope.window_ms)
         shares = self._visitor_shares(request) if share else ()
         keys += (self._tokens_prefix + name for name in shares)
         args[12] = len(shares)

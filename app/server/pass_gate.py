@@ -27,6 +27,7 @@ from app.access.passes import (
     spend_once,
     verify_solution,
 )
+from app.admission.decision import Limit, Scope
 from app.errors import PassInvalid, PassRefused, PassRequired
 
 if TYPE_CHECKING:
@@ -156,6 +157,12 @@ class PassGate:
         if self.mode == "required":
             return True
         return self.mode == "adaptive" and self.pressure_steps() > 0
+
+
+def pass_scope(held: PassInfo) -> Scope:
+    """A pass's chats, counted in the admission script for as long as the pass lasts."""
+    left_ms = max(1, int((held.expires - time.time()) * 1000))
+    return Scope(f"pass:{held.id}", Limit.VISITOR_PASS, requests=held.chats, window_ms=left_ms)
 
 
 def _refused(reason: str) -> str:

@@ -169,3 +169,26 @@ def test_passes_off_answers_404_and_bad_bodies_are_400(sim: SimHandle, redis_url
             answer = httpx.post(f"{handle.url}/api/pass", content=body)
             assert answer.status_code == 400, body
             assert "code" in answer.json()
+
+
+def test_a_pass_is_good_for_its_chats_only(sim: SimHandle, redis_url: str) -> None:
+    """A pass for 2 chats: the third is 401 pass_invalid `spent` (counted in the admission
+    script across replicas) and reaches no model; a new pass chats again."""
+    url = flushed(redis_url)
+    with (
+        gateway(sim, url, pass_mode="required", pass_chats=2) as first,
+        gateway(sim, url, pass_mode="required", pass_chats=2) as second,
+    ):
+        token = a_pass(first.url)
+        headers = {"X-Visitor-Pass": token}
+        assert chat(first.url, headers=headers).status == 200
+        assert chat(second.url, headers=headers).status == 200
+        before = sim.stats()["started"]
+        spent = chat(first.url, headers=headers)
+        assert (spent.status, spent.json["code"], spent.json["reason"]) == (
+            401,
+            "pass_invalid",
+            "spent",
+        )
+        assert sim.stats()["started"] == before
+        assert chat(second.url, headers={"X-Visitor-Pass": a_pass(second.url)}).status == 200

@@ -20,8 +20,8 @@
 -- its governor's factor), and its flags ('u' up: its breaker gave a permit; 'r' recovering:
 -- its breaker is half-open, 'u' or not; 'a' its model
 -- asleep, as this gateway sees it; 'f' the fallback, whose cap field is its daily tokens and
--- weight field its in-flight cap); then two per scope: its request limit and its token limit
--- per window, 0 turning that window off.
+-- weight field its in-flight cap); then three per scope: its request limit and its token
+-- limit per window, 0 turning that window off, and its window's length in ms (0: ARGV[1]).
 -- Every check runs before any write, so a request refused by its visitor limit spends no
 -- global budget and a shed request spends no window. Times come from Redis's clock.
 -- The host: a follow-up goes to the host that answered its conversation while that host is
@@ -63,15 +63,19 @@ local reserve = tonumber(ARGV[7]) + size
 -- Each host's wake (or the fallback's budget), then the windows that are on, with their
 -- scope, limit and what this request takes from each (a request with nothing to reserve
 -- leaves the token windows alone). One MGET reads them all.
-local names, scopes, limits, costs, tokens = {}, {}, {}, {}, {}
+local names, scopes, limits, costs, tokens, spans = {}, {}, {}, {}, {}, {}
 for host = 1, hosts do names[host] = KEYS[1 + 2 * host] end
 for scope = 1, (#KEYS - scope_keys - shares) / 2 do
+  local first = host_args + 4 * hosts + 3 * (scope - 1)
+  -- A scope's own window length (a visitor pass's chats last as long as the pass), or 0.
+  local span = tonumber(ARGV[first + 3])
   for kind = 0, 1 do
-    local limit = tonumber(ARGV[host_args + 4 * hosts + 2 * scope - 1 + kind])
+    local limit = tonumber(ARGV[first + 1 + kind])
     if limit > 0 and (kind == 0 or reserve > 0) then
       local index = #names + 1
       names[index], scopes[index], limits[index] = KEYS[scope_keys + 2 * scope - 1 + kind], scope, limit
       costs[index], tokens[index] = (kind == 0) and 1 or reserve, kind == 1
+      spans[index] = span > 0 and span or window
     end
   end
 end
@@ -83,8 +87,8 @@ for index = #names, hosts + 1, -1 do
   if tonumber(used[index] or 0) + costs[index] > limits[index] then
     local ttl = redis.call('PTTL', names[index])
     if ttl < 0 then
-      redis.call('PEXPIRE', names[index], window)
-      ttl = window
+      redis.call('PEXPIRE', names[index], spans[index])
+      ttl = spans[index]
     end
     if status == 0 then
       status = tokens[index] and 2 or 1
@@ -187,7 +191,7 @@ for index = hosts + 1, #names do
   local count = tokens[index] and redis.call('INCRBY', names[index], reserve)
     or redis.call('INCR', names[index])
   -- NX: set only a missing expiry, so a key that lost its TTL heals instead of living forever.
-  redis.call('PEXPIRE', names[index], window, 'NX')
+  redis.call('PEXPIRE', names[index], spans[index], 'NX')
   if tokens[index] then
     reserved = reserve
     ends[#ends + 1] = redis.call('PEXPIRETIME', names[index])

@@ -9,7 +9,7 @@ from litestar import Request, post
 from litestar.exceptions import HTTPException
 
 from app.access.keys import Lane
-from app.admission.decision import Decision, Limit, refusal
+from app.admission.decision import Decision, Limit, Scope, refusal
 from app.chat.request import parse_chat_request
 from app.chat.tokens import to_reserve
 from app.errors import (
@@ -17,10 +17,12 @@ from app.errors import (
     ConversationExpired,
     GatewayError,
     NotFound,
+    PassInvalid,
     Shed,
     TooManyTokens,
 )
 from app.server.chat_telemetry import ROUTE, Call, outcome_of, server_span
+from app.server.pass_gate import pass_scope
 from app.server.routes.raw_responses import EventStream, JsonAnswer
 from app.server.routes.routing import has_transcript, on_some_host, routed_exchange
 from app.server.routes.waking import WakingChat
@@ -77,24 +79,31 @@ async def _chat(request: Request[Any, Any, Any], call: Call) -> EventStream | Js
     held = services.passes.check(
         request.headers.get("x-visitor-pass"), None if address is None else str(address)
     )
+    scopes: tuple[Scope, ...] = ()
     if held is not None:
         visitor = replace(visitor, pass_id=f"pass:{held.id}")
+        scopes = (pass_scope(held),)
     call.visitor = visitor.owner[:12]  # a short prefix of the keyed hash: enough to follow one
     if services.settings.log_content:
         call.content = str(chat_request.input)[:500]
     try:
-        return await on_some_host(call, lambda: _on_a_host(call, chat_request, visitor))
+        return await on_some_host(call, lambda: _on_a_host(call, chat_request, visitor, scopes))
     except ConversationExpired:
         # Its host is up but forgot the conversation (LM Studio restarted): once more, from
         # the transcript kept here, if there is one.
         if not await has_transcript(services, chat_request.previous_response_id):
             raise
-        retry = lambda: _on_a_host(call, chat_request, visitor, lost=True)  # noqa: E731
+        retry = lambda: _on_a_host(call, chat_request, visitor, scopes, lost=True)  # noqa: E731
         return await on_some_host(call, retry)
 
 
 async def _on_a_host(
-    call: Call, chat_request: ChatRequest, visitor: Visitor, *, lost: bool = False
+    call: Call,
+    chat_request: ChatRequest,
+    visitor: Visitor,
+    scopes: tuple[Scope, ...] = (),
+    *,
+    lost: bool = False,
 ) -> EventStream | JsonAnswer:
     """Admit the chat, pick its host in the same round trip, and open its stream there."""
     services = call.services
@@ -116,6 +125,7 @@ async def _on_a_host(
             owner=visitor.owner,
             wake_seconds=services.settings.model_load_timeout if asleep else None,
             tokens=tokens,
+            scopes=scopes,
             hosts=slots,
             fallback_on_full=fallback_on_full,
         )
@@ -194,6 +204,8 @@ def rejection(decision: Decision, headers: dict[str, str]) -> JsonAnswer:
         raise NotFound("no such conversation: previous_response_id is unknown or not yours")
     if decision.limit is Limit.INFLIGHT:
         raise Shed("the model is busy right now, try again in a moment", retry_after=wait)
+    if decision.limit is Limit.VISITOR_PASS:  # its chats are used up: the widget gets a new one
+        raise PassInvalid("the visitor pass has no chats left", reason="spent")
     if decision.limit in UNAVAILABLE:  # no host is up, and the fallback may not answer
         raise BreakerOpen("the model is unavailable right now, try again soon", retry_after=wait)
     if decision.never_fits and decision.reservation is not None:
