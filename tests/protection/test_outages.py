@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
     import redis
 
-CHECKS = {"health_interval": 0.3, "breaker_cooldown": 0.5}
+# The cooldown outlasts the monitor's 1 s turn, at which an outage holds the breaker open again.
+CHECKS = {"health_interval": 0.3, "breaker_cooldown": 2.0}
 
 
 def readyz(gateway: GatewayHandle) -> dict[str, Any]:
