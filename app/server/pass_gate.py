@@ -9,6 +9,7 @@ in Redis across replicas, one round trip per challenge). A pass is checked here 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import time
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
     from app.protection.governor import PressureGovernor
     from app.settings import Settings
+    from app.telemetry import GatewayMetrics
 
 # Steps the pressure adds between the soft and the hard threshold.
 PRESSURE_STEPS = 4
@@ -52,8 +54,14 @@ class PassGate:
     """Challenges, passes and the rule of LLMGW_PASS, for one gateway process."""
 
     def __init__(
-        self, redis: Redis, settings: Settings, key: bytes, governor: PressureGovernor
+        self,
+        redis: Redis,
+        settings: Settings,
+        key: bytes,
+        governor: PressureGovernor,
+        metrics: GatewayMetrics,
     ) -> None:
+        self._metrics = metrics
         self._redis = redis
         self._settings = settings
         self._key = key
@@ -90,9 +98,10 @@ class PassGate:
         asked = 0
         with contextlib.suppress(RedisError, OSError):
             asked = await self._count_challenge(network_of(address))
-        settings = self._settings
+        settings, steps = self._settings, self.steps(asked)
+        self._metrics.pass_challenge(steps)
         return challenge(
-            self.steps(asked),
+            steps,
             key=self._key,
             base_max_number=settings.pass_base_number,
             expires_seconds=settings.pass_challenge_seconds,
@@ -112,9 +121,12 @@ class PassGate:
         """A pass for a solved challenge, spent once across replicas; PassRefused otherwise."""
         solution = verify_solution(payload, key=self._key)
         if isinstance(solution, Refused):
+            self._metrics.pass_refused("solution", str(solution.reason))
             raise PassRefused(_refused(str(solution.reason)), reason=str(solution.reason))
         if not await self._spend(solution):
+            self._metrics.pass_refused("solution", "spent")
             raise PassRefused("this solution was already used", reason="spent")
+        self._metrics.pass_granted()
         settings = self._settings
         token = issue_pass(
             network_of(address), key=self._key, seconds=settings.pass_seconds,
@@ -141,15 +153,31 @@ class PassGate:
         bad one, PassRequired when one is needed and none was sent."""
         if token is None:
             if self.required():
+                self._metrics.pass_refused("pass", "required")
                 raise PassRequired("a visitor pass is needed to chat now: solve a challenge")
             return None
-        if address is None:
-            raise PassInvalid(INVALID_MESSAGES["foreign_network"], reason="foreign_network")
-        info = read_pass(token, network_of(address), key=self._key)
+        info = read_pass(token, network_of(address or "0.0.0.0"), key=self._key)
         if isinstance(info, Refused):
             reason = str(info.reason)
+            self._metrics.pass_refused("pass", reason)
             raise PassInvalid(INVALID_MESSAGES.get(reason, "bad pass"), reason=reason)
         return info
+
+    def spent(self) -> PassInvalid:
+        """A pass whose chats are all used (the admission script counted them)."""
+        self._metrics.pass_refused("pass", "spent")
+        return PassInvalid(INVALID_MESSAGES["spent"], reason="spent")
+
+    def detail(self) -> dict[str, object]:
+        """For /readyz: the mode, the difficulty now (before a network's own) and whether a
+        chat without a pass is refused now."""
+        return {"mode": self.mode, "steps": self.steps(), "required": self.required()}
+
+    async def run(self) -> None:
+        """The difficulty's gauges, every second."""
+        while True:
+            self._metrics.pass_difficulty(self.steps(), required=self.required())
+            await asyncio.sleep(1.0)
 
     def required(self) -> bool:
         """Whether a chat without a pass is refused now: always in `required`; in `adaptive`,

@@ -93,6 +93,7 @@ async def running_services(settings: Settings, metrics: GatewayMetrics) -> Async
             _background(services.watcher.run()),
             *(_background(host.monitor.run()) for host in services.hosts.home),
             _background(services.hosts.run()),
+            _background(services.passes.run()),
             _background(services.limiter.maintain(settings.lease_seconds / 3)),
         ]
         if services.hosts.fallback is not None:
@@ -216,7 +217,7 @@ async def _assemble(
         models=ModelList(upstream, first.model),
         hosts=hosts,
         transcripts=_transcripts(redis, settings),
-        passes=PassGate(redis, settings, pass_key, governor),
+        passes=PassGate(redis, settings, pass_key, governor, metrics),
     )
 
 

@@ -192,3 +192,8 @@ def test_a_pass_is_good_for_its_chats_only(sim: SimHandle, redis_url: str) -> No
         )
         assert sim.stats()["started"] == before
         assert chat(second.url, headers={"X-Visitor-Pass": a_pass(second.url)}).status == 200
+        metrics = httpx.get(f"{first.url}/metrics").text
+        readyz = httpx.get(f"{first.url}/readyz").json()
+    assert 'llmgw_pass_refused_total{check="pass",reason="spent"} 1.0' in metrics
+    assert "llmgw_pass_granted_total 1.0" in metrics  # first's one; second granted its own
+    assert readyz["pass"] == {"mode": "required", "steps": 0, "required": True}

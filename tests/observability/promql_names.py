@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Final
 
 from app.telemetry import labels
 from app.telemetry.labels import PROBE_SIGNALS
+from app.telemetry.pass_metrics import PASS_CHECKS, PASS_REFUSALS
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -62,7 +63,9 @@ LABEL_VALUES: Final = {
     "to_state": frozenset(labels.BREAKER_STATES),
     "class": frozenset(labels.OUTAGE_CLASSES) | {labels.OTHER},
     "result": frozenset(labels.QUEUE_RESULTS),
-    "reason": frozenset(labels.ROUTE_REASONS) | {labels.OTHER},
+    "reason": frozenset(labels.ROUTE_REASONS) | PASS_REFUSALS | {labels.OTHER},
+    "check": frozenset(PASS_CHECKS),
+    "steps": frozenset(str(steps) for steps in range(21)),
     "job": frozenset({"llmgw", "llmgw-probe", "funnel", "prometheus"}),
 }
 

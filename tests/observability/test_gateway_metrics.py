@@ -66,6 +66,11 @@ EXPECTED = {
     "llmgw_fallback_tokens": ("counter", set()),
     "llmgw_fallback_budget_used_tokens": ("gauge", set()),
     "llmgw_fallback_budget_tokens": ("gauge", set()),
+    "llmgw_pass_challenges": ("counter", {"steps"}),
+    "llmgw_pass_granted": ("counter", set()),
+    "llmgw_pass_refused": ("counter", {"check", "reason"}),
+    "llmgw_pass_difficulty_steps": ("gauge", set()),
+    "llmgw_pass_required": ("gauge", set()),
 }
 # OpenTelemetry GenAI semantic conventions, docs/gen-ai/gen-ai-metrics.md (bucket advice).
 GENAI_TTFT = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0]

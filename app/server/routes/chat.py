@@ -17,7 +17,6 @@ from app.errors import (
     ConversationExpired,
     GatewayError,
     NotFound,
-    PassInvalid,
     Shed,
     TooManyTokens,
 )
@@ -148,6 +147,8 @@ async def _on_a_host(
     if not decision.admitted:
         offer.give_back()
         call.refused_by = str(decision.limit)
+        if decision.limit is Limit.VISITOR_PASS:  # its chats are used: the widget gets anew
+            raise services.passes.spent()
         return rejection(decision, headers)
     exchange = await routed_exchange(call, offer, decision, visitor.owner, chat_request, lost=lost)
     await exchange.check_room(chat_request.estimated_tokens())
@@ -204,8 +205,6 @@ def rejection(decision: Decision, headers: dict[str, str]) -> JsonAnswer:
         raise NotFound("no such conversation: previous_response_id is unknown or not yours")
     if decision.limit is Limit.INFLIGHT:
         raise Shed("the model is busy right now, try again in a moment", retry_after=wait)
-    if decision.limit is Limit.VISITOR_PASS:  # its chats are used up: the widget gets a new one
-        raise PassInvalid("the visitor pass has no chats left", reason="spent")
     if decision.limit in UNAVAILABLE:  # no host is up, and the fallback may not answer
         raise BreakerOpen("the model is unavailable right now, try again soon", retry_after=wait)
     if decision.never_fits and decision.reservation is not None:

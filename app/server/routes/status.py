@@ -67,6 +67,7 @@ def operator_detail(services: Services) -> dict[str, object]:
         "probes_fresh": len(services.watcher.fresh(time.monotonic())),
         "lanes": lanes_detail(services),
         "hosts": hosts_detail(services),
+        "pass": services.passes.detail(),
     }
 
 
