@@ -83,33 +83,31 @@ class PassRequired(GatewayError):
     code = "pass_required"
 
 
-class PassInvalid(GatewayError):
+class _Reasoned(GatewayError):
+    """A refusal whose body says why, by one of a few fixed `reason` words."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def body(self) -> dict[str, object]:
+        return {**super().body(), "reason": self.reason}
+
+
+class PassInvalid(_Reasoned):
     """The X-Visitor-Pass sent is not good here (`reason`: malformed, bad_signature, expired,
-    foreign_network)."""
+    foreign_network, spent)."""
 
     status_code = 401
     code = "pass_invalid"
 
-    def __init__(self, message: str, *, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
-    def body(self) -> dict[str, object]:
-        return {**super().body(), "reason": self.reason}
-
-
-class PassRefused(BadRequest):
+class PassRefused(_Reasoned):
     """A proof of work that buys no pass (`reason`: malformed, bad_signature, wrong_answer,
     expired, spent)."""
 
+    status_code = 400
     code = "pass_refused"
-
-    def __init__(self, message: str, *, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-    def body(self) -> dict[str, object]:
-        return {**super().body(), "reason": self.reason}
 
 
 class NotFound(GatewayError):
