@@ -243,3 +243,22 @@ def test_gateway_dashboard_has_a_row_of_hosts() -> None:
         "llmgw_fallback_budget_used_tokens",
         "llmgw_fallback_budget_tokens",
     }
+
+
+def test_gateway_dashboard_has_a_row_of_visitor_passes() -> None:
+    """A Visitor passes row shows challenges by steps, passes granted, refusals by check and
+    reason, the difficulty now and whether a pass is required now."""
+    model = load_dashboard(DASHBOARDS_DIR / "llmgw-gateway.json")
+    row = next(p for p in model["panels"] if p["type"] == "row" and p["title"] == "Visitor passes")
+    start = model["panels"].index(row) + 1
+    end = next(i for i, p in enumerate(model["panels"][start:], start) if p["type"] == "row")
+    exprs = [target["expr"] for panel in model["panels"][start:end] for target in panel["targets"]]
+    assert {name for expr in exprs for name in metric_names(expr)} == {
+        "llmgw_pass_challenges_total",
+        "llmgw_pass_granted_total",
+        "llmgw_pass_refused_total",
+        "llmgw_pass_difficulty_steps",
+        "llmgw_pass_required",
+    }
+    assert any("by (steps)" in expr for expr in exprs)
+    assert any("by (check, reason)" in expr for expr in exprs)
