@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from app.access.keys import Lane
 from app.admission.decision import HostSlot
+from app.errors import BreakerOpen
 from app.protection.breaker import BreakerState
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("llmgw.hosts")
 # Site states, best first: the site's breaker is its best host's.
 BREAKER_ORDER = (BreakerState.CLOSED, BreakerState.HALF_OPEN, BreakerState.OPEN)
+UNAVAILABLE_MESSAGE = "the model is unavailable right now, try again soon"
 BUDGET_EVERY = 5  # ticks between reads of the fallback's budget spent today
 
 
@@ -74,17 +76,14 @@ class Offer:
     hosts: Hosts
     permits: dict[str, Permit]
 
-    def __bool__(self) -> bool:
-        return bool(self.permits)
-
     def slots(self, lane: Lane) -> tuple[HostSlot, ...]:
         """What the admission script is told of each host, for this lane, now: asked again
         on each try of a chat that waits, so a host that went out meanwhile is given back and
         one that came back is asked for a permit."""
-        self._refresh()
+        self.refresh()
         return self.hosts.slots(lane, self.permits)
 
-    def _refresh(self) -> None:
+    def refresh(self) -> None:
         """Permits as the breakers would give them now (an outage holds a breaker open; once
         its cooldown is over, trials go through, as for a chat that just came)."""
         for name in list(self.permits):
@@ -92,8 +91,8 @@ class Offer:
             if host.breaker.state is BreakerState.OPEN:
                 host.breaker.give_back(self.permits.pop(name))
         for host in self.hosts.every():
-            if host.name not in self.permits and host.breaker.state is not BreakerState.OPEN:
-                permit = host.breaker.permit()
+            if host.name not in self.permits:
+                permit = host.breaker.permit()  # None while open, or with every trial out
                 if permit is not None:
                     self.permits[host.name] = permit
 
@@ -170,17 +169,21 @@ class Hosts:
         return self._by_name.get(name, self.home[0])
 
     def offer(self) -> Offer:
-        """A permit from each host whose breaker gives one (the local fast path: no I/O)."""
-        permits = {}
-        for host in self._by_name.values():
-            permit = host.breaker.permit()
-            if permit is not None:
-                permits[host.name] = permit
-        return Offer(self, permits)
+        """A permit from each host whose breaker gives one; BreakerOpen (a 503 with
+        Retry-After) when none does: the local fast path, no Redis, no upstream."""
+        offer = Offer(self, {})
+        offer.refresh()
+        if not offer.permits:
+            raise self.closed()
+        return offer
 
     def offer_left(self) -> bool:
         """Whether some host's breaker would give a permit now (none is taken)."""
         return any(h.breaker.state is not BreakerState.OPEN for h in self._by_name.values())
+
+    def closed(self) -> BreakerOpen:
+        """Every host's breaker is open: come back when the first lets a trial through."""
+        return BreakerOpen(UNAVAILABLE_MESSAGE, retry_after=max(1, round(self.retry_after())))
 
     def retry_after(self) -> float:
         """Seconds until some host's breaker lets a trial through."""

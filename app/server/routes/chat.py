@@ -26,6 +26,7 @@ from app.server.routes.raw_responses import EventStream, JsonAnswer
 from app.server.routes.routing import has_transcript, on_some_host, routed_exchange
 from app.server.routes.waking import WakingChat
 from app.telemetry.tracing import current_span, span_in_use
+from app.upstream.hosts import UNAVAILABLE_MESSAGE
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -106,10 +107,7 @@ async def _on_a_host(
 ) -> EventStream | JsonAnswer:
     """Admit the chat, pick its host in the same round trip, and open its stream there."""
     services = call.services
-    offer = services.hosts.offer()
-    if not offer:  # the local fast path: every host's breaker is open; no Redis, no upstream
-        wait = max(1, round(services.hosts.retry_after()))
-        raise BreakerOpen("the model is unavailable right now, try again soon", retry_after=wait)
+    offer = services.hosts.offer()  # every breaker open: a 503 at once, no Redis, no upstream
     tokens = to_reserve(chat_request, services.settings)
 
     async def attempt(*, fallback_on_full: bool = False) -> Decision:
@@ -206,7 +204,7 @@ def rejection(decision: Decision, headers: dict[str, str]) -> JsonAnswer:
     if decision.limit is Limit.INFLIGHT:
         raise Shed("the model is busy right now, try again in a moment", retry_after=wait)
     if decision.limit in UNAVAILABLE:  # no host is up, and the fallback may not answer
-        raise BreakerOpen("the model is unavailable right now, try again soon", retry_after=wait)
+        raise BreakerOpen(UNAVAILABLE_MESSAGE, retry_after=wait)
     if decision.never_fits and decision.reservation is not None:
         raise TooManyTokens(
             f"this chat needs about {decision.reservation.tokens} tokens, more than the"

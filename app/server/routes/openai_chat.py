@@ -23,6 +23,7 @@ from app.server.routes.routing import given_back, on_some_host, route_reason
 from app.telemetry.tracing import current_span, span_in_use
 from app.upstream.answer_errors import EXPIRED_MESSAGE
 from app.upstream.client import RESPONSES_PATH
+from app.upstream.hosts import UNAVAILABLE_MESSAGE
 from app.upstream.openai_streams import ChatCompletionsAsIs, ResponsesAsIs
 
 if TYPE_CHECKING:
@@ -77,8 +78,7 @@ async def _answer(
     if settings.log_content:
         call.content = str(keyed.body)[:500]
     if not services.hosts.offer_left():  # first: open breakers ask the model server nothing
-        wait = max(1, round(services.hosts.retry_after()))
-        raise BreakerOpen("the model is unavailable right now, try again soon", retry_after=wait)
+        raise services.hosts.closed()
     # Once, before any host is tried: a listing that fails is no host's failure to retry.
     model = await services.models.resolve(keyed.body.model)
     return await on_some_host(call, lambda: _on_a_host(request, call, key, keyed, model))
@@ -92,9 +92,6 @@ async def _on_a_host(
     settings = services.settings
     api = keyed.api
     offer = services.hosts.offer()
-    if not offer:
-        wait = max(1, round(services.hosts.retry_after()))
-        raise BreakerOpen("the model is unavailable right now, try again soon", retry_after=wait)
     try:
         decision = await _admitted(call, key, keyed, offer)
     except BaseException:
@@ -205,7 +202,7 @@ def _refusal(decision: Decision, headers: dict[str, str], key: ApiKey) -> JsonAn
     if limit in {Limit.INFLIGHT, Limit.WAKING}:
         raise Shed("the model is busy right now, try again in a moment", retry_after=wait)
     if limit in UNAVAILABLE:
-        raise BreakerOpen("the model is unavailable right now, try again soon", retry_after=wait)
+        raise BreakerOpen(UNAVAILABLE_MESSAGE, retry_after=wait)
     asked = decision.reservation.tokens if decision.reservation else 0
     if limit is Limit.TOKENS and asked > key.limits.tokens:  # not its window shrunk for now
         raise TooManyTokens(
