@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from app.errors import BadRequest
@@ -27,6 +27,9 @@ class Visitor:
     address_id: str
     thumbmark_id: str | None
     pass_id: str | None = None
+    # The address itself, for this request only (a visitor pass is bound to its network);
+    # never stored, logged or shown: the ids above are what is kept.
+    address: IPAddress | None = field(default=None, repr=False)
 
     @property
     def owner(self) -> str:
@@ -57,7 +60,7 @@ class VisitorIdentifier:
             address_key = f"ip6:{network.network_address}"
         else:
             address_key = f"ip:{address or peer or 'unknown'}"
-        return Visitor(self._hash(address_key), self._thumbmark_id(thumbmark))
+        return Visitor(self._hash(address_key), self._thumbmark_id(thumbmark), address=address)
 
     def client_address(self, peer: str | None, forwarded_for: str | None) -> IPAddress | None:
         """The peer, or the rightmost untrusted X-Forwarded-For hop when the peer is our proxy."""

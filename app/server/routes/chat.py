@@ -74,11 +74,8 @@ async def _chat(request: Request[Any, Any, Any], call: Call) -> EventStream | Js
     )
     # A visitor pass, when one came or one is needed now (LLMGW_PASS): checked without Redis,
     # refused with a 401 before anything is spent or sent to the model.
-    peer = request.client.host if request.client else None
-    address = services.identifier.client_address(peer, request.headers.get("x-forwarded-for"))
-    held = services.passes.check(
-        request.headers.get("x-visitor-pass"), None if address is None else str(address)
-    )
+    address = None if visitor.address is None else str(visitor.address)
+    held = services.passes.check(request.headers.get("x-visitor-pass"), address)
     scopes: tuple[Scope, ...] = ()
     if held is not None:
         visitor = replace(visitor, pass_id=f"pass:{held.id}")
