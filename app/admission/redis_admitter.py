@@ -101,11 +101,11 @@ class RedisAdmitter:
         """The fallback's tokens spent on a UTC day, a token window settled like the others."""
         return f"fallback:{day}"
 
-    def _visitor_shares(self, request: _Request) -> tuple[str, ...]:
-        """Each visitor id's share of the fallback's day, as token windows (keyed lanes
-        have none: their keys' own windows bound them)."""
-        day = self.fallback_budget(_utc_day()[0])
-        return tuple(f"{day}:{s.name}" for s in request.scopes if s.whose is Limit.VISITOR)
+    @staticmethod
+    def _visitor_shares(request: _Request, budget: str) -> tuple[str, ...]:
+        """Each visitor id's share of the fallback's day (`budget`), as token windows (keyed
+        lanes have none: their keys' own windows bound them)."""
+        return tuple(f"{budget}:{s.name}" for s in request.scopes if s.whose is Limit.VISITOR)
 
     async def load(self) -> None:
         """Load the scripts into Redis now, so the first request needs a single EVALSHA."""
@@ -183,13 +183,20 @@ class RedisAdmitter:
         lease = f"{self._lease_prefix}{next(self._lease_numbers):x}{mark}"
         keys = [self._conversation_prefix + (request.continues or "-")]
         fallback, budget_ms, share = "0", 0, 0
+        # The fallback's day budget and each visitor id's share of it: windows it settles.
+        fallback_windows: tuple[str, ...] = ()
         args: list[int | str] = []
         for slot in request.hosts:
             if slot.fallback:
                 day, budget_ms = _utc_day()
-                second = self._tokens_prefix + self.fallback_budget(day)
+                budget = self.fallback_budget(day)
+                second = self._tokens_prefix + budget
                 fallback = FALLBACK_WHEN_FULL if request.fallback_on_full else FALLBACK_WHEN_OUT
                 share = slot.share
+                fallback_windows = (
+                    budget,
+                    *(self._visitor_shares(request, budget) if share else ()),
+                )
                 args += (slot.name, slot.budget, slot.cap, "uf")
             else:
                 second = self.host_wake_key(slot.name)
@@ -220,11 +227,14 @@ class RedisAdmitter:
         for scope in request.scopes:
             keys += (self._window_prefix + scope.name, self._tokens_prefix + scope.name)
             args += (scope.requests, scope.tokens, scope.window_ms)
-        shares = self._visitor_shares(request) if share else ()
+        shares = fallback_windows[1:]
         keys += (self._tokens_prefix + name for name in shares)
         args[12] = len(shares)
         reply = await self._admit(keys=keys, args=args)
-        return int(reply[0]), self._decision(now, request, limits, lease, reply)
+        decision = self._decision(
+            now, request, limits, lease, reply, fallback_windows=fallback_windows
+        )
+        return int(reply[0]), decision
 
     def _close_visitor(self, ids: tuple[str, ...], until: float, limits: Limits) -> None:
         """Remember a spent visitor window. At most MAX_REMEMBERED_VISITORS are kept: past
@@ -237,7 +247,14 @@ class RedisAdmitter:
         closed[ids] = (until, limits.visitor_limit)
 
     def _decision(
-        self, now: float, request: _Request, limits: Limits, lease: str, reply: list[int]
+        self,
+        now: float,
+        request: _Request,
+        limits: Limits,
+        lease: str,
+        reply: list[int],
+        *,
+        fallback_windows: tuple[str, ...] = (),
     ) -> Decision:
         status, ttl_ms, remaining, binding, size, waker, reserved, chosen, moved, *ends = reply
         reset = max(int(ttl_ms), 0) / 1000
@@ -258,8 +275,7 @@ class RedisAdmitter:
         scopes = request.scopes
         windows = tuple(s.name for s in scopes if s.tokens > 0)
         if slot is not None and slot.fallback:  # its day's budget is settled like a window
-            shares = self._visitor_shares(request) if slot.share else ()
-            windows = (*windows, self.fallback_budget(_utc_day()[0]), *shares)
+            windows = (*windows, *fallback_windows)
         if not scopes:  # a key without windows of its own: only the in-flight cap held it
             admitted = Decision(True, Limit.KEY, 0, 0, 0.0, lease)  # noqa: FBT003
             return routed(admitted)
