@@ -152,7 +152,6 @@ async def _assemble(
         metrics=metrics,
     )
     configs = settings.hosts()
-    metrics.hosts_configured([config.name for config in configs])
     single = len(configs) == 1
     home = tuple(
         _host(settings, config, clients[config.name], watcher, metrics, site=single)
