@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     pass_base_steps: int = Field(default=0, ge=0, le=20)
     pass_max_steps: int = Field(default=8, ge=0, le=20)
     pass_network_share: int = Field(default=6, ge=1, le=100_000)  # challenges per window
+    # `adaptive`: chats without a pass one network may send per window before it needs passes
+    # (its rate is no longer normal); unset: three visitors' worth (3 x LLMGW_VISITOR_LIMIT).
+    pass_network_chats: int | None = Field(default=None, ge=1, le=1_000_000)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65_535)

@@ -227,6 +227,11 @@ def _mac(key: bytes, body: bytes) -> bytes:
     return hmac.digest(key, body, hashlib.sha256)[:_MAC_BYTES]
 
 
+def network_name(key: bytes, network: str) -> str:
+    """A network as Redis keys name it: its keyed tag in hex, so no address is stored."""
+    return _network_tag(key, network).hex()
+
+
 def _network_tag(key: bytes, network: str) -> bytes:
     # The prefix keeps this HMAC's messages apart from a pass body's (which starts with byte 1).
     return hmac.digest(key, b"network:" + network.encode(), hashlib.sha256)[:10]

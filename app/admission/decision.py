@@ -28,6 +28,7 @@ class Limit(StrEnum):
     CONVERSATION = "conversation"
     WAKING = "waking"
     VISITOR_PASS = "visitor_pass"  # noqa: S105 - a limit's name: a pass's chats all used
+    PASS_NETWORK = "pass_network"  # noqa: S105 - a network's chats without a pass past normal
     NO_HOST = "no_host"  # no model host is up, and no fallback may answer
     FALLBACK_BUDGET = "fallback_budget"  # the hosted fallback's tokens for the day are spent
 

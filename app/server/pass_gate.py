@@ -5,7 +5,12 @@ The price follows the load: steps of doubled work are added while the governor's
 above its soft threshold (one per quarter of the way to hard), and for a network (a /24 or
 /64) asking for more challenges than its share in a window (one per doubling above it, counted
 in Redis across replicas, one round trip per challenge). A pass is checked here without Redis
-(its HMAC); a solution is spent once in Redis (app/access/passes.py `spend_once`)."""
+(its HMAC); a solution is spent once in Redis (app/access/passes.py `spend_once`).
+
+In `adaptive`, a chat needs a pass while the pressure is above soft, or while its network's
+chats without a pass are past normal (LLMGW_PASS_NETWORK_CHATS per window). That count is one
+more scope of the chat's own admission (`network_scope`), so it costs no round trip of its own,
+is exact across replicas, and a refused chat counts nowhere."""
 
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from app.access.passes import (
     Solution,
     challenge,
     issue_pass,
+    network_name,
     network_of,
     read_pass,
     spend_once,
@@ -110,7 +116,7 @@ class PassGate:
     async def _count_challenge(self, network: str) -> int:
         """This network's challenges in the current window, this one included (one round
         trip: INCR, and an expiry set only when missing)."""
-        name = f"{{{self._prefix}}}:pass-network:{network}"
+        name = f"{{{self._prefix}}}:pass-network:{network_name(self._key, network)}"
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.incr(name)
             pipe.expire(name, self._settings.window_seconds, nx=True)
@@ -163,6 +169,21 @@ class PassGate:
             raise PassInvalid(INVALID_MESSAGES.get(reason, "bad pass"), reason=reason)
         return info
 
+    def network_scope(self, address: str | None) -> Scope | None:
+        """`adaptive`: the scope that counts this network's chats without a pass in the chat's
+        own admission; past its limit the chat needs a pass (`crowded`). None in other modes."""
+        if self.mode != "adaptive":
+            return None
+        settings = self._settings
+        chats = settings.pass_network_chats or 3 * settings.visitor_limit
+        network = network_name(self._key, network_of(address or "0.0.0.0"))
+        return Scope(f"pass-network:{network}", Limit.PASS_NETWORK, requests=chats)
+
+    def crowded(self) -> PassRequired:
+        """A chat without a pass from a network whose chats without one are past normal."""
+        self._metrics.pass_refused("pass", "network")
+        return PassRequired("your network is busy: a visitor pass is needed to chat now")
+
     def spent(self) -> PassInvalid:
         """A pass whose chats are all used (the admission script counted them)."""
         self._metrics.pass_refused("pass", "spent")
@@ -180,8 +201,9 @@ class PassGate:
             await asyncio.sleep(1.0)
 
     def required(self) -> bool:
-        """Whether a chat without a pass is refused now: always in `required`; in `adaptive`,
-        while the governor's pressure is above its soft threshold."""
+        """Whether every chat without a pass is refused now: always in `required`; in
+        `adaptive`, while the governor's pressure is above its soft threshold (a network past
+        its normal rate is refused by its own scope, `network_scope`)."""
         if self.mode == "required":
             return True
         return self.mode == "adaptive" and self.pressure_steps() > 0

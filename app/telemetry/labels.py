@@ -57,7 +57,7 @@ MAX_KEY_NAMES: Final = 64
 TOKEN_TYPES: Final = ("input", "output", "reasoning")
 DECISIONS: Final = frozenset(
     {"admitted", "visitor", "global", "tokens", "shed", "conversation", "waking", "key"}
-    | {"concurrency", "no_host", "fallback_budget", "visitor_pass"}
+    | {"concurrency", "no_host", "fallback_budget", "visitor_pass", "pass_network"}
 )
 # The admission's own names for a decision, where they differ from the label (Limit.INFLIGHT).
 DECISION_ALIASES: Final = {"inflight": "shed"}

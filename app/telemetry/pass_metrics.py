@@ -24,6 +24,7 @@ PASS_REFUSALS: Final = frozenset(
         "spent",
         "foreign_network",
         "required",
+        "network",  # adaptive: the network's chats without a pass were past normal
     }
 )
 PASS_CHECKS: Final = ("solution", "pass")  # what was refused: a solution, or a chat's pass

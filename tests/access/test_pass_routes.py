@@ -145,6 +145,38 @@ def test_difficulty_rises_while_one_network_floods_and_falls_after(
         assert price("203.0.113.9") == 500
 
 
+def test_a_network_past_its_normal_rate_needs_a_pass_and_others_do_not(
+    sim: SimHandle, redis_url: str
+) -> None:
+    """`adaptive` at low pressure: one network's chats without a pass, counted across two
+    gateways, are admitted up to LLMGW_PASS_NETWORK_CHATS per window; the next is 401
+    pass_required and reaches no model. With a pass that network chats again; another network
+    chats without one all along; after the window, plain chats are back."""
+    url = flushed(redis_url)
+    settings = {"pass_network_chats": 3, "window_seconds": 6, "trusted_proxies": "127.0.0.1/32"}
+    with gateway(sim, url, **settings) as first, gateway(sim, url, **settings) as second:
+
+        def visitor(number: int, network: str = "203.0.113") -> dict[str, str]:
+            return {"X-Forwarded-For": f"{network}.{number}"}
+
+        # Three visitors of one /24, on either replica: within the network's normal rate.
+        assert [
+            chat(g.url, headers=visitor(n)).status for n, g in enumerate((first, second, first))
+        ] == [200] * 3
+        before = sim.stats()["started"]
+        crowded = chat(second.url, headers=visitor(9))
+        assert (crowded.status, crowded.json["code"]) == (401, "pass_required")
+        assert sim.stats()["started"] == before
+        token = a_pass(first.url, headers=visitor(9))
+        with_pass = chat(second.url, headers={**visitor(9), "X-Visitor-Pass": token})
+        assert with_pass.status == 200
+        assert chat(first.url, headers=visitor(1, "198.51.100")).status == 200
+        metrics = httpx.get(f"{second.url}/metrics").text
+        time.sleep(6.2)
+        assert chat(first.url, headers=visitor(9)).status == 200
+    assert 'llmgw_pass_refused_total{check="pass",reason="network"} 1.0' in metrics
+
+
 def test_keys_need_no_pass(sim: SimHandle, redis_url: str) -> None:
     """In `required`, a keyed client (the owner's tools) chats without any pass."""
     url = flushed(redis_url)

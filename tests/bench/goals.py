@@ -132,12 +132,19 @@ def goals(results: dict[str, Any]) -> list[Goal]:
 
 
 def pass_goals(result: dict[str, Any]) -> list[Goal]:
-    """Issue 16's: a solution and a pass each verified in at most 50 µs on one core, and the
-    widget's solve at base difficulty at most 300 ms (median) in headless Chromium."""
-    from pass_cost import pass_cost_goals  # noqa: PLC0415 - they import Goal from here
+    """Issue 16's: a solution and a pass each verified in at most 50 µs on one core, the
+    widget's solve at base difficulty at most 300 ms (median) in headless Chromium, the
+    attacker's cost per chat doubling per step, and a visitor's first chat under 1 s."""
+    from pass_attack import pass_attack_goals  # noqa: PLC0415 - they import Goal from here
+    from pass_cost import pass_cost_goals  # noqa: PLC0415
     from pass_solve import pass_solve_goals  # noqa: PLC0415
 
-    return [*pass_cost_goals(result["cost"]), *pass_solve_goals(result["solve"])]
+    attack = (
+        pass_attack_goals(result["attack"], result["solve"]["first_chat_s_median"])
+        if "attack" in result
+        else []
+    )
+    return [*pass_cost_goals(result["cost"]), *pass_solve_goals(result["solve"]), *attack]
 
 
 def host_goals(result: dict[str, Any]) -> list[Goal]:

@@ -272,4 +272,26 @@ def _passes(result: dict[str, Any]) -> list[str]:
         "| widget solve | median | p90 | max | whole check, median | hashes/s |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
         row,
+        *_pass_attack(result),
+    ]
+
+
+def _pass_attack(result: dict[str, Any]) -> list[str]:
+    """The attacker's cost per admitted chat at each step, the visitor's first chat beside."""
+    if "attack" not in result:
+        return []
+    from pass_attack import table  # noqa: PLC0415 - the bench's own module
+
+    attack, solve = result["attack"], result["solve"]
+    return [
+        "",
+        (
+            "An attacker's cost per admitted chat at each step: the ALTCHA library's solver on"
+            f" one core ({attack['hashes_per_second']:,.0f} hashes/s), a challenge's mean work, a"
+            " pass per network for its chats; a visitor's first chat, from Enter to the first"
+            " words with the pass fetched first, median over new visitors in Chromium (max"
+            f" {solve['first_chat_s_max']:.2f} s)."
+        ),
+        "",
+        *table(attack, solve["first_chat_s_median"]),
     ]

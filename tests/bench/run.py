@@ -23,6 +23,7 @@ import hosts
 import keyed
 import lanes
 import mixed
+import pass_attack
 import pass_cost
 import pass_solve
 import soak
@@ -175,7 +176,11 @@ def main() -> int:
         with redis_server() as redis_url:
             results["hosts"] = hosts.compare(redis_url)
     if os.environ.get("LLMGW_BENCH_PASSES", "1") == "1":
-        results["passes"] = {"cost": pass_cost.measure(), "solve": pass_solve.measure()}
+        results["passes"] = {
+            "cost": pass_cost.measure(),
+            "solve": pass_solve.measure(),
+            "attack": pass_attack.measure(),
+        }
     print(write(results, REPORT))
     return 0
 

@@ -80,6 +80,8 @@ async def _chat(request: Request[Any, Any, Any], call: Call) -> EventStream | Js
     if held is not None:
         visitor = replace(visitor, pass_id=f"pass:{held.id}")
         scopes = (pass_scope(held),)
+    elif (network := services.passes.network_scope(address)) is not None:
+        scopes = (network,)  # adaptive: this network's chats without a pass, in the same trip
     call.visitor = visitor.owner[:12]  # a short prefix of the keyed hash: enough to follow one
     if services.settings.log_content:
         call.content = str(chat_request.input)[:500]
@@ -144,6 +146,8 @@ async def _on_a_host(
         call.refused_by = str(decision.limit)
         if decision.limit is Limit.VISITOR_PASS:  # its chats are used: the widget gets anew
             raise services.passes.spent()
+        if decision.limit is Limit.PASS_NETWORK:  # its network is past normal: a pass, then
+            raise services.passes.crowded()
         return rejection(decision, headers)
     exchange = await routed_exchange(call, offer, decision, visitor.owner, chat_request, lost=lost)
     await exchange.check_room(chat_request.estimated_tokens())
