@@ -120,22 +120,26 @@ def pass_attack_goals(result: dict[str, Any], first_chat_s: float | None) -> lis
     return goals
 
 
-def table(result: dict[str, Any], first_chat_s: float | None = None) -> list[str]:
-    """The table of the report: a row per step, the visitor's first chat beside base."""
+def table(
+    result: dict[str, Any], first_chat_s: float | None = None, widget_rate: float | None = None
+) -> list[str]:
+    """The table of the report: a row per step; beside it a visitor's solve at the widget's
+    measured hash rate, and their first chat at base."""
     lines = [
         (
             "| step | maxNumber | attacker's hashes per pass | measured s per pass | attacker's"
-            f" cost per chat ({result['chats_per_pass']} per pass) | x previous | visitor's first"
-            " chat |"
+            f" cost per chat ({result['chats_per_pass']} per pass) | x previous | visitor's solve"
+            " at the widget's rate | visitor's first chat |"
         ),
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in result["steps"]:
-        visitor = f"{first_chat_s:.2f} s" if row["step"] == 0 and first_chat_s else ""
+        first = f"{first_chat_s:.2f} s" if row["step"] == 0 and first_chat_s else ""
         ratio = f"{row['ratio']:.2f}" if row["step"] else ""
+        visitor = f"{row['hashes'] / widget_rate:.2f} s" if widget_rate else ""
         lines.append(
             f"| {row['step']} | {row['max_number']:,} | {row['hashes']:,} | {row['solve_s']:.3f} |"
-            f" {row['per_chat_s'] * 1000:.2f} ms | {ratio} | {visitor} |"
+            f" {row['per_chat_s'] * 1000:.2f} ms | {ratio} | {visitor} | {first} |"
         )
     return lines
 

@@ -293,5 +293,5 @@ def _pass_attack(result: dict[str, Any]) -> list[str]:
             f" {solve['first_chat_s_max']:.2f} s)."
         ),
         "",
-        *table(attack, solve["first_chat_s_median"]),
+        *table(attack, solve["first_chat_s_median"], solve["hashes_per_second"]),
     ]
