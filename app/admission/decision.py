@@ -33,6 +33,10 @@ class Limit(StrEnum):
     FALLBACK_BUDGET = "fallback_budget"  # the hosted fallback's tokens for the day are spent
 
 
+# Scopes counting more than one visitor: checked after everyone's and before the visitor's.
+BROADER_THAN_A_VISITOR = frozenset({Limit.PASS_NETWORK})
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """The limits one admission is checked against (the governor's effective values for its
@@ -62,15 +66,20 @@ class Scope:
     window_ms: int = 0  # its own window's length (a visitor pass's life); 0: the usual one
 
 
-def public_scopes(visitor_ids: Sequence[str], limits: Limits) -> tuple[Scope, ...]:
-    """Everyone's scope, then one per visitor id (address, thumbmark): broadest first, so the
-    narrowest full window is the one a refusal names."""
+def public_scopes(
+    visitor_ids: Sequence[str], limits: Limits, extra: Sequence[Scope] = ()
+) -> tuple[Scope, ...]:
+    """Everyone's scope, then one per visitor id (address, thumbmark), with `extra` scopes in
+    their place: broadest first, so the narrowest full window is the one a refusal names. A
+    network's scope (many visitors) comes before the visitor's own, a pass's after."""
     everyone = Scope("global", Limit.GLOBAL, limits.global_limit, limits.global_tokens)
     visitors = (
         Scope(f"visitor:{vid}", Limit.VISITOR, limits.visitor_limit, limits.visitor_tokens)
         for vid in visitor_ids
     )
-    return (everyone, *visitors)
+    broad = tuple(scope for scope in extra if scope.whose in BROADER_THAN_A_VISITOR)
+    narrow = (scope for scope in extra if scope.whose not in BROADER_THAN_A_VISITOR)
+    return (everyone, *broad, *visitors, *narrow)
 
 
 # The one host of the old configuration (LLMGW_UPSTREAM_URL), as app.settings names it.

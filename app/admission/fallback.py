@@ -54,7 +54,7 @@ class LocalAdmitter:
         if lane is not Lane.PUBLIC:
             decision = self._decide((*scopes,), limits, tokens, concurrency or ("", 0), host)
             return replace(decision, lane=lane)
-        every = (*public_scopes(visitor_ids, limits), *scopes)
+        every = public_scopes(visitor_ids, limits, scopes)
         return self._decide(every, limits, tokens, ("", 0), host)
 
     def _decide(

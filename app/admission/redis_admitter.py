@@ -167,7 +167,7 @@ class RedisAdmitter:
             if now < closed[0] and limits.visitor_limit <= closed[1]:
                 return refusal(Limit.VISITOR, limits.visitor_limit, closed[0] - now, path="local")
             del self._visitors_closed[ids]  # its window has reset (or the limit was raised)
-        every = (*public_scopes(visitor_ids, limits), *scopes)
+        every = public_scopes(visitor_ids, limits, scopes)
         request = _Request(every, continues, owner, wake_seconds, tokens, slots, fallback_on_full)
         status, decision = await self._run(now, request, limits, lane)
         if status == WINDOW_FULL and decision.limit is Limit.VISITOR:

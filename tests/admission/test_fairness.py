@@ -69,8 +69,9 @@ async def hammer(client: httpx.AsyncClient, url: str) -> list[tuple[int, str | N
 
 
 async def ordinary(client: httpx.AsyncClient, url: str, visitor: int) -> list[int]:
-    """An ordinary visitor: a few chats one after the other, within the limit."""
-    address = f"198.51.100.{visitor + 1}"
+    """An ordinary visitor: a few chats one after the other, within the limit, each from a
+    network of their own (twenty visitors of one /24 would be a crowd that needs passes)."""
+    address = f"10.{visitor + 1}.0.7"
     return [(await chat_from(client, url, address))[0] for _ in range(CHATS_EACH)]
 
 

@@ -51,7 +51,8 @@ CHECK_SPAN = """() => {
     const asked = entries.find((entry) => entry.name.endsWith("/api/pass/challenge"));
     const granted = entries.find((entry) => entry.name.endsWith("/api/pass"));
     // null until the browser has recorded the grant's timing (just after its response ends)
-    return granted === undefined || granted.responseEnd === 0 ? null : granted.responseEnd - asked.startTime;
+    if (granted === undefined || granted.responseEnd === 0) return null;
+    return granted.responseEnd - asked.startTime;
 }"""
 
 
