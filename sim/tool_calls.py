@@ -108,20 +108,19 @@ def _call(state: SimState, function: FunctionTool, question: str) -> Reply:
         # tools.mdx's example of a call LM Studio cannot parse: brackets wrong, no arguments.
         text = f'<tool_call>["name": "{function.name}", "query": "{question}"]</tool_call>'
         return Reply(pieces=tuple(_TOKEN.findall(text)))
-    name = UNKNOWN_FUNCTION if bad is BadToolCalls.UNKNOWN_FUNCTION else function.name
+    call = FunctionCall(UNKNOWN_FUNCTION if bad is BadToolCalls.UNKNOWN_FUNCTION else function.name)
     key = argument_key(function.parameters)
     if bad is BadToolCalls.LONG_ARGUMENTS:
         text = _json({key or "query": _padded(question, state.tools.long_arguments)})
-        chunks = range(0, len(text), LONG_PIECE)
-        return Reply(
-            call=FunctionCall(name), pieces=tuple(text[at : at + LONG_PIECE] for at in chunks)
-        )
+        return Reply(call=call, pieces=_chunks(text, LONG_PIECE))
     text = _json({key: question} if key else {})
     if bad is BadToolCalls.INVALID_JSON:
-        text = text[:-1]  # cut before its closing brace, as models do (defeatbeta-api#72)
+        text = text[
+            :-1
+        ]  # cut before its closing brace, as models do (defeat-beta/defeatbeta-api#72)
     # Streamed token by token (api-changelog.md, 0.3.17: "Tool-call argument tokens are streamed
     # as they are generated"), in pieces like tools.mdx's example: `{"`, `location`, `":"`, ...
-    return Reply(call=FunctionCall(name), pieces=tuple(_TOKEN.findall(text)))
+    return Reply(call=call, pieces=tuple(_TOKEN.findall(text)))
 
 
 def argument_key(parameters: dict[str, Any] | None) -> str | None:
@@ -157,6 +156,10 @@ def quoting_opening(output: str) -> tuple[str, ...]:
 def _padded(question: str, length: int) -> str:
     words = (question.strip() or "query") + " "
     return (words * (length // len(words) + 1))[:length]
+
+
+def _chunks(text: str, size: int) -> tuple[str, ...]:
+    return tuple(text[start : start + size] for start in range(0, len(text), size))
 
 
 def _json(arguments: dict[str, str]) -> str:
