@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from sim.config import Engine, Overflow, SimConfig
+from sim.config import BadToolCalls, Engine, Overflow, SimConfig
 
 # What `--lmstudio` means; any option given explicitly still wins.
 LMSTUDIO_PRESET: dict[str, object] = {
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     _models(parser.add_argument_group("LM Studio: models, JIT loading and idle TTL"))
     _conversation(parser.add_argument_group("LM Studio: context and answers"))
     _wire(parser.add_argument_group("LM Studio: wire quirks"))
+    _tools(parser.add_argument_group("LM Studio: function tools (docs 3_openai-compat/tools.mdx)"))
     parser.set_defaults(**{f.name: getattr(SimConfig(), f.name) for f in fields(SimConfig)})
     return parser
 
@@ -54,6 +55,7 @@ def config_from(args: argparse.Namespace) -> SimConfig:
     values = {f.name: getattr(args, f.name) for f in fields(SimConfig)}
     values["engine"] = Engine(values["engine"])
     values["overflow"] = Overflow(values["overflow"])
+    values["bad_tool_calls"] = BadToolCalls(values["bad_tool_calls"])
     return SimConfig(**values)
 
 
@@ -161,4 +163,37 @@ def _wire(group: argparse._ArgumentGroup) -> None:
         "--no-rest-v1",
         action="store_true",
         help="before LM Studio 0.4.0: no native /api/v1 (it gets the unknown-path answer)",
+    )
+
+
+def _tools(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--not-trained-for-tool-use",
+        dest="trained_for_tool_use",
+        action="store_false",
+        help="the LLM lists trained_for_tool_use false, and its calls come out as text LM "
+        "Studio cannot parse",
+    )
+    group.add_argument(
+        "--tool-trigger",
+        metavar="TEXT",
+        help="the model calls the first offered function when the last user message contains "
+        "TEXT, any case (default '?': a question)",
+    )
+    group.add_argument(
+        "--bad-tool-calls",
+        choices=[mode.value for mode in BadToolCalls],
+        help="spoil every call: arguments not JSON, a function nobody offered, over-long "
+        "arguments, or a call written as text",
+    )
+    group.add_argument(
+        "--tool-call-every-turn",
+        action="store_true",
+        help="a follow-up carrying a function_call_output calls the tool again",
+    )
+    group.add_argument(
+        "--long-tool-arguments",
+        type=int,
+        metavar="CHARS",
+        help="length of the arguments in --bad-tool-calls long_arguments",
     )

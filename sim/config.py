@@ -7,7 +7,8 @@ the LM Studio behaviours (`sim/cli_options.py` names their sources) are opt-in.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 EMBEDDING_MODEL = "text-embedding-nomic-embed-text-v1.5"
 
@@ -36,6 +37,16 @@ class Overflow(enum.StrEnum):
     BAD_REQUEST = "400"  # refused before generation
     OK_WITH_ERROR = "200"  # a 200 whose body (or only SSE frame) is the error
     MID_GENERATION = "mid-generation"  # generation starts and fails when the context fills
+
+
+class BadToolCalls(enum.StrEnum):
+    """How the simulated model spoils the function calls it makes (`sim/tool_calls.py`)."""
+
+    NONE = "none"
+    INVALID_JSON = "invalid_json"  # arguments cut before the closing brace: not JSON
+    UNKNOWN_FUNCTION = "unknown_function"  # a function no request offers
+    LONG_ARGUMENTS = "long_arguments"  # valid JSON, `long_tool_arguments` characters long
+    UNPARSED = "unparsed"  # the call as text LM Studio could not parse: a message, no call
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +82,11 @@ class SimConfig:
     no_responses_api: bool = False
     no_rest_v1: bool = False
     prefill_survives_cancel: bool = False
+    trained_for_tool_use: bool = True
+    tool_trigger: str = "?"
+    bad_tool_calls: BadToolCalls = BadToolCalls.NONE
+    tool_call_every_turn: bool = False
+    long_tool_arguments: int = 10_000
 
     def __post_init__(self) -> None:
         if self.slots < 1 or self.queue < 0:
@@ -85,6 +101,8 @@ class SimConfig:
             raise ValueError("load seconds must be at least 0 and the idle TTL positive")
         if self.context_length is not None and self.context_length < 1:
             raise ValueError("context length must be at least 1")
+        if self.long_tool_arguments < 1:
+            raise ValueError("long tool arguments must be at least 1 character")
 
     @property
     def parallel(self) -> int:
@@ -95,3 +113,24 @@ class SimConfig:
     def queue_limit(self) -> int | None:
         """Requests that may wait; None (no limit) on the LM Studio engines, which never refuse."""
         return self.queue if self.engine is Engine.SIM else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolBehaviour:
+    """How the simulated model uses function tools; `POST /_sim/tools` swaps it at run time."""
+
+    trigger: str  # the last user message must contain it (any case) for the model to call
+    bad_calls: BadToolCalls
+    call_every_turn: bool  # a continuation calls again instead of answering
+    long_arguments: int  # characters of arguments in `long_arguments` mode
+
+    @classmethod
+    def from_config(cls, config: SimConfig, **changes: Any) -> ToolBehaviour:
+        """The behaviour the command line set, with `changes` on top."""
+        started = cls(
+            trigger=config.tool_trigger,
+            bad_calls=config.bad_tool_calls,
+            call_every_turn=config.tool_call_every_turn,
+            long_arguments=config.long_tool_arguments,
+        )
+        return replace(started, **changes)

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Self
 
 from sim.config import FaultMode, SimConfig
 from sim.context import exhausted, tokens_before_exhaustion
-from sim.text import Script, write_script
+from sim.text import Script, fixed_script, write_script
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Callable, Sequence
     from types import TracebackType
 
     from sim.capacity import Reservation
@@ -37,30 +37,50 @@ class Plan:
 
 
 def make_plan(
-    state: SimState, prompt: str, input_tokens: int, limit: int | None, *, reasoning: bool
+    state: SimState,
+    prompt: str,
+    input_tokens: int,
+    limit: int | None,
+    *,
+    reasoning: bool,
+    opening: Sequence[str] | None = None,
+    fixed: tuple[str, ...] | None = None,
 ) -> Plan:
-    """Size the output: the configured natural length, cut by the request's limit if it is lower."""
-    reasoning_tokens, answer_tokens = _split_output(state.config, limit, reasoning=reasoning)
+    """Size the output: the natural length (the configured one, or that of the `fixed` pieces,
+    e.g. a function call's arguments), cut by the request's limit if it is lower."""
+    natural = None if fixed is None else len(fixed)
+    config = state.config
+    reasoning_tokens, answer_tokens = _split_output(
+        config, limit, reasoning=reasoning, natural=natural
+    )
     offset = state.next_offset()
-    script = write_script(prompt, reasoning_tokens, answer_tokens, offset)
+    if fixed is None:
+        script = write_script(prompt, reasoning_tokens, answer_tokens, offset, opening)
+    else:
+        script = fixed_script(fixed, reasoning_tokens, answer_tokens)
     if state.config.context_length is None:
         input_tokens = min(input_tokens, MAX_CONTEXT_TOKENS)  # today's sim: never overflows
-    output_tokens = reasoning_tokens + answer_tokens
+    output_tokens = len(script.reasoning) + len(script.answer)
     fail_after = tokens_before_exhaustion(state, input_tokens, output_tokens)
     return Plan(input_tokens=input_tokens, script=script, fail_after=fail_after)
 
 
-def is_cut(config: SimConfig, limit: int | None, *, reasoning: bool) -> bool:
-    """Whether a limit stops the generation before the model would stop by itself."""
-    natural = config.output_tokens + (config.reasoning_tokens if reasoning else 0)
-    return limit is not None and 0 < limit < natural
+def is_cut(
+    config: SimConfig, limit: int | None, *, reasoning: bool, natural: int | None = None
+) -> bool:
+    """Whether a limit stops the generation before the model would stop by itself after
+    `natural` answer tokens (None: the configured length)."""
+    answer = config.output_tokens if natural is None else natural
+    return limit is not None and 0 < limit < answer + (config.reasoning_tokens if reasoning else 0)
 
 
-def _split_output(config: SimConfig, limit: int | None, *, reasoning: bool) -> tuple[int, int]:
+def _split_output(
+    config: SimConfig, limit: int | None, *, reasoning: bool, natural: int | None
+) -> tuple[int, int]:
     # Like a real model, it stops by itself after its natural length; a lower limit cuts it.
     reasoning_tokens = config.reasoning_tokens if reasoning else 0
-    if not is_cut(config, limit, reasoning=reasoning):
-        return reasoning_tokens, config.output_tokens
+    if not is_cut(config, limit, reasoning=reasoning, natural=natural):
+        return reasoning_tokens, config.output_tokens if natural is None else natural
     total = min(limit or 0, MAX_CONTEXT_TOKENS)
     if reasoning and config.reasoning_eats_budget:
         # A reasoning model can spend the whole max_output_tokens before any visible text

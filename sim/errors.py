@@ -5,6 +5,9 @@ The simulator raises one exception type, `SimError`; an app-level handler turns 
     SimError                   {"error": {"message", "type", "param", "code"}}
     ├── InvalidRequest         400, bad JSON or a missing / malformed field
     ├── PreviousResponseUnknown 400, `previous_response_id` not stored (OpenAI's code)
+    ├── InvalidField           400, a field LM Studio's schema refuses (`tools`, `tool_choice`,
+    │                          `input` items), with its own `param` path and `code`
+    ├── ToolCallUnknown        400, a `function_call_output` answers no call (OpenAI's wording)
     ├── NoModelsLoaded         400, LM Studio's own message when no model is loaded
     ├── ModelNotFound          400, `model` names no downloaded model (code `model_not_found`)
     ├── ContextOverflow        400, the conversation does not fit the context; a bare string body
@@ -73,6 +76,24 @@ class PreviousResponseUnknown(SimError):
         super().__init__(
             f"Previous response with id '{response_id}' not found.", "previous_response_id"
         )
+
+
+class InvalidField(SimError):
+    """A field LM Studio's request schema refuses: its `param` is the field's path, as in
+    `tools.0.strict` (earendil-works/pi#598), and `code` says why."""
+
+    def __init__(self, message: str, param: str, code: str) -> None:
+        super().__init__(message, param)
+        self.code = code
+
+
+class ToolCallUnknown(SimError):
+    """A `function_call_output` whose `call_id` no call of the conversation has."""
+
+    def __init__(self, call_id: str) -> None:
+        # OpenAI's wording (continuedev/continue#10092); LM Studio's own is not on record.
+        message = f"No tool call found for function call output with call_id {call_id}."
+        super().__init__(message, "input")
 
 
 class NoModelsLoaded(SimError):

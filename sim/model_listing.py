@@ -34,6 +34,8 @@ def rest_v0_entry(state: SimState, model: DownloadedModel) -> dict[str, Any]:
         "quantization": "Q4_K_M" if llm else "Q4_0",
         "state": "loaded" if loaded else "not-loaded",
         "max_context_length": MAX_CONTEXT_LENGTH if llm else EMBEDDING_CONTEXT_LENGTH,
+        # LM Studio 0.3.16 (docs api-changelog.md): "a `capabilities` array ... (e.g. "tool_use")".
+        "capabilities": ["tool_use"] if llm and state.config.trained_for_tool_use else [],
     }
 
 
@@ -55,7 +57,8 @@ def rest_v1_entry(state: SimState, model: DownloadedModel) -> dict[str, Any]:
     }
     if llm:  # "Absent for embedding models"
         entry["architecture"] = ARCH
-        entry["capabilities"] = {"vision": False, "trained_for_tool_use": True}
+        tool_use = state.config.trained_for_tool_use  # `--not-trained-for-tool-use` turns it off
+        entry["capabilities"] = {"vision": False, "trained_for_tool_use": tool_use}
         entry["description"] = None
     return entry
 

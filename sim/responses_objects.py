@@ -7,13 +7,11 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sim.engine import Plan, is_cut, make_plan
-from sim.errors import PreviousResponseUnknown
-from sim.schemas import ResponsesBody, prompt_of
-from sim.text import count_tokens
+from sim.tool_requests import NO_TOOLS, ToolRequest
 
 if TYPE_CHECKING:
-    from sim.state import SimState
+    from sim.engine import Plan
+    from sim.tool_calls import FunctionCall
 
 
 def _new_id(prefix: str, hex_bytes: int = 12) -> str:
@@ -31,7 +29,7 @@ class ResponseCall:
     # The system prompt and sampling, echoed in the response object as the real servers do.
     instructions: str | None = None
     temperature: float | None = None
-    # Input tokens of the system prompt: prefilled, but not carried into a follow-up.
+    # Input tokens of the system prompt and the tools: prefilled, not carried into a follow-up.
     instruction_tokens: int = 0
     max_output_tokens: int | None
     reasoning_effort: str | None
@@ -43,53 +41,15 @@ class ResponseCall:
     message_id: str = field(default_factory=lambda: _new_id("msg_"))
     reasoning_id: str = field(default_factory=lambda: _new_id("rs_"))
     created_at: int = field(default_factory=lambda: int(time.time()))
+    tools: ToolRequest = NO_TOOLS
+    # Set when the answer is a function call: `plan.script.answer` is then its arguments.
+    function_call: FunctionCall | None = None
+    question: str = ""  # the user's last words, kept with the stored conversation
 
     @property
-    def message_index(self) -> int:
-        """`output_index` of the message item: it follows the reasoning item when there is one."""
+    def answer_index(self) -> int:
+        """`output_index` of the message or function call: after the reasoning item, if any."""
         return 1 if self.plan.script.reasoning else 0
-
-
-def build_call(state: SimState, body: ResponsesBody) -> ResponseCall:
-    """Resolve the stored conversation and size the generation; 400 on a bad request."""
-    prompt, chars = prompt_of(body.messages(), "input")
-    # The system prompt is prefilled with the input, as a real model server does.
-    instruction_tokens = count_tokens(len(body.instructions)) if body.instructions else 0
-    input_tokens = (
-        count_tokens(chars) + instruction_tokens + _stored_context(state, body.previous_response_id)
-    )
-    reasoning = body.wants_reasoning()
-    plan = make_plan(state, prompt, input_tokens, body.max_output_tokens, reasoning=reasoning)
-    effort = (body.reasoning.effort if body.reasoning else None) or "medium"
-    cut = is_cut(state.config, body.max_output_tokens, reasoning=reasoning)
-    return ResponseCall(
-        incomplete=state.config.incomplete_at_limit and cut,
-        plan=plan,
-        model=state.config.model,
-        previous_response_id=body.previous_response_id,
-        store=body.store,
-        max_output_tokens=body.max_output_tokens,
-        reasoning_effort=effort if reasoning else None,
-        instructions=body.instructions,
-        temperature=body.temperature,
-        instruction_tokens=instruction_tokens,
-    )
-
-
-def _stored_context(state: SimState, previous_response_id: str | None) -> int:
-    if previous_response_id is None:
-        return 0
-    tokens = state.store.context_tokens(previous_response_id)
-    if tokens is None:
-        raise PreviousResponseUnknown(previous_response_id)
-    return tokens
-
-
-def remember(state: SimState, call: ResponseCall) -> None:
-    """Store a completed response so a follow-up can name it (unless `store` is false)."""
-    if call.store:
-        conversation = max(0, call.plan.input_tokens - call.instruction_tokens)
-        state.store.put(call.response_id, conversation + len(call.plan.script.answer))
 
 
 def response_object(call: ResponseCall, *, completed: bool) -> dict[str, Any]:
@@ -108,8 +68,8 @@ def response_object(call: ResponseCall, *, completed: bool) -> dict[str, Any]:
         "max_output_tokens": call.max_output_tokens,
         "reasoning": {"effort": call.reasoning_effort, "summary": None},
         "text": {"format": {"type": "text"}},
-        "tools": [],
-        "tool_choice": "auto",
+        "tools": list(call.tools.echo),
+        "tool_choice": call.tools.choice,
         "error": None,
         "incomplete_details": _incomplete_details(call, completed=completed),
         "usage": usage(call.plan) if completed else None,
@@ -138,12 +98,35 @@ def usage(plan: Plan) -> dict[str, Any]:
 
 
 def final_output(call: ResponseCall) -> list[dict[str, Any]]:
-    """The completed output items: reasoning (when asked for), then the assistant message."""
+    """The completed output items: reasoning (when asked for), then the assistant message or
+    the function call (none when the reasoning spent the whole budget)."""
     script = call.plan.script
-    items = [message_item(call, "".join(script.answer), completed=True)] if script.answer else []
+    items = [answer_item(call, "".join(script.answer), completed=True)] if script.answer else []
     if not script.reasoning:
         return items
     return [reasoning_item(call, "".join(script.reasoning), completed=True), *items]
+
+
+def answer_item(call: ResponseCall, text: str, *, completed: bool) -> dict[str, Any]:
+    """The message, or the function call whose arguments `text` is."""
+    if call.function_call is None:
+        return message_item(call, text, completed=completed)
+    return function_call_item(call, call.function_call, text, completed=completed)
+
+
+def function_call_item(
+    call: ResponseCall, function: FunctionCall, arguments: str, *, completed: bool
+) -> dict[str, Any]:
+    """A `function_call` item, its fields in the order LM Studio sends them (ids as in
+    ahmedibrahim085/lmstudio-bridge-enhanced's capture, RESPONSES_API_IMPLEMENTATION_GUIDE.md)."""
+    return {
+        "id": function.item_id,
+        "call_id": function.call_id,
+        "type": "function_call",
+        "name": function.name,
+        "arguments": arguments,
+        "status": _status(call, completed=completed),
+    }
 
 
 def reasoning_item(call: ResponseCall, text: str, *, completed: bool) -> dict[str, Any]:

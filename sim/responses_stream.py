@@ -11,12 +11,12 @@ from sim.engine import Generation, generate_all, paced
 from sim.errors import ContextExhausted
 from sim.responses_objects import (
     ResponseCall,
-    message_item,
+    answer_item,
     output_text_part,
     reasoning_item,
-    remember,
     response_object,
 )
+from sim.responses_request import remember
 from sim.text import json_string
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from sim.capacity import Reservation
     from sim.state import SimState
+    from sim.tool_calls import FunctionCall
 
 
 class ResponseFrames:
@@ -33,10 +34,18 @@ class ResponseFrames:
         self._call = call
         self._sequence = -1
         self.reasoning_delta = self._delta_encoder(
-            "response.reasoning_text.delta", call.reasoning_id, 0, b""
+            "response.reasoning_text.delta", call.reasoning_id, 0, b'"content_index":0,'
         )
-        self.text_delta = self._delta_encoder(
-            "response.output_text.delta", call.message_id, call.message_index, b'"logprobs":[],'
+        if call.function_call is None:
+            kind, item_id, extra = (
+                "output_text",
+                call.message_id,
+                b'"content_index":0,"logprobs":[],',
+            )
+        else:  # OpenAI's ResponseFunctionCallArgumentsDeltaEvent: no content part, no logprobs
+            kind, item_id, extra = "function_call_arguments", call.function_call.item_id, b""
+        self.answer_delta = self._delta_encoder(
+            f"response.{kind}.delta", item_id, call.answer_index, extra
         )
 
     def event(self, kind: str, **fields: Any) -> bytes:
@@ -66,34 +75,43 @@ class ResponseFrames:
             "response.output_item.done", output_index=0, item=item
         )
 
-    def message_opening(self) -> bytes:
-        """The message item appears, then its empty text part."""
-        index = self._call.message_index
-        item = message_item(self._call, "", completed=False)
-        return self.event("response.output_item.added", output_index=index, item=item) + self.event(
+    def answer_opening(self) -> bytes:
+        """The message item and its empty text part appear, or the function call item."""
+        index = self._call.answer_index
+        item = answer_item(self._call, "", completed=False)
+        added = self.event("response.output_item.added", output_index=index, item=item)
+        if self._call.function_call is not None:
+            return added
+        part = self.event(
             "response.content_part.added", part=output_text_part(""), **self._text_ids()
         )
+        return added + part
 
     def closing(self) -> bytes:
-        """Text done, part done, item done, and `response.completed` (or `.incomplete`)."""
+        """The answer's item closes, then `response.completed` (or `.incomplete`)."""
         final = "response.incomplete" if self._call.incomplete else "response.completed"
-        frames = [self._message_closing()] if self._call.plan.script.answer else []
+        frames = [self._answer_closing()] if self._call.plan.script.answer else []
         frames.append(self.event(final, response=response_object(self._call, completed=True)))
-        return b"".join(frames)  # no message item when the reasoning spent the whole budget
+        return b"".join(frames)  # no answer item when the reasoning spent the whole budget
 
-    def _message_closing(self) -> bytes:
+    def _answer_closing(self) -> bytes:
         text = "".join(self._call.plan.script.answer)
-        item = message_item(self._call, text, completed=True)
-        index = self._call.message_index
-        return b"".join(
-            (
-                self.event("response.output_text.done", text=text, logprobs=[], **self._text_ids()),
-                self.event(
-                    "response.content_part.done", part=output_text_part(text), **self._text_ids()
-                ),
-                self.event("response.output_item.done", output_index=index, item=item),
-            )
-        )
+        function = self._call.function_call
+        frames = self._text_done(text) if function is None else self._arguments_done(function, text)
+        item = answer_item(self._call, text, completed=True)
+        index = self._call.answer_index
+        return frames + self.event("response.output_item.done", output_index=index, item=item)
+
+    def _arguments_done(self, function: FunctionCall, arguments: str) -> bytes:
+        # OpenAI's order: the arguments' `.done` (item id, index, whole arguments), then the
+        # item's; LM Studio serves the Responses API as OpenAI documents it (docs responses.md).
+        ids = {"item_id": function.item_id, "output_index": self._call.answer_index}
+        return self.event("response.function_call_arguments.done", arguments=arguments, **ids)
+
+    def _text_done(self, text: str) -> bytes:
+        done = self.event("response.output_text.done", text=text, logprobs=[], **self._text_ids())
+        part = output_text_part(text)
+        return done + self.event("response.content_part.done", part=part, **self._text_ids())
 
     def error(self, message: str) -> dict[str, Any]:
         """An `error` event's data, as OpenAI's Responses streaming API shapes it."""
@@ -106,7 +124,7 @@ class ResponseFrames:
         }
 
     def _text_ids(self) -> dict[str, Any]:
-        index = self._call.message_index
+        index = self._call.answer_index
         return {"item_id": self._call.message_id, "output_index": index, "content_index": 0}
 
     def _next(self) -> int:
@@ -117,7 +135,7 @@ class ResponseFrames:
         self, kind: str, item_id: str, output_index: int, extra: bytes
     ) -> Callable[[str], bytes]:
         head = (
-            b'event: %s\ndata: {"type":"%s","item_id":"%s","output_index":%d,"content_index":0,'
+            b'event: %s\ndata: {"type":"%s","item_id":"%s","output_index":%d,'
             % (kind.encode(), kind.encode(), item_id.encode(), output_index)
             + extra
             + b'"delta":'
@@ -141,8 +159,8 @@ async def stream_response(
             async for frame in _reasoning(state, generation, frames, call):
                 yield frame
             if call.plan.script.answer:
-                yield frames.message_opening()
-            async for frame in paced(generation, call.plan.script.answer, frames.text_delta):
+                yield frames.answer_opening()
+            async for frame in paced(generation, call.plan.script.answer, frames.answer_delta):
                 yield frame
             generation.finish()
     except ContextExhausted as failure:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
 from sim.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 Body = TypeVar("Body", bound=msgspec.Struct)
 
@@ -27,6 +30,17 @@ class Message(msgspec.Struct):
     content: Content = None
 
 
+class InputItem(Message):
+    """An item of the Responses API's `input`: a message (no `type` means one), a function
+    call's output sent back (`function_call_output`), or an earlier call repeated."""
+
+    type: str = "message"
+    call_id: str | None = None
+    output: Content = None  # of a function_call_output: a string or text parts
+    name: str | None = None
+    arguments: str | None = None
+
+
 class Reasoning(msgspec.Struct):
     """The Responses API's `reasoning` object."""
 
@@ -38,7 +52,7 @@ class ResponsesBody(msgspec.Struct):
 
     model: str | None = None
     ttl: float | None = None  # seconds a JIT-loaded model may idle (ttl-and-auto-evict.md)
-    input: str | list[Message] | None = None
+    input: str | list[InputItem] | None = None
     instructions: str | None = None
     temperature: float | None = None
     stream: bool = False
@@ -46,15 +60,18 @@ class ResponsesBody(msgspec.Struct):
     previous_response_id: str | None = None
     max_output_tokens: int | None = None
     reasoning: Reasoning | None = None
+    # Checked field by field in `sim/tool_requests.py`, to refuse them as LM Studio does.
+    tools: list[Any] | None = None
+    tool_choice: Any = None
 
     def wants_reasoning(self) -> bool:
         """A `reasoning` object asks for reasoning unless its effort is "none"."""
         return self.reasoning is not None and self.reasoning.effort != "none"
 
-    def messages(self) -> list[Message]:
-        """`input` as a list of messages."""
+    def items(self) -> list[InputItem]:
+        """`input` as a list of items; a string is one user message."""
         if isinstance(self.input, str):
-            return [Message(content=self.input)]
+            return [InputItem(content=self.input)]
         return self.input or []
 
 
@@ -94,21 +111,27 @@ def decode_body(raw: bytes, body_type: type[Body]) -> Body:
         raise InvalidRequest(f"Invalid request body: {exc}") from exc
 
 
+def content_text(content: Content) -> str:
+    """The text of a message's content or a function call's output, its text parts joined."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    return " ".join(part.text for part in content if part.text)
+
+
 def message_text(message: Message) -> str:
-    """The text of one message, its text parts joined."""
-    if message.content is None or isinstance(message.content, str):
-        return message.content or ""
-    return " ".join(part.text for part in message.content if part.text)
+    """The text of one message."""
+    return content_text(message.content)
 
 
-def prompt_of(messages: list[Message], param: str) -> tuple[str, int]:
-    """The text to echo (last user message) and the character count of all messages."""
+def prompt_of(messages: Sequence[Message], param: str, other_chars: int = 0) -> tuple[str, int]:
+    """The text to echo (last user message) and the character count of all messages, plus
+    `other_chars` of input that is not a message (function calls and their outputs)."""
     texts = [message_text(message) for message in messages]
-    chars = sum(len(text) for text in texts)
+    chars = sum(len(text) for text in texts) + other_chars
     if chars == 0:
         raise InvalidRequest(f"Missing required parameter: '{param}'.", param)
     users = [text for message, text in zip(messages, texts, strict=True) if message.role == "user"]
-    return (users or texts)[-1], chars
+    return (users or texts or [""])[-1], chars
 
 
 class LoadBody(msgspec.Struct):

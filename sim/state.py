@@ -1,17 +1,19 @@
-"""What the simulator remembers between requests: fault mode, counters and stored responses."""
+"""What the simulator remembers between requests: fault mode, counters, stored responses, tool
+behaviour and the last request bodies (for tests to read what the model was sent)."""
 
 from __future__ import annotations
 
 import math
 import random
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass
 
 from sim.capacity import SlotPool
-from sim.config import FaultMode, SimConfig
+from sim.config import FaultMode, SimConfig, ToolBehaviour
 from sim.model_host import ModelHost
 
 STORED_RESPONSES = 1000
+RECORDED_REQUESTS = 16
 
 
 @dataclass(slots=True)
@@ -31,6 +33,17 @@ class Counters:
     overflows: int = 0
     unknown_paths: int = 0
     listings: int = 0  # model listings answered (/v1/models, /api/v0 and /api/v1/models)
+    tool_calls: int = 0  # function calls the model finished making
+    tool_outputs: int = 0  # function_call_output items received
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """What a follow-up naming a response needs of it."""
+
+    context_tokens: int  # the conversation up to and including that response
+    call_ids: tuple[str, ...] = ()  # its function calls, which a function_call_output answers
+    question: str = ""  # the user's last words in the conversation, for a call made again
 
 
 class ResponseStore:
@@ -38,20 +51,20 @@ class ResponseStore:
 
     def __init__(self, capacity: int = STORED_RESPONSES) -> None:
         self._capacity = capacity
-        self._context_tokens: OrderedDict[str, int] = OrderedDict()
+        self._responses: OrderedDict[str, StoredResponse] = OrderedDict()
 
-    def put(self, response_id: str, context_tokens: int) -> None:
-        """Remember a finished response and the conversation tokens it closes."""
-        self._context_tokens[response_id] = context_tokens
-        if len(self._context_tokens) > self._capacity:
-            self._context_tokens.popitem(last=False)
+    def put(self, response_id: str, stored: StoredResponse) -> None:
+        """Remember a finished response."""
+        self._responses[response_id] = stored
+        if len(self._responses) > self._capacity:
+            self._responses.popitem(last=False)
 
-    def context_tokens(self, response_id: str) -> int | None:
-        """Tokens of the conversation up to and including that response, or None if unknown."""
-        return self._context_tokens.get(response_id)
+    def get(self, response_id: str) -> StoredResponse | None:
+        """A stored response, or None if unknown."""
+        return self._responses.get(response_id)
 
     def __len__(self) -> int:
-        return len(self._context_tokens)
+        return len(self._responses)
 
 
 class SimState:
@@ -66,6 +79,9 @@ class SimState:
         self.active = 0
         self.mode = FaultMode.NO_MODEL if config.no_model else FaultMode.OK
         self.error_share = config.error_share
+        self.tools = ToolBehaviour.from_config(config)
+        # Raw bodies, decoded only when `GET /_sim/requests` asks: nothing on the hot path.
+        self.requests: deque[tuple[str, bytes]] = deque(maxlen=RECORDED_REQUESTS)
         self._error_draws = 0
         self._random = random.Random(config.seed)  # noqa: S311 - filler text, nothing secret
 
@@ -99,10 +115,16 @@ class SimState:
         """Where the next answer's filler starts: seeded, so runs repeat."""
         return self._random.randrange(1 << 16)
 
+    def record(self, path: str, body: bytes) -> None:
+        """Keep a generation request's body for `GET /_sim/requests`."""
+        self.requests.append((path, body))
+
     def reset_counters(self) -> None:
-        """Zero the totals; live gauges (active, busy, queued) keep telling the truth."""
+        """Zero the totals and forget the recorded requests; live gauges (active, busy, queued)
+        keep telling the truth."""
         self.counters = Counters()
         self.host.loads_started = 0
+        self.requests.clear()
 
     def fault(self) -> dict[str, object]:
         """The fault state as `GET /_sim/fault` shows it."""

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable, Iterator, Sequence
 
 FILLER_SENTENCE = (
     "The simulated model answers with steady filler text so that the gateway, its dashboards "
@@ -39,13 +39,30 @@ def count_tokens(chars: int) -> int:
     return max(1, math.ceil(chars / CHARS_PER_TOKEN))
 
 
-def write_script(prompt: str, reasoning_tokens: int, answer_tokens: int, offset: int) -> Script:
-    """Reasoning words, then an answer that opens by quoting the prompt and goes on with filler."""
-    echo = [word[:LONGEST_ECHOED_WORD] for word in prompt.split()[:ECHOED_WORDS]]
-    answer_words = itertools.chain(["You", "said:", *echo, "—"], _cycle_from(FILLER, offset))
+def write_script(
+    prompt: str,
+    reasoning_tokens: int,
+    answer_tokens: int,
+    offset: int,
+    opening: Sequence[str] | None = None,
+) -> Script:
+    """Reasoning words, then an answer that opens with `opening` (by default, by quoting the
+    prompt) and goes on with filler."""
+    if opening is None:
+        echo = [word[:LONGEST_ECHOED_WORD] for word in prompt.split()[:ECHOED_WORDS]]
+        opening = ["You", "said:", *echo, "—"]
+    answer_words = itertools.chain(opening, _cycle_from(FILLER, offset))
     return Script(
         reasoning=_pieces(itertools.cycle(REASONING), reasoning_tokens),
         answer=_pieces(answer_words, answer_tokens),
+    )
+
+
+def fixed_script(answer: tuple[str, ...], reasoning_tokens: int, answer_tokens: int) -> Script:
+    """Reasoning words, then the first `answer_tokens` of pieces written beforehand."""
+    return Script(
+        reasoning=_pieces(itertools.cycle(REASONING), reasoning_tokens),
+        answer=answer[:answer_tokens],
     )
 
 

@@ -10,7 +10,7 @@ from litestar.response import Stream
 from sim.chat import build_chat_call, complete_chat, stream_chat
 from sim.context import error_frame, refuse_overflow
 from sim.errors import json_response, unknown_route_response
-from sim.responses_objects import build_call
+from sim.responses_request import build_call
 from sim.responses_stream import complete_response, stream_response
 from sim.routes.common import admit, event_stream, sim_state, unless_disconnected
 from sim.schemas import ChatBody, ResponsesBody, decode_body
@@ -31,7 +31,7 @@ class GenerationController(Controller):
             # OpenAI-compatible endpoint: POST /v1/responses") answers it as an unknown path.
             state.counters.unknown_paths += 1
             return unknown_route_response(request, 200 if state.config.unknown_path_200 else 404)
-        body = decode_body(await request.body(), ResponsesBody)
+        body = decode_body(_recorded(state, request.url.path, await request.body()), ResponsesBody)
         await _wake(state, body.model, body.ttl)
         call = build_call(state, body)
         refusal = refuse_overflow(state, call.plan.input_tokens)
@@ -48,7 +48,7 @@ class GenerationController(Controller):
     async def create_chat_completion(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """A chat completion; `stream: true` sends `chat.completion.chunk` frames."""
         state = sim_state(request)
-        body = decode_body(await request.body(), ChatBody)
+        body = decode_body(_recorded(state, request.url.path, await request.body()), ChatBody)
         await _wake(state, body.model, body.ttl)
         call = build_chat_call(state, body)
         refusal = refuse_overflow(state, call.plan.input_tokens)
@@ -58,6 +58,12 @@ class GenerationController(Controller):
         if body.stream:
             return event_stream(stream_chat(state, call, place), place)
         return json_response(await unless_disconnected(request, complete_chat(state, call, place)))
+
+
+def _recorded(state: SimState, path: str, raw: bytes) -> bytes:
+    """Keep the body for `GET /_sim/requests`: a test can read what the model was sent."""
+    state.record(path, raw)
+    return raw
 
 
 async def _wake(state: SimState, model_key: str | None, ttl: float | None) -> None:
