@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     _models(parser.add_argument_group("LM Studio: models, JIT loading and idle TTL"))
     _conversation(parser.add_argument_group("LM Studio: context and answers"))
     _wire(parser.add_argument_group("LM Studio: wire quirks"))
+    _power(parser.add_argument_group("simulated power draw (GET /_sim/stats)"))
     parser.set_defaults(**{f.name: getattr(SimConfig(), f.name) for f in fields(SimConfig)})
     return parser
 
@@ -161,4 +162,13 @@ def _wire(group: argparse._ArgumentGroup) -> None:
         "--no-rest-v1",
         action="store_true",
         help="before LM Studio 0.4.0: no native /api/v1 (it gets the unknown-path answer)",
+    )
+
+
+def _power(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--idle-watts", type=float, help="the host's draw with nothing running")
+    group.add_argument(
+        "--watts-per-stream",
+        type=float,
+        help="added draw of each generation holding a slot (a heavier model: more)",
     )

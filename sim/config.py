@@ -71,6 +71,9 @@ class SimConfig:
     no_responses_api: bool = False
     no_rest_v1: bool = False
     prefill_survives_cancel: bool = False
+    # The simulated host's power curve (sim/power.py): idle draw plus this much per stream.
+    idle_watts: float = 12.0
+    watts_per_stream: float = 45.0
 
     def __post_init__(self) -> None:
         if self.slots < 1 or self.queue < 0:
@@ -85,6 +88,8 @@ class SimConfig:
             raise ValueError("load seconds must be at least 0 and the idle TTL positive")
         if self.context_length is not None and self.context_length < 1:
             raise ValueError("context length must be at least 1")
+        if self.idle_watts < 0 or self.watts_per_stream < 0:
+            raise ValueError("idle watts and watts per stream must be at least 0")
 
     @property
     def parallel(self) -> int:
