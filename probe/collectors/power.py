@@ -8,7 +8,8 @@ counts towards. The account below turns the raw readings into totals that only g
   to the range and from zero;
 - a counter that falls without one (NVML after a driver reload, a restarted sim) started again
   from zero: what it reads now is what it counted since;
-- a channel first seen counts from its first reading.
+- a channel first seen counts from its first reading, unless it started from zero with the
+  probe (a sampler's or an integral's own totals): then all of it counts.
 
 Published signals (the contract the gateway reads; see infra/probe/README.md):
 
@@ -44,6 +45,7 @@ class Channel:
     joules: float
     at: float
     wraps_at: float | None = None  # the counter's range, when it wraps around
+    from_zero: bool = False  # started at 0 when the probe did: its first reading counts
 
 
 class PowerSource(Protocol):
@@ -101,8 +103,10 @@ class EnergyAccount:
     def _take(self, channel: Channel) -> float | None:
         seen = self._seen.get(channel.key)
         if seen is None:
-            self._seen[channel.key] = _Seen(channel.joules, channel.at)
-            return None
+            seen = self._seen[channel.key] = _Seen(0.0, channel.at)
+            if not channel.from_zero:
+                seen.joules = channel.joules  # counted from here on
+                return None
         joules = increase(seen.joules, channel.joules, channel.wraps_at)
         for component in channel.components:
             self.totals[component] = self.totals.get(component, 0.0) + joules

@@ -65,7 +65,8 @@ class NvidiaEnergyReader:
                 self._no_counter.add(index)  # older GPUs: ask once, then sample power
         now = self._clock()
         watts = self._nvml.nvmlDeviceGetPowerUsage(handle) / 1000
-        return Channel(key, COMPONENTS, self._integral.add(key, watts, now), now)
+        joules = self._integral.add(key, watts, now)
+        return Channel(key, COMPONENTS, joules, now, from_zero=True)
 
 
 class NvidiaPowerSource:
@@ -73,14 +74,20 @@ class NvidiaPowerSource:
 
     name = "nvidia"
 
-    def __init__(self, open_library: Callable[[], Any] = open_nvml) -> None:
+    def __init__(
+        self,
+        open_library: Callable[[], Any] = open_nvml,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._open_library = open_library
+        self._clock = clock
         self._reader: NvidiaEnergyReader | None = None
 
     async def read(self) -> list[Channel]:
         """Every GPU's channel."""
         if self._reader is None:
-            self._reader = NvidiaEnergyReader(await asyncio.to_thread(self._open_library))
+            nvml = await asyncio.to_thread(self._open_library)
+            self._reader = NvidiaEnergyReader(nvml, self._clock)
         return await asyncio.to_thread(self._reader.read)
 
     async def aclose(self) -> None:

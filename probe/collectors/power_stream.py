@@ -55,19 +55,21 @@ class SampledEnergy:
         self._source = source
         self._joules: dict[str, float] = {}
         self.at: float | None = None  # monotonic time of the latest sample
+        self.samples = 0
 
     def add(self, sample: PowerSample, at: float) -> None:
         """Count one sample's energy."""
         for component, watts in sample.watts.items():
             self._joules[component] = self._joules.get(component, 0.0) + watts * sample.seconds
         self.at = at
+        self.samples += 1
 
     def channels(self) -> list[Channel]:
         """The running totals as channels, stamped with the latest sample's time."""
         if self.at is None:
             return []
         return [
-            Channel(f"{self._source}:{component}", (component,), joules, self.at)
+            Channel(f"{self._source}:{component}", (component,), joules, self.at, from_zero=True)
             for component, joules in self._joules.items()
         ]
 

@@ -68,6 +68,25 @@ def test_powermetrics_plist_gives_watts_whose_energy_matches_its_own_counters() 
     assert sample.watts["total"] == pytest.approx(parts, rel=1e-5)  # rounded as printed
 
 
+def test_the_key_scan_reads_what_plistlib_reads() -> None:
+    """The fast scan of the real sample gives exactly the numbers plistlib finds there."""
+    raw = POWERMETRICS.read_bytes()
+    whole = plistlib.loads(raw)
+    sample = parse_powermetrics(raw)
+    assert sample.seconds == whole["elapsed_ns"] / 1e9
+    for key, component in (("cpu_power", "cpu"), ("gpu_power", "gpu"), ("ane_power", "ane")):
+        assert sample.watts[component] == whole["processor"][key] / 1000
+    assert sample.watts["total"] == whole["processor"]["combined_power"] / 1000
+
+
+def test_a_power_key_twice_is_refused_not_guessed() -> None:
+    """A powermetrics whose cores carried a `cpu_power` too: refused, not read wrong."""
+    raw = POWERMETRICS.read_bytes()
+    twice = raw.replace(b"<key>idle_ratio</key>", b"<key>cpu_power</key><real>1</real>", 1)
+    with pytest.raises(ValueError, match="cpu_power appears twice"):
+        parse_powermetrics(twice)
+
+
 def test_powermetrics_plist_with_leading_nul_between_samples_parses() -> None:
     """powermetrics separates its documents with NUL: the second one starts with it."""
     sample = parse_powermetrics(b"\0\n" + POWERMETRICS.read_bytes())
