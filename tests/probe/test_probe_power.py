@@ -166,6 +166,18 @@ async def readings_until(
     return signals
 
 
+async def first_failure(collector: PowerCollector, seconds: float = 10.0) -> str:
+    """Read every 50 ms until a reading fails; its reason."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            await collector.collect()
+        except CommandFailed as failure:
+            return str(failure)
+        await asyncio.sleep(0.05)
+    raise AssertionError("no reading failed")
+
+
 def test_macmon_process_is_counted_sample_by_sample(bin_dir: pathlib.Path) -> None:
     """A stand-in macmon printing the recorded lines: total joules = sum of sys_power x 0.1 s."""
     body = f'while read -r line; do echo "$line"; sleep 0.02; done < {shlex.quote(str(MACMON))}'
@@ -205,13 +217,10 @@ def test_a_dying_sampler_is_reported_restarted_and_its_totals_keep_growing(
     async def scenario() -> tuple[str, float]:
         collector = PowerCollector(MacmonPowerSource(interval=0.1))
         try:
-            await collector.collect()  # starts it
-            await asyncio.sleep(0.5)  # it prints two samples and dies
-            with pytest.raises(CommandFailed) as failure:
-                await collector.collect()
+            reason = await first_failure(collector)  # it printed two samples and died
             done = lambda s: s.get("energy_total_joules", 0) >= 2 * per_run - 1e-9  # noqa: E731
             signals = await readings_until(collector, done)
-            return str(failure.value), signals["energy_total_joules"]
+            return reason, signals["energy_total_joules"]
         finally:
             await collector.aclose()
 
@@ -225,18 +234,15 @@ def test_a_silent_sampler_is_unknown_not_flat(bin_dir: pathlib.Path) -> None:
     fake_command(bin_dir, "macmon", "while true; do echo 'not json'; sleep 0.05; done")
 
     async def scenario() -> str:
-        collector = PowerCollector(MacmonPowerSource(interval=0.1))
+        collector = PowerCollector(MacmonPowerSource(interval=0.2))
         try:
             assert await collector.collect() == {"energy_since": pytest.approx(time.time(), abs=5)}
-            await asyncio.sleep(0.8)  # 5 windows of 0.1 s plus the interval
-            with pytest.raises(CommandFailed) as failure:
-                await collector.collect()
-            return str(failure.value)
+            return await first_failure(collector)  # after 5 windows of 0.2 s plus the interval
         finally:
             await collector.aclose()
 
     reason = asyncio.run(scenario())
-    assert reason.startswith("no sample from macmon for 0.6 s; last sample: JSONDecodeError")
+    assert reason.startswith("no sample from macmon for 1.2 s; last sample: JSONDecodeError")
 
 
 def test_powermetrics_process_documents_split_on_nul(bin_dir: pathlib.Path) -> None:
