@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from probe.collectors import Signals
+    from probe.idle_baseline import IdleBaseline
     from probe.metrics import ProbeMetrics
     from probe.publisher import RedisPublisher
     from probe.runner import CollectorRunner
@@ -29,6 +30,7 @@ class Identity:
     host: str
     interval: float
     gpu_source: str
+    power_source: str = "none"
 
 
 class Agent:
@@ -41,23 +43,28 @@ class Agent:
         identity: Identity,
         publisher: RedisPublisher | None = None,
         metrics: ProbeMetrics | None = None,
+        baseline: IdleBaseline | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.runners = list(runners)
         self.identity = identity
         self.publisher = publisher
         self.metrics = metrics
+        self.baseline = baseline
         self._clock = clock
 
     async def tick(self) -> Snapshot:
         """Collect once, publish (if there is a publisher) and return the snapshot."""
         signals, unknown = await self._collect()
+        if self.baseline is not None:
+            signals |= self.baseline.update(signals)
         snapshot = build_snapshot(
             signals,
             ts=self._clock(),
             host=self.identity.host,
             interval=self.identity.interval,
             gpu_source=self.identity.gpu_source,
+            power_source=self.identity.power_source,
             unknown=unknown,
         )
         if self.metrics is not None:

@@ -17,7 +17,17 @@ from probe.collectors.gpu_sim import SimGpuCollector
 from probe.collectors.memory import MemoryCollector
 from probe.collectors.memory_pressure import pressure_collector
 from probe.collectors.model_server import ModelServerCollector
+from probe.collectors.power import CombinedSource, PowerCollector, PowerSource
+from probe.collectors.power_macos import (
+    MacmonPowerSource,
+    PowermetricsPowerSource,
+    macos_source_name,
+)
+from probe.collectors.power_nvidia import NvidiaPowerSource, nvml_has_gpus
+from probe.collectors.power_rapl import RaplPowerSource, rapl_readable
+from probe.collectors.power_sim import SimPowerSource
 from probe.collectors.synthetic import SyntheticCollector
+from probe.idle_baseline import IdleBaseline
 from probe.metrics import ProbeMetrics, serve_metrics
 from probe.publisher import RedisPublisher
 from probe.runner import CollectorRunner
@@ -55,12 +65,49 @@ def gpu_collector(source: str, client: httpx.AsyncClient) -> Collector | None:
     return make() if make else None
 
 
+def resolve_power_source(settings: ProbeSettings, system: str) -> str:
+    """`auto` becomes macmon or powermetrics on a Mac (power_macos says which), on Linux
+    nvidia and rapl, each where it can be read (both: `nvidia+rapl`), else none."""
+    if settings.probe_power_source != "auto":
+        return settings.probe_power_source
+    if system == "Darwin":
+        return macos_source_name()
+    if system != "Linux":
+        return "none"
+    found = [name for name, works in _linux_sources(settings) if works()]
+    return "+".join(found) or "none"
+
+
+def _linux_sources(settings: ProbeSettings) -> list[tuple[str, Callable[[], bool]]]:
+    return [("nvidia", nvml_has_gpus), ("rapl", lambda: rapl_readable(settings.probe_rapl_root))]
+
+
+def power_source(name: str, settings: ProbeSettings, client: httpx.AsyncClient) -> PowerSource:
+    """The source of a resolved name (not `auto`, not `none`); `a+b` reads both."""
+    sources: dict[str, Callable[[], PowerSource]] = {
+        "macmon": lambda: MacmonPowerSource(settings.probe_interval),
+        "powermetrics": lambda: PowermetricsPowerSource(settings.probe_interval),
+        "nvidia": NvidiaPowerSource,
+        "rapl": lambda: RaplPowerSource(settings.probe_rapl_root),
+        "sim": lambda: SimPowerSource(client),
+    }
+    parts = [sources[part]() for part in name.split("+")]
+    return parts[0] if len(parts) == 1 else CombinedSource(parts)
+
+
 def build_collectors(
-    settings: ProbeSettings, client: httpx.AsyncClient, gpu_source: str, *, once: bool
+    settings: ProbeSettings,
+    client: httpx.AsyncClient,
+    gpu_source: str,
+    *,
+    once: bool,
+    power: str = "none",
 ) -> list[Collector]:
     """Every collector that applies to this host and these settings."""
     system = platform.system()
     optional = [pressure_collector(system), gpu_collector(gpu_source, client)]
+    if power != "none":
+        optional.append(PowerCollector(power_source(power, settings, client)))
     model_server = ModelServerCollector(client, settings.model)
     collectors = [MemoryCollector(), *filter(None, optional), model_server]
     if settings.probe_synthetic_interval > 0:
@@ -111,13 +158,19 @@ async def open_agent(settings: ProbeSettings, *, once: bool = False) -> AsyncIte
     async with contextlib.AsyncExitStack() as stack:
         client = await stack.enter_async_context(model_client(settings))
         gpu_source = resolve_gpu_source(settings.probe_gpu, platform.system())
-        collectors = build_collectors(settings, client, gpu_source, once=once)
+        power = resolve_power_source(settings, platform.system())
+        LOG.info("power source: %s", power)
+        collectors = build_collectors(settings, client, gpu_source, once=once, power=power)
         stack.push_async_callback(_close_collectors, collectors)
         identity = Identity(
-            host=settings.probe_host, interval=settings.probe_interval, gpu_source=gpu_source
+            host=settings.probe_host,
+            interval=settings.probe_interval,
+            gpu_source=gpu_source,
+            power_source=power,
         )
         runners = [CollectorRunner(c, _time_limit(c, settings, once=once)) for c in collectors]
-        agent = Agent(runners, identity=identity)
+        baseline = IdleBaseline(below=settings.probe_idle_below)
+        agent = Agent(runners, identity=identity, baseline=baseline)
         if not once:
             _attach_outputs(stack, agent, settings)
         yield agent
@@ -143,7 +196,7 @@ def _time_limit(collector: Collector, settings: ProbeSettings, *, once: bool) ->
 
 async def _close_collectors(collectors: list[Collector]) -> None:
     for collector in collectors:
-        if isinstance(collector, SyntheticCollector):
+        if isinstance(collector, SyntheticCollector | PowerCollector):
             await collector.aclose()
 
 
@@ -153,7 +206,7 @@ def _attach_outputs(
     agent.publisher = redis_publisher(settings)
     if agent.publisher is not None:
         stack.push_async_callback(agent.publisher.aclose)
-    agent.metrics = ProbeMetrics()
+    agent.metrics = ProbeMetrics(power_source=agent.identity.power_source)
     _start_metrics(stack, agent.metrics, settings)
 
 

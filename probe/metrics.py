@@ -1,15 +1,18 @@
 """The probe's own `/metrics`: the latest signals as gauges, and how collecting and publishing go.
 
 Built at scrape time from the latest tick, so a signal that became unknown has no sample
-(it is never exported as 0). No labels but `collector`: the scrape target says which host.
+(it is never exported as 0). No labels but `collector`, and `component` for the energy
+counters and power: the scrape target says which host. `power_source_info` is there always,
+with `source="none"` on a host that cannot measure power (then no energy series at all).
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
 if TYPE_CHECKING:
     import threading
@@ -45,13 +48,18 @@ DESCRIPTIONS = {
     "synthetic_ttft_seconds": "Time to first token of the latest synthetic generation.",
     "synthetic_tokens_per_second": "Decode speed of the latest synthetic generation.",
     "synthetic_age_seconds": "Age of the latest synthetic generation.",
+    "idle_power_watts": "The host's power while nothing runs (mean over idle intervals).",
 }
+ENERGY = re.compile(r"^energy_(?P<component>[a-z0-9]+)_joules$")
+POWER = re.compile(r"^power_(?P<component>[a-z0-9]+)_watts$")
+ENERGY_SINCE = "energy_since"
 
 
 class ProbeMetrics:
     """A Prometheus collector over the agent's latest state; register it in a registry."""
 
-    def __init__(self) -> None:
+    def __init__(self, power_source: str = "none") -> None:
+        self.power_source = power_source
         self.signals: Signals = {}
         self.collectors_up: dict[str, bool] = {}
         self.last_publish: float | None = None
@@ -65,8 +73,11 @@ class ProbeMetrics:
     def collect(self) -> Iterator[Metric]:
         """The metric families of the latest state."""
         for name, value in sorted(self.signals.items()):
+            if name == ENERGY_SINCE or ENERGY.match(name) or POWER.match(name):
+                continue  # labelled by component below
             help_text = DESCRIPTIONS.get(name, f"Probe signal {name}.")
             yield GaugeMetricFamily(PREFIX + name, help_text, value=value)
+        yield from self._power()
         yield self._collector_up()
         if self.last_publish is not None:
             yield GaugeMetricFamily(
@@ -77,6 +88,30 @@ class ProbeMetrics:
         yield CounterMetricFamily(
             PREFIX + "publish_errors", "Snapshots Redis did not take.", value=self.publish_errors
         )
+
+    def _power(self) -> Iterator[Metric]:
+        yield InfoMetricFamily(
+            PREFIX + "power_source",
+            "Where the probe reads the host's power; none: no energy series.",
+            value={"source": self.power_source},
+        )
+        energy = CounterMetricFamily(
+            PREFIX + "energy_joules",
+            "Energy the host used since the probe started counting, by component.",
+            labels=["component"],
+        )
+        power = GaugeMetricFamily(
+            PREFIX + "power_watts",
+            "The host's power over the last measured interval, by component.",
+            labels=["component"],
+        )
+        since = self.signals.get(ENERGY_SINCE)
+        for name, value in sorted(self.signals.items()):
+            if found := ENERGY.match(name):
+                energy.add_metric([found["component"]], value, created=since)
+            elif found := POWER.match(name):
+                power.add_metric([found["component"]], value)
+        yield from (family for family in (energy, power) if family.samples)
 
     def _collector_up(self) -> GaugeMetricFamily:
         family = GaugeMetricFamily(

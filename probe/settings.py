@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import socket
 from typing import Literal, Self
 
@@ -10,6 +11,10 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GpuSource = Literal["auto", "macos", "nvidia", "sim", "none"]
+# nvidia+rapl: a Linux host's GPUs and CPUs together (their totals add).
+PowerSourceName = Literal[
+    "auto", "macmon", "powermetrics", "nvidia", "rapl", "nvidia+rapl", "sim", "none"
+]
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
@@ -37,6 +42,10 @@ class ProbeSettings(BaseSettings):
     probe_timeout: float = Field(default=3.0, gt=0, le=60)
     probe_synthetic_interval: float = Field(default=30.0, ge=0, le=86_400)
     probe_gpu: GpuSource = "auto"
+    probe_power_source: PowerSourceName = "auto"
+    probe_rapl_root: pathlib.Path = pathlib.Path("/sys/class/powercap")
+    # An interval counts towards the idle baseline when GPU use (else CPU use) is at most this.
+    probe_idle_below: float = Field(default=0.05, ge=0, le=1)
     # Part of a Redis key: no braces (they would move the hash tag) and nothing exotic.
     probe_host: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     probe_metrics_host: str = "127.0.0.1"

@@ -23,14 +23,17 @@ def build_snapshot(
     interval: float,
     gpu_source: str,
     unknown: Iterable[str],
+    power_source: str = "none",
 ) -> Snapshot:
-    """Signals plus `ts`, `host`, `interval`, `gpu_source` and comma-separated `unknown`."""
+    """Signals plus `ts`, `host`, `interval`, `gpu_source`, `power_source` (`none`: no
+    energy fields) and comma-separated `unknown`."""
     return {
         **signals,
         "ts": ts,
         "host": host,
         "interval": interval,
         "gpu_source": gpu_source,
+        "power_source": power_source,
         "unknown": ",".join(unknown),
     }
 

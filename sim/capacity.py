@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # Each extra busy slot slows every slot down by this share: the GPU is shared, so aggregate
 # throughput still grows with concurrency, but less than linearly.
@@ -28,10 +32,16 @@ class Reservation:
 class SlotPool:
     """`slots` generations run at once; the others wait in arrival order."""
 
-    def __init__(self, slots: int, queue_limit: int | None) -> None:
+    def __init__(
+        self,
+        slots: int,
+        queue_limit: int | None,
+        on_busy: Callable[[int], None] | None = None,
+    ) -> None:
         self.slots = slots
         self.queue_limit = queue_limit
         self.busy = 0
+        self._on_busy = on_busy  # told the new number of busy slots whenever it changes
         # Admitted but not yet started: a burst of requests all pass admission before the first
         # of their streams starts, so they must count, or the queue would overshoot its limit.
         self.reserved = 0
@@ -59,7 +69,7 @@ class SlotPool:
     async def acquire(self) -> None:
         """Take a free slot, or wait in line for one; a cancelled waiter leaves the line."""
         if self.busy < self.slots and not self._waiters:
-            self.busy += 1
+            self._set_busy(self.busy + 1)
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -80,7 +90,12 @@ class SlotPool:
             if not waiter.done():
                 waiter.set_result(None)  # the slot changes hands: `busy` stays the same
                 return
-        self.busy -= 1
+        self._set_busy(self.busy - 1)
+
+    def _set_busy(self, busy: int) -> None:
+        self.busy = busy
+        if self._on_busy is not None:
+            self._on_busy(busy)
 
     def _abandon(self, waiter: asyncio.Future[None]) -> None:
         if waiter.done() and not waiter.cancelled():

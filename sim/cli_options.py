@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     _conversation(parser.add_argument_group("LM Studio: context and answers"))
     _wire(parser.add_argument_group("LM Studio: wire quirks"))
     _tools(parser.add_argument_group("LM Studio: function tools (docs 3_openai-compat/tools.mdx)"))
+    _power(parser.add_argument_group("simulated power draw (GET /_sim/stats)"))
     parser.set_defaults(**{f.name: getattr(SimConfig(), f.name) for f in fields(SimConfig)})
     return parser
 
@@ -196,4 +197,13 @@ def _tools(group: argparse._ArgumentGroup) -> None:
         type=int,
         metavar="CHARS",
         help="length of the arguments in --bad-tool-calls long_arguments",
+    )
+
+
+def _power(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--idle-watts", type=float, help="the host's draw with nothing running")
+    group.add_argument(
+        "--watts-per-stream",
+        type=float,
+        help="added draw of each generation holding a slot (a heavier model: more)",
     )

@@ -87,6 +87,9 @@ class SimConfig:
     bad_tool_calls: BadToolCalls = BadToolCalls.NONE
     tool_call_every_turn: bool = False
     long_tool_arguments: int = 10_000
+    # The simulated host's power curve (sim/power.py): idle draw plus this much per stream.
+    idle_watts: float = 12.0
+    watts_per_stream: float = 45.0
 
     def __post_init__(self) -> None:
         if self.slots < 1 or self.queue < 0:
@@ -103,6 +106,8 @@ class SimConfig:
             raise ValueError("context length must be at least 1")
         if self.long_tool_arguments < 1:
             raise ValueError("long tool arguments must be at least 1 character")
+        if self.idle_watts < 0 or self.watts_per_stream < 0:
+            raise ValueError("idle watts and watts per stream must be at least 0")
 
     @property
     def parallel(self) -> int:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from sim.capacity import SlotPool
 from sim.config import FaultMode, SimConfig, ToolBehaviour
 from sim.model_host import ModelHost
+from sim.power import PowerMeter
 
 STORED_RESPONSES = 1000
 RECORDED_REQUESTS = 16
@@ -72,7 +73,10 @@ class SimState:
 
     def __init__(self, config: SimConfig) -> None:
         self.config = config
-        self.pool = SlotPool(config.parallel, config.queue_limit)
+        self.power = PowerMeter(
+            idle_watts=config.idle_watts, watts_per_stream=config.watts_per_stream
+        )
+        self.pool = SlotPool(config.parallel, config.queue_limit, self.power.set_streams)
         self.store = ResponseStore()
         self.host = ModelHost(config, busy=lambda: self.active > 0)
         self.counters = Counters()
@@ -147,5 +151,6 @@ class SimState:
             "stored_responses": len(self.store),
             "loads_started": self.host.loads_started,
             "loaded_instances": self.host.models[self.config.model].instances,
+            **self.power.stats(),
             **self.fault(),
         }
