@@ -159,7 +159,7 @@ def _feed(client: httpx.Client, url: str, body: bytes, include: Sequence[str]) -
         if content is not None:
             found.append(Found(link, partial(Loaded, content, "html", link, title, date)))
         else:  # a summary only: the page has the post
-            stamp = entry.get("updated") or entry.get("published") or ""
+            stamp = _field(entry, "updated") or _field(entry, "published") or ""
             found.append(Found(link, partial(_page, client, link, title, date), stamp=stamp))
     return found
 
@@ -171,8 +171,13 @@ def _whole_content(entry: Any) -> str | None:
     return None
 
 
+def _field(entry: Any, name: str) -> Any:
+    """An entry's own field: feedparser's `get` maps a missing `updated` to `published`."""
+    return dict.get(entry, name)
+
+
 def _entry_date(entry: Any) -> str | None:
-    parsed = entry.get("published_parsed") or entry.get("updated_parsed")
+    parsed = _field(entry, "published_parsed") or _field(entry, "updated_parsed")
     if not parsed:
         return None
     return f"{parsed.tm_year:04d}-{parsed.tm_mon:02d}-{parsed.tm_mday:02d}"

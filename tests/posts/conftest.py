@@ -25,9 +25,9 @@ def index_path(tmp_path: Path) -> Path:
 def posts_command(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], index_path: Path
 ) -> PostsCommand:
-    """`llmgw posts ARGS` with LLMGW_POSTS_INDEX in the test's folder, the file shared, the
-    base URL https://blog.example, and the settings given (posts_share="redis" sets
-    LLMGW_POSTS_SHARE); each call's exit code and output."""
+    """`llmgw posts ARGS` with LLMGW_POSTS_INDEX in the test's folder, the base URL
+    https://blog.example, no other LLMGW_* variable but the settings given (redis_url="..."
+    sets LLMGW_REDIS_URL); each call's exit code and output."""
     index_path.parent.mkdir(exist_ok=True)
 
     def run(*args: str, **settings: str) -> Done:
@@ -35,7 +35,6 @@ def posts_command(
             monkeypatch.delenv(name)
         values = {
             "posts_index": str(index_path),
-            "posts_share": "file",
             "posts_base_url": "https://blog.example",
         }
         for name, value in (values | settings).items():
