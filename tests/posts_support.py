@@ -3,16 +3,18 @@ with only the LLMGW_* variables a test gives, and a small deterministic embeddin
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib
 import json
 import math
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, ClassVar, Protocol
-
-if TYPE_CHECKING:
-    from pathlib import Path
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
 
 DIMENSIONS = 256
 
@@ -123,10 +125,14 @@ class Embeddings(BaseHTTPRequestHandler):
         self.inputs.append(list(body["input"]))
         self.authorizations.append(self.headers.get("Authorization", ""))
         data = [
-            {"object": "embedding", "index": index, "embedding": vector(text)}
-            for index, text in enumerate(body["input"])
+            {"object": "embedding", "index": index, "embedding": made}
+            for index, made in enumerate(self.embed(list(body["input"])))
         ]
         self._answer(200, {"object": "list", "data": data, "model": body["model"]})
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """The texts' vectors."""
+        return [vector(text) for text in texts]
 
     def _answer(self, status: int, payload: object) -> None:
         raw = json.dumps(payload).encode()
@@ -145,3 +151,29 @@ class Embeddings(BaseHTTPRequestHandler):
         cls.inputs.clear()
         cls.authorizations.clear()
         cls.down.clear()
+
+
+@functools.cache
+def word_llama() -> Any:
+    """WordLlama's bundled model (256 dimensions), loaded without the network. Its loader looks
+    for the bundled tokenizer under tokenizer/ while the wheel ships it under tokenizers/, so
+    the file is given to it as a cache of its own."""
+    wordllama = importlib.import_module("wordllama")
+    cache = Path(tempfile.mkdtemp(prefix="wordllama-"))
+    (cache / "tokenizers").mkdir()
+    bundled = Path(wordllama.__file__).parent / "tokenizers" / "l2_supercat_tokenizer_config.json"
+    shutil.copy(bundled, cache / "tokenizers")
+    return wordllama.WordLlama.load(cache_dir=cache, disable_download=True)
+
+
+def word_llama_vectors(texts: list[str]) -> list[list[float]]:
+    """Unit vectors of a real (if small) embedding model."""
+    return [[float(value) for value in row] for row in word_llama().embed(texts, norm=True)]
+
+
+class ModelEmbeddings(Embeddings):
+    """Embeddings as `Embeddings`, from WordLlama instead of trigrams."""
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """The texts' vectors."""
+        return word_llama_vectors(texts)
