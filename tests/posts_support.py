@@ -161,7 +161,9 @@ def word_llama() -> Any:
     wordllama = importlib.import_module("wordllama")
     cache = Path(tempfile.mkdtemp(prefix="wordllama-"))
     (cache / "tokenizers").mkdir()
-    bundled = Path(wordllama.__file__).parent / "tokenizers" / "l2_supercat_tokenizer_config.json"
+    bundled = (
+        Path(str(wordllama.__file__)).parent / "tokenizers" / "l2_supercat_tokenizer_config.json"
+    )
     shutil.copy(bundled, cache / "tokenizers")
     return wordllama.WordLlama.load(cache_dir=cache, disable_download=True)
 
