@@ -3,6 +3,7 @@ with only the LLMGW_* variables a test gives, and a small deterministic embeddin
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import importlib
@@ -160,6 +161,7 @@ def word_llama() -> Any:
     the file is given to it as a cache of its own."""
     wordllama = importlib.import_module("wordllama")
     cache = Path(tempfile.mkdtemp(prefix="wordllama-"))
+    atexit.register(shutil.rmtree, cache, ignore_errors=True)
     (cache / "tokenizers").mkdir()
     bundled = (
         Path(str(wordllama.__file__)).parent / "tokenizers" / "l2_supercat_tokenizer_config.json"

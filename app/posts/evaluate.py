@@ -133,8 +133,9 @@ def _runs(
     if embedder is not None:
         runs |= {"dense": {}, "fused": {}}
     query_vectors = _query_vectors(collection, embedder)
+    counts: dict[str, int] = {}
     for qid, text in collection.queries.items():
-        lexical = search.lexical(connection, text, PASSAGE_DEPTH)
+        lexical = search.lexical(connection, text, PASSAGE_DEPTH, counts)
         rankings = {"lexical": lexical}
         if qid in query_vectors:
             dense = search.dense(connection, query_vectors[qid], PASSAGE_DEPTH)

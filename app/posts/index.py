@@ -64,6 +64,7 @@ class _Copy(msgspec.Struct):
     size: IndexSize
     indexed_at: float | None
     query_embedder: vectors.Embedder | None  # None: this copy is searched lexically only
+    counts: dict[str, int] = msgspec.field(default_factory=dict)  # passages per word
 
 
 class PostsIndex:
@@ -290,7 +291,7 @@ def _search(
 ) -> list[Passage]:
     """One search on the index's thread."""
     depth = max(20, limit * 4)
-    ranking = search.lexical(copy.connection, query, depth)
+    ranking = search.lexical(copy.connection, query, depth, copy.counts)
     if vector is not None:
         ranking = search.fused(ranking, search.dense(copy.connection, vector, depth))
     found = search.rows(copy.connection, [rowid for rowid, _ in ranking])
