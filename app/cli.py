@@ -27,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
         "doctor", help="check every hop from here to the model, in order", add_help=False
     )
     commands.add_parser("keys", help="create, list and revoke API keys", add_help=False)
+    commands.add_parser(
+        "posts",
+        help="index the owner's posts for the model to read, list, search, evaluate",
+        add_help=False,
+    )
     args, rest = parser.parse_known_args(argv)
     if args.command == "sim":
         from sim.cli import main as sim_main  # noqa: PLC0415 - the sim's own options
@@ -44,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         from app.access.cli import main as keys_main  # noqa: PLC0415 - needs no Litestar
 
         return keys_main(rest)
+    if args.command == "posts":
+        from app.posts.cli import main as posts_main  # noqa: PLC0415 - needs no Litestar
+
+        return posts_main(rest)
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     return serve() if args.command == "serve" else demo()

@@ -144,6 +144,27 @@ class Settings(BaseSettings):
     # (its rate is no longer normal); unset: three visitors' worth (3 x LLMGW_VISITOR_LIMIT).
     pass_network_chats: int | None = Field(default=None, ge=1, le=1_000_000)
 
+    # The owner's posts (app/posts): the SQLite file `llmgw posts index` builds, and how the
+    # replicas share it: in Redis (published there, each replica keeps a copy of its own), or
+    # that one file; auto is Redis when LLMGW_REDIS_URL is set.
+    posts_index: str = Field(default="posts.sqlite3", min_length=1, max_length=4_096)
+    posts_share: Literal["auto", "redis", "file"] = "auto"
+    posts_refresh_seconds: float = Field(default=30.0, ge=1, le=86_400)
+    # A folder's post without `url:` in its front matter is at this URL plus its path.
+    posts_base_url: str | None = None
+    # The post's body in an HTML page (a CSS selector); unset: article, main, or the body.
+    posts_content_selector: str | None = Field(default=None, min_length=1, max_length=500)
+    posts_passage_tokens: int = Field(default=256, ge=32, le=4_096)
+    # Dense search (the posts-dense extra): an OpenAI-compatible /v1/embeddings; unset: off.
+    posts_embeddings_url: str | None = None
+    posts_embeddings_model: str = Field(
+        default="text-embedding-nomic-embed-text-v1.5", min_length=1, max_length=200
+    )
+    posts_embeddings_token: SecretStr | None = None
+    # nomic-embed-text is trained with these task prefixes; another model may want none.
+    posts_query_prefix: str = Field(default="search_query: ", max_length=100)
+    posts_document_prefix: str = Field(default="search_document: ", max_length=100)
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65_535)
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
@@ -285,7 +306,7 @@ class Settings(BaseSettings):
             fallback=True,
         )
 
-    @field_validator("upstream_url", "fallback_url")
+    @field_validator("upstream_url", "fallback_url", "posts_base_url", "posts_embeddings_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -301,7 +322,12 @@ class Settings(BaseSettings):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 
-    @field_validator("key_secret", "pass_key", mode="before")
+    @field_validator("posts_base_url", "posts_embeddings_url", mode="before")
+    @classmethod
+    def _empty_url_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("key_secret", "pass_key", "posts_embeddings_token", mode="before")
     @classmethod
     def _empty_secret_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -1,0 +1,143 @@
+"""Dense search (the posts-dense extra) against an OpenAI-compatible /v1/embeddings served on
+loopback: passages get vectors at index time (only the new ones on a re-index), searches fuse
+both rankings, and an endpoint that fails costs dense search only, never the answer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import pytest
+from posts_support import Embeddings
+from support import serving
+
+from app.posts import PostsIndex, vectors
+from app.posts.index import embedder_of
+from app.settings import load_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from posts_support import PostsCommand
+
+pytestmark = pytest.mark.skipif(not vectors.available(), reason="the posts-dense extra")
+TOKEN = "embeddings-token-for-tests"
+
+
+@pytest.fixture
+def endpoint() -> Iterator[str]:
+    """The embeddings server's root URL, its records cleared."""
+    Embeddings.reset()
+    with serving(Embeddings) as url:
+        yield url
+
+
+def dense_index(index_path: Path, url: str) -> PostsIndex:
+    settings = load_settings(posts_embeddings_url=url, posts_embeddings_token=TOKEN)
+    return PostsIndex(share="file", path=index_path, embedder=embedder_of(settings))
+
+
+def test_passages_get_vectors_and_only_new_ones_later(
+    posts_command: PostsCommand, blog: Path, endpoint: str
+) -> None:
+    """Every passage is embedded once, with the document prefix and the bearer token; after
+    one post changes only its passages are embedded again."""
+    done = posts_command(
+        "index", str(blog), posts_embeddings_url=endpoint, posts_embeddings_token=TOKEN
+    )
+    assert done.code == 0, done.err
+    assert "6 passages embedded" in done.out
+    sent = [text for batch in Embeddings.inputs for text in batch]
+    assert len(sent) == 6
+    assert all(text.startswith("search_document: ") for text in sent)
+    assert set(Embeddings.authorizations) == {f"Bearer {TOKEN}"}
+
+    Embeddings.inputs.clear()
+    post = blog / "nginx.html"
+    post.write_text(post.read_text().replace("CORS preflight", "browser's preflight"))
+    again = posts_command("index", str(blog), posts_embeddings_url=endpoint)
+    assert "2 passages embedded" in again.out
+    assert all("nginx" in text for batch in Embeddings.inputs for text in batch)
+
+
+def test_fused_search_finds_what_words_alone_miss(
+    posts_command: PostsCommand, blog: Path, index_path: Path, endpoint: str
+) -> None:
+    """A query sharing no word with a passage, only pieces of one (a typo), finds it through
+    its vector; the query is embedded with the query prefix."""
+    assert posts_command("index", str(blog), posts_embeddings_url=endpoint).code == 0
+
+    async def scenario() -> tuple[list[str], list[str], bool]:
+        index = dense_index(index_path, endpoint)
+        await index.refresh()
+        fused = [passage.heading for passage in await index.search("preflihgt")]
+        lexical_only = PostsIndex(share="file", path=index_path)
+        await lexical_only.refresh()
+        words = [passage.heading for passage in await lexical_only.search("preflihgt")]
+        dense = index.dense
+        await index.aclose()
+        await lexical_only.aclose()
+        return fused, words, dense
+
+    fused, words, dense = asyncio.run(scenario())
+    assert dense
+    assert words == []  # a typo: no word nor stem in common
+    assert fused[0] == "The preflight"
+    assert Embeddings.inputs[-1] == ["search_query: preflihgt"]
+
+
+def test_a_failing_endpoint_at_search_time_leaves_lexical_search(
+    posts_command: PostsCommand, blog: Path, index_path: Path, endpoint: str
+) -> None:
+    """While the endpoint answers 503, searches still find passages by their words."""
+    assert posts_command("index", str(blog), posts_embeddings_url=endpoint).code == 0
+    Embeddings.down.set()
+
+    async def scenario() -> list[str]:
+        index = dense_index(index_path, endpoint)
+        await index.refresh()
+        found = [passage.heading for passage in await index.search("the preflight")]
+        await index.aclose()
+        return found
+
+    assert asyncio.run(scenario())[0] == "The preflight"
+
+
+def test_a_failing_endpoint_at_index_time_is_caught_up_later(
+    posts_command: PostsCommand, blog: Path, endpoint: str
+) -> None:
+    """The text is indexed anyway (exit 1, saying how many passages lack a vector); the next
+    run embeds them."""
+    Embeddings.down.set()
+    done = posts_command("index", str(blog), posts_embeddings_url=endpoint)
+    assert done.code == 1
+    assert "3 added" in done.out
+    assert "6 passages have no vector yet (index again to add them)" in done.err
+    Embeddings.down.clear()
+    again = posts_command("index", str(blog), posts_embeddings_url=endpoint)
+    assert again.code == 0, again.err
+    assert "3 unchanged" in again.out
+    assert "6 passages embedded" in again.out
+
+
+def test_another_model_embeds_everything_again(
+    posts_command: PostsCommand, blog: Path, endpoint: str
+) -> None:
+    """Vectors of one model cannot be compared with another's: a new model re-embeds all, and
+    indexing without embeddings drops them."""
+    assert posts_command("index", str(blog), posts_embeddings_url=endpoint).code == 0
+    other = posts_command(
+        "index", str(blog), posts_embeddings_url=endpoint, posts_embeddings_model="another"
+    )
+    assert "6 passages embedded" in other.out
+    assert posts_command("index", str(blog)).code == 0
+
+    async def scenario() -> bool:
+        index = PostsIndex(share="file", path=blog.parent / "index" / "posts.sqlite3")
+        await index.refresh()
+        dense = index.dense
+        await index.aclose()
+        return dense
+
+    assert not asyncio.run(scenario())
