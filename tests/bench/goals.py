@@ -128,7 +128,15 @@ def goals(results: dict[str, Any]) -> list[Goal]:
         ),
         *(host_goals(results["hosts"]) if "hosts" in results else []),
         *(pass_goals(results["passes"]) if "passes" in results else []),
+        *(probe_power_goals(results["probe_power"]) if "probe_power" in results else []),
     ]
+
+
+def probe_power_goals(result: dict[str, Any]) -> list[Goal]:
+    """Issue 20's: the probe's power sampling at most 1% of one core at a 1 s interval."""
+    from probe_power import probe_power_goals as goals_of  # noqa: PLC0415 - imports Goal
+
+    return goals_of(result)
 
 
 def pass_goals(result: dict[str, Any]) -> list[Goal]:

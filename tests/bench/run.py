@@ -6,6 +6,7 @@ LLMGW_BENCH_MIXED=0 the mixed prompt sizes (request against token windows), LLMG
 the keyed route's latency, LLMGW_BENCH_LANES=0 the owner's lane under a public flood,
 LLMGW_BENCH_HOSTS=0 the two model hosts (routing, a host killed, routing's cost),
 LLMGW_BENCH_PASSES=0 visitor passes (the server's checks, the widget's solve in Chromium).
+LLMGW_BENCH_PROBE_POWER=0 the probe's power sampling; LLMGW_BENCH_POSTS=0 the posts' search.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ import mixed
 import pass_attack
 import pass_cost
 import pass_solve
+import posts_scifact
+import posts_search
+import probe_power
 import soak
 import spy
 from adaptive import compare
@@ -181,8 +185,18 @@ def main() -> int:
             "solve": pass_solve.measure(),
             "attack": pass_attack.measure(),
         }
+    _probe_and_posts(results)
     print(write(results, REPORT))
     return 0
+
+
+def _probe_and_posts(results: dict[str, Any]) -> None:
+    """The probe's power sampling (in the report), the posts' search (printed)."""
+    if os.environ.get("LLMGW_BENCH_PROBE_POWER", "1") == "1":
+        results["probe_power"] = probe_power.measure()
+    if os.environ.get("LLMGW_BENCH_POSTS", "1") == "1":
+        posts_search.main()
+        posts_scifact.main()  # skipped unless LLMGW_BENCH_SCIFACT names the unpacked zip
 
 
 if __name__ == "__main__":
