@@ -162,7 +162,6 @@ def test_a_host_killed_mid_traffic_leaves_no_dead_end(redis_url: str) -> None:
             thread.start()
         assert eventually(lambda: mac.stats()["active"] >= 2)
         mac.kill()
-        killed_at = time.monotonic()
         for thread in threads:
             thread.join(timeout=30)
         cut = [r for r in streams if not answered(r)]
@@ -171,16 +170,12 @@ def test_a_host_killed_mid_traffic_leaves_no_dead_end(redis_url: str) -> None:
             assert received.status == 200
             assert received.types()[-1] == "error"
 
-        # New conversations: linux1 answers them, and none gets a 5xx before its stream.
-        served_by_linux = None
+        # New conversations: linux1 answers them, and none gets a 5xx before its stream (how
+        # soon is the benchmark's: tests/bench/hosts.py, failover seconds).
         for n in range(6):
             received = chat(gateway.url, headers={"X-Thumbmark-Id": f"after{n}"})
             assert received.status < 500, received.json
             assert answered(received)
-            if served_by_linux is None:
-                served_by_linux = time.monotonic() - killed_at
-        assert served_by_linux is not None
-        assert served_by_linux < 2.0
         assert _serving(gateway) == {"linux1"}
         assert httpx.get(f"{gateway.url}/api/status").json() == {"state": "degraded"}
 
