@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -118,3 +119,36 @@ def _spawn(port: int, extra_args: tuple[str, ...]) -> subprocess.Popen[bytes]:
 def _close_pipe(process: subprocess.Popen[bytes]) -> None:
     if process.stdout is not None:
         process.stdout.close()
+
+
+class HeldStreams:
+    """`count` streaming generations on a sim, held open in threads (each holding a slot)
+    until `close()`."""
+
+    def __init__(self, sim: SimHandle, count: int) -> None:
+        from sim.config import SimConfig  # noqa: PLC0415 - only tests that hold streams need it
+
+        self._stop = threading.Event()
+        body = {"model": SimConfig().model, "input": "hi", "stream": True}
+        self._threads = [
+            threading.Thread(target=self._stream, args=(sim.url, body), daemon=True)
+            for _ in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
+        eventually(lambda: sim.stats()["busy_slots"] == count)
+
+    def _stream(self, url: str, body: dict[str, object]) -> None:
+        with (
+            httpx.Client(timeout=60) as client,
+            client.stream("POST", url + "/v1/responses", json=body) as response,
+        ):
+            for _ in response.iter_bytes():
+                if self._stop.is_set():
+                    return
+
+    def close(self) -> None:
+        """Leave every stream (the sim frees the slots)."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)

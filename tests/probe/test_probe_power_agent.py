@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
-from sim_process import SimHandle, running_sim
-from support import eventually
+from sim_process import HeldStreams, SimHandle, running_sim
 
 from probe.assembly import open_agent
 from probe.settings import load_settings
@@ -76,36 +73,6 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class Streams:
-    """`count` streaming generations, held open in threads until `close()`."""
-
-    def __init__(self, sim: SimHandle, count: int) -> None:
-        self._stop = threading.Event()
-        body = {"model": SimConfig().model, "input": "hi", "stream": True}
-        self._threads = [
-            threading.Thread(target=self._stream, args=(sim.url, body), daemon=True)
-            for _ in range(count)
-        ]
-        for thread in self._threads:
-            thread.start()
-        eventually(lambda: sim.stats()["busy_slots"] == count)
-
-    def _stream(self, url: str, body: dict[str, object]) -> None:
-        with (
-            httpx.Client(timeout=60) as client,
-            client.stream("POST", url + "/v1/responses", json=body) as response,
-        ):
-            for _ in response.iter_bytes():
-                if self._stop.is_set():
-                    return
-
-    def close(self) -> None:
-        """Leave every stream."""
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
-
-
 def test_published_energy_is_the_sims_counter(
     sim: SimHandle, redis_url: str, redis_client: redis.Redis
 ) -> None:
@@ -119,7 +86,7 @@ def test_published_energy_is_the_sims_counter(
         await agent.tick()
         readings.append(sim.stats()["energy_joules"])
         hashes.append(stored(redis_client))
-        streams = Streams(sim, 2)
+        streams = HeldStreams(sim, 2)
         await asyncio.sleep(0.6)
         streams.close()
         readings.append(sim.stats()["energy_joules"])
@@ -151,7 +118,7 @@ def test_idle_baseline_is_the_idle_draw_and_streams_do_not_move_it(sim: SimHandl
             await agent.tick()
             await asyncio.sleep(0.5)  # long beside the jitter of when the sim is read
         idle = dict(await agent.tick())
-        streams = Streams(sim, 2)
+        streams = HeldStreams(sim, 2)
         try:
             await agent.tick()
             await asyncio.sleep(0.5)

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from typing import TYPE_CHECKING
 
-import httpx
 import pytest
-from sim_process import running_sims
+from sim_process import HeldStreams, running_sims
 from support import eventually
 
-from sim.config import SimConfig
 from sim.power import PowerMeter
 
 if TYPE_CHECKING:
@@ -43,35 +40,6 @@ def measured_watts(sim: SimHandle, seconds: float = 0.5) -> float:
     return joules / (time.monotonic() - start)
 
 
-class Streams:
-    """`count` streaming generations held open in threads until `close()`."""
-
-    def __init__(self, sim: SimHandle, count: int) -> None:
-        self._stop = threading.Event()
-        body = {"model": SimConfig().model, "input": "hi", "stream": True}
-        self._threads = [
-            threading.Thread(target=self._stream, args=(sim.url, body), daemon=True)
-            for _ in range(count)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def _stream(self, url: str, body: dict[str, object]) -> None:
-        with (
-            httpx.Client(timeout=30) as client,
-            client.stream("POST", url + "/v1/responses", json=body) as response,
-        ):
-            for _ in response.iter_bytes():
-                if self._stop.is_set():
-                    return
-
-    def close(self) -> None:
-        """Leave every stream (the sim frees the slots)."""
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
-
-
 def test_idle_draw_is_the_idle_watts(sims: dict[str, SimHandle]) -> None:
     """Nothing running: the counter grows at exactly the idle power."""
     light = sims["light"].healthy()
@@ -85,7 +53,7 @@ def test_idle_draw_is_the_idle_watts(sims: dict[str, SimHandle]) -> None:
 def test_each_stream_adds_its_watts(sims: dict[str, SimHandle]) -> None:
     """Two streams in slots: the draw is idle + 2 x per stream, and the counter follows it."""
     heavy = sims["heavy"].healthy()
-    streams = Streams(heavy, 2)
+    streams = HeldStreams(heavy, 2)
     try:
         eventually(lambda: heavy.stats()["busy_slots"] == 2)
         assert heavy.stats()["power_watts"] == 30.0 + 2 * 80.0
@@ -103,7 +71,7 @@ def test_two_sims_with_two_curves_draw_differently_for_the_same_work(
     watts = {}
     for name, sim in sims.items():
         sim.healthy()
-        streams = Streams(sim, 1)
+        streams = HeldStreams(sim, 1)
         try:
             eventually(lambda sim=sim: sim.stats()["busy_slots"] == 1)  # type: ignore[misc]
             watts[name] = measured_watts(sim, seconds=0.3)
