@@ -162,7 +162,7 @@ class PassGate:
                 self._metrics.pass_refused("pass", "required")
                 raise PassRequired("a visitor pass is needed to chat now: solve a challenge")
             return None
-        info = read_pass(token, network_of(address or "0.0.0.0"), key=self._key)
+        info = read_pass(token, _network(address), key=self._key)
         if isinstance(info, Refused):
             reason = str(info.reason)
             self._metrics.pass_refused("pass", reason)
@@ -176,7 +176,7 @@ class PassGate:
             return None
         settings = self._settings
         chats = settings.pass_network_chats or 3 * settings.visitor_limit
-        network = network_name(self._key, network_of(address or "0.0.0.0"))
+        network = network_name(self._key, _network(address))
         return Scope(f"pass-network:{network}", Limit.PASS_NETWORK, requests=chats)
 
     def crowded(self) -> PassRequired:
@@ -213,6 +213,11 @@ def pass_scope(held: PassInfo) -> Scope:
     """A pass's chats, counted in the admission script for as long as the pass lasts."""
     left_ms = max(1, int((held.expires - time.time()) * 1000))
     return Scope(f"pass:{held.id}", Limit.VISITOR_PASS, requests=held.chats, window_ms=left_ms)
+
+
+def _network(address: str | None) -> str:
+    """A chat's network; a visitor with no address is bucketed as 0.0.0.0's."""
+    return network_of(address or "0.0.0.0")
 
 
 def _refused(reason: str) -> str:

@@ -166,6 +166,22 @@ async def readings_until(
     return signals
 
 
+def energy_reaching(
+    source: MacmonPowerSource | PowermetricsPowerSource, joules: float
+) -> dict[str, float]:
+    """A collector on `source`, read until its total energy reaches `joules`; its signals."""
+
+    async def scenario() -> dict[str, float]:
+        collector = PowerCollector(source)
+        try:
+            done = lambda s: s.get("energy_total_joules", 0) >= joules - 1e-9  # noqa: E731
+            return await readings_until(collector, done)
+        finally:
+            await collector.aclose()
+
+    return asyncio.run(scenario())
+
+
 async def first_failure(collector: PowerCollector, seconds: float = 10.0) -> str:
     """Read every 50 ms until a reading fails; its reason."""
     deadline = time.monotonic() + seconds
@@ -184,15 +200,7 @@ def test_macmon_process_is_counted_sample_by_sample(bin_dir: pathlib.Path) -> No
     fake_command(bin_dir, "macmon", body + "\nexec sleep 60")
     expected = sum(line["sys_power"] * 0.1 for line in macmon_lines())
 
-    async def scenario() -> dict[str, float]:
-        collector = PowerCollector(MacmonPowerSource(interval=0.1))
-        try:
-            done = lambda s: s.get("energy_total_joules", 0) >= expected - 1e-9  # noqa: E731
-            return await readings_until(collector, done)
-        finally:
-            await collector.aclose()
-
-    signals = asyncio.run(scenario())
+    signals = energy_reaching(MacmonPowerSource(interval=0.1), expected)
     assert signals["energy_total_joules"] == pytest.approx(expected)
     assert signals["energy_cpu_joules"] == pytest.approx(
         sum(line["cpu_power"] * 0.1 for line in macmon_lines())
@@ -252,15 +260,7 @@ def test_powermetrics_process_documents_split_on_nul(bin_dir: pathlib.Path) -> N
     one = parse_powermetrics(POWERMETRICS.read_bytes())
     expected = 2 * one.watts["total"] * one.seconds
 
-    async def scenario() -> dict[str, float]:
-        collector = PowerCollector(PowermetricsPowerSource(interval=1.0))
-        try:
-            done = lambda s: s.get("energy_total_joules", 0) >= expected - 1e-9  # noqa: E731
-            return await readings_until(collector, done)
-        finally:
-            await collector.aclose()
-
-    signals = asyncio.run(scenario())
+    signals = energy_reaching(PowermetricsPowerSource(interval=1.0), expected)
     assert signals["energy_total_joules"] == pytest.approx(expected)
     assert signals["energy_ane_joules"] == 0.0
 
