@@ -8,11 +8,12 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import redis
 from chat_client import chat
 from gateway_server import running_gateway
-from support import flushed
-
-from tests.rag.conftest import BASE_URL, sent
+from rag_support import BASE_URL, FAST, sent
+from sim_process import running_sims
+from support import eventually, flushed, sample
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -184,3 +185,40 @@ def test_without_an_index_the_chat_is_plain(sim: SimHandle, tmp_path: Path, redi
     assert got.status == 200
     assert "tools" not in sent(sim)[-1]
     assert not _of(got.events, "posts.searched")
+
+
+def test_every_rounds_tokens_are_reserved_up_front_and_settled_to_the_model_usage(
+    sim: SimHandle, posts_index: Path, redis_url: str
+) -> None:
+    with _gateway(
+        sim, posts_index, redis_url, global_token_limit=100_000, max_output_tokens=64
+    ) as gateway:
+        got = chat(gateway.url, {"input": QUESTION})
+        metrics = httpx.get(f"{gateway.url}/metrics", timeout=10).text
+        with redis.Redis.from_url(redis_url) as client:
+            held = int(client.get("{llmgw}:tokens:global") or 0)
+    assert got.status == 200
+    stats = sim.stats()
+    used = stats["input_tokens"] + stats["output_tokens"]  # both rounds, as the sim counted
+    final = _of(got.events, "response.completed")[0]["response"]["usage"]
+    assert used > final["input_tokens"] + final["output_tokens"]  # the tool round's, too
+    assert held == used
+    reserved = sample(metrics, "llmgw_tokens_reserved_total")
+    assert reserved - sample(metrics, "llmgw_tokens_refunded_total") == used
+    assert reserved >= used  # reserved for every round before the first
+
+
+def test_auto_follows_the_models_trained_for_tool_use(posts_index: Path, redis_url: str) -> None:
+    with (
+        running_sims(trained=FAST, untrained=(*FAST, "--not-trained-for-tool-use")) as sims,
+    ):
+        for name, tools in [("trained", True), ("untrained", False)]:
+            with _gateway(sims[name], posts_index, redis_url, rag=None, health_interval=0.3) as gw:
+                # Two listings read: the health check has seen the model's capabilities.
+                assert eventually(lambda: sims[name].stats()["listings"] >= 2)  # noqa: B023
+                got = chat(gw.url, {"input": QUESTION})
+            assert got.status == 200
+            body = sent(sims[name])[0]
+            assert ("tools" in body) is tools, name
+            assert ("Passages (JSON)" in str(body.get("instructions"))) is not tools, name
+            assert _of(got.events, "posts.sources"), name
