@@ -25,6 +25,7 @@ from app.admission.waiting_room import WaitingRoom
 from app.chat.request import InputBounds
 from app.chat.transcripts import Transcripts
 from app.chat.visitor import VisitorIdentifier
+from app.posts.index import PostsIndex
 from app.protection.breaker import BreakerConfig, CircuitBreaker
 from app.protection.governor import GovernorConfig, PressureGovernor, TtftTracker
 from app.protection.monitor import UpstreamMonitor
@@ -72,6 +73,7 @@ class Services:
     hosts: Hosts
     transcripts: Transcripts | None  # None: LLMGW_TRANSCRIPTS is off
     passes: PassGate  # visitor passes (LLMGW_PASS)
+    posts: PostsIndex | None = None  # the owner's posts (app/posts); None: LLMGW_RAG is off
 
 
 @asynccontextmanager
@@ -89,6 +91,10 @@ async def running_services(settings: Settings, metrics: GatewayMetrics) -> Async
             clients[config.name] = client = create_client(settings, config)
             stack.push_async_callback(client.aclose)
         services = await _assemble(settings, redis, wire, clients, metrics)
+        if settings.rag != "off":
+            services.posts = posts = PostsIndex.from_settings(settings, redis)
+            stack.push_async_callback(posts.aclose)
+            await _first_load(posts)
         tasks = [
             _background(services.watcher.run()),
             *(_background(host.monitor.run()) for host in services.hosts.home),
@@ -98,6 +104,8 @@ async def running_services(settings: Settings, metrics: GatewayMetrics) -> Async
         ]
         if services.hosts.fallback is not None:
             tasks.append(_background(services.hosts.fallback.monitor.run()))
+        if services.posts is not None:
+            tasks.append(_background(services.posts.watch()))
         stack.push_async_callback(_cancel, tasks)
         yield services
 
@@ -218,6 +226,14 @@ async def _assemble(
         transcripts=_transcripts(redis, settings),
         passes=PassGate(redis, settings, pass_key, governor, metrics),
     )
+
+
+async def _first_load(posts: PostsIndex) -> None:
+    """Load the posts' index if there is one yet; a failure leaves it to the watch."""
+    try:
+        await posts.refresh()
+    except Exception as exc:
+        log.warning("the posts' index could not be loaded (%s)", type(exc).__name__)
 
 
 def _transcripts(redis: aioredis.Redis, settings: Settings) -> Transcripts | None:

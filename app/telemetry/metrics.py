@@ -51,6 +51,7 @@ from app.telemetry.labels import (
     bounded,
 )
 from app.telemetry.pass_metrics import PassMetrics
+from app.telemetry.rag_metrics import RagMetrics
 from app.telemetry.series import OneHot, observe, replace_series
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ UNKNOWN: Final = math.nan  # an up-gauge nobody has reported on yet: neither up 
 _NOT_SHOWN: Final = "\0"  # no diagnosis shown yet: the first one is always written
 
 
-class GatewayMetrics(HostMetrics, PassMetrics):
+class GatewayMetrics(HostMetrics, PassMetrics, RagMetrics):
     """The gateway's metrics in their own registry: one per app, and a clean slate per test."""
 
     def __init__(self) -> None:
@@ -185,6 +186,7 @@ class GatewayMetrics(HostMetrics, PassMetrics):
         self._lane_metrics()
         self._host_metrics()
         self._pass_metrics()
+        self._rag_metrics()
         self._pressure_signals: set[str] = set()
         self._probe_hosts: dict[str, set[str]] = {}
         # Children of the per-request metrics, by their (bounded) label values: `labels()`
