@@ -48,13 +48,14 @@ def extra_tokens(request: ChatRequest, settings: Settings) -> int:
     the passages once. The conversation on record is counted once, by the admission script."""
     if settings.rag == "context":
         return settings.rag_max_tokens + estimate(len(tool.CONTEXT_INSTRUCTIONS))
+    return posts_tokens(request.estimated_tokens(), settings)
+
+
+def posts_tokens(input_tokens: int, settings: Settings) -> int:
+    """What an answer's tool rounds may add to its reservation, for an input this long."""
     instructions = estimate(len(settings.instructions or "") + len(tool.TOOLS_INSTRUCTIONS))
     per_round = (
-        request.estimated_tokens()
-        + instructions
-        + tool.DEFINITION_TOKENS
-        + settings.rag_max_tokens
-        + CALL_TOKENS
+        input_tokens + instructions + tool.DEFINITION_TOKENS + settings.rag_max_tokens + CALL_TOKENS
     )
     return settings.rag_max_rounds * per_round + tool.DEFINITION_TOKENS
 

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from app.posts.records import Passage
     from app.server.routes.exchange import Exchange
     from app.upstream.client import StreamedAnswer
+    from app.upstream.relay import Dialect
 
 MODE = "tools"
 MAX_CALLS_PER_ROUND = 4  # more calls in one round get a tool error each
@@ -85,24 +86,29 @@ _encode = msgspec.json.Encoder().encode
 
 
 class ToolRound:
-    """The visitor's dialect for one round: the widget's events without the model's function
-    calls, which are collected in `calls`; a round that called ends without its
-    `response.completed` reaching the visitor. `first`: this round's opening events are the
-    answer's (a later round's are not relayed)."""
+    """The client's dialect for one round: the `inner` dialect's events (the widget's, or a
+    keyed client's as they came) without the model's function calls, which are collected in
+    `calls`; a round that called ends without its `response.completed` reaching the client.
+    `first`: the answer's opening events are still owed (see `owes_opening`); otherwise this
+    round's are not relayed."""
 
-    def __init__(self, *, first: bool) -> None:
+    def __init__(self, *, first: bool, inner: Dialect = VISITORS) -> None:
         self.first = first
+        self.inner = inner
+        self.held: list[bytes] = []  # the opening events, held (see `owes_opening`)
+        self.opened = False  # the held opening events went on
         self.calls: list[FunctionCall] = []
         self.failure = b""  # the error event when this round could not be opened
 
     def error_frame(self, code: str, message: str) -> bytes:
-        return VISITORS.error_frame(code, message)
+        return self.inner.error_frame(code, message)
 
     def translate(self, blocks: list[bytes], record: StreamRecord) -> tuple[bytes, str | None]:
         kept: list[bytes] = []
         for block in blocks:
             end = usual_shape(block)
             if end > 0 and block[len(EVENT_PREFIX) : end] not in _LOOKED_AT:
+                self._release(kept)
                 kept.append(block)  # a text delta and the like: the relay passes it as it came
                 continue
             event = parse_block(block)
@@ -113,17 +119,47 @@ class ToolRound:
             kind, data = event.event, event.raw
             if kind in _HIDDEN or (kind in _ITEM_EVENTS and self._is_call(kind, data)):
                 count_event(kind, record, data)
-            elif kind in _OPENING and not self.first:
+            elif kind in _OPENING and self.owes_opening:
+                self.held.append(block)  # until the round shows whether it answers or calls
+            elif kind in _OPENING:
                 count_event(kind, record, data)
                 rebuilt(kind, data, record)  # the round's response id
             elif kind in END_EVENTS and self._called(data):
-                frames, _ = VISITORS.translate(kept, record)
-                count_event(kind, record, data)
-                rebuilt(kind, data, record)  # its id and usage, not relayed
-                return frames, END
+                return self._called_and_ended(kept, kind, data, record), END
             else:
+                self._release(kept)
                 kept.append(block)
-        return VISITORS.translate(kept, record)
+        return self.inner.translate(kept, record)
+
+    def _called_and_ended(
+        self, kept: list[bytes], kind: str, data: bytes, record: StreamRecord
+    ) -> bytes:
+        """The frames before the end of a round that called; the end itself (and an opening
+        held: it is not the answer's) only tell the record the round's id and usage."""
+        frames, _ = self.inner.translate(kept, record)
+        for held in self.held:
+            opening = parse_block(held)
+            if opening is not None:
+                count_event(opening.event, record, opening.raw)
+                rebuilt(opening.event, opening.raw, record)
+        self.held.clear()
+        count_event(kind, record, data)
+        rebuilt(kind, data, record)
+        return frames
+
+    @property
+    def owes_opening(self) -> bool:
+        """Whether the answer's opening events (`response.created`, `.in_progress`) are still
+        to reach the client: they are held until the round shows output other than a call, so
+        that the client's response is the one that answers (the `openai` SDK's stream refuses
+        a response whose id changes between `created` and `completed`)."""
+        return self.first and not self.opened
+
+    def _release(self, kept: list[bytes]) -> None:
+        if self.owes_opening:
+            kept.extend(self.held)
+            self.held.clear()
+            self.opened = True
 
     def _is_call(self, kind: str, data: bytes) -> bool:
         if b'"function_call"' not in data:
@@ -166,6 +202,7 @@ class ToolLoop:
 
     exchange: Exchange
     posts: PostsIndex
+    events: bool = True  # the `posts.*` events (the widget's; not a keyed client's stream)
     searched: int = 0  # searches run (the rounds that called)
     seen: set[str] = field(default_factory=set)  # posts already in `posts.sources`
 
@@ -177,7 +214,7 @@ class ToolLoop:
         exchange.started()
         current: StreamedAnswer | None = upstream
         round_started: float | None = None
-        dialect = ToolRound(first=True)
+        dialect = ToolRound(first=True, inner=exchange.dialect)
         try:
             while current is not None:
                 frames = relay(
@@ -194,7 +231,7 @@ class ToolLoop:
                 if between.payload is None:
                     break
                 round_started = time.monotonic()
-                dialect = ToolRound(first=False)
+                dialect = ToolRound(first=dialect.owes_opening, inner=exchange.dialect)
                 current = await self._open(between.payload, dialect)
                 if current is None:
                     yield dialect.failure
@@ -224,7 +261,7 @@ class ToolLoop:
         outputs: list[dict[str, Any]] = []
         for index, call in enumerate(dialect.calls):
             output, frames = await self._run(call, index)
-            for frame in frames:
+            for frame in frames if self.events else ():
                 yield frame
             outputs.append(
                 {"type": "function_call_output", "call_id": call.call_id, "output": output}

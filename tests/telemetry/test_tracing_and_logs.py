@@ -15,6 +15,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from posts_support import write_posts
+from rag_support import index_posts
 from sim_process import running_sim
 
 if TYPE_CHECKING:
@@ -110,3 +112,42 @@ def test_content_is_logged_only_when_turned_on(redis_url: str, tmp_path: Path) -
     with running_sim("--decode-rate", "400") as sim:
         run_logged_gateway(sim.url, redis_url, log, log_content="true")
     assert "my private words" in log.read_text()
+
+
+def test_a_search_of_the_posts_is_an_execute_tool_span_in_the_chats_trace(
+    spans: InMemorySpanExporter, redis_url: str, tmp_path: Path
+) -> None:
+    """GenAI's `execute_tool` span, for the search the gateway ran for the model's call."""
+    index = tmp_path / "posts.sqlite3"
+    index_posts(write_posts(tmp_path / "blog"), index)
+    spans.clear()
+    with (
+        running_sim("--decode-rate", "400") as sim,
+        running_gateway(
+            upstream_url=sim.url,
+            redis_url=redis_url,
+            posts_index=str(index),
+            posts_share="file",
+            rag="tools",
+        ) as gateway,
+    ):
+        received = chat(
+            gateway.url,
+            {"input": "What about Tailscale Funnel?"},
+            headers={"traceparent": TRACEPARENT},
+        )
+    assert received.status == 200
+    finished = spans.get_finished_spans()
+    tool = next(span for span in finished if span.name == "execute_tool search_posts")
+    attributes = dict(tool.attributes or {})
+    assert attributes["gen_ai.operation.name"] == "execute_tool"
+    assert attributes["gen_ai.tool.name"] == "search_posts"
+    assert str(attributes["gen_ai.tool.call.id"]).startswith("call_")
+    assert int(str(attributes["llmgw.rag.passages"])) > 0
+    assert f"{tool.context.trace_id:032x}" == TRACE_ID
+    genai = next(span for span in finished if span.name == "chat nvidia/nemotron-3-nano")
+    assert tool.parent is not None
+    assert tool.parent.span_id == genai.context.span_id
+    # Both rounds' requests to the model are in the chat's span.
+    parents = [span.parent.span_id for span in finished if span.name == "POST" and span.parent]
+    assert parents.count(genai.context.span_id) == 2

@@ -15,6 +15,9 @@ from app.admission.decision import Decision, Limit, Scope, refusal
 from app.chat.openai_bodies import Api, KeyedBounds, KeyedRequest, parse_keyed_request
 from app.chat.tokens import estimate
 from app.errors import BreakerOpen, ConversationExpired, GatewayError, NotFound, Shed, TooManyTokens
+from app.rag.keyed import HEADER as POSTS_HEADER
+from app.rag.keyed import Wanted, mode_of, wanted, with_posts
+from app.rag.plan import may_read, posts_tokens
 from app.server.chat_telemetry import Call, outcome_of, server_span
 from app.server.routes.chat import SSE_HEADERS, UNAVAILABLE, rate_limit_headers
 from app.server.routes.exchange import Exchange
@@ -75,17 +78,26 @@ async def _answer(
     settings = services.settings
     bounds = KeyedBounds(settings.key_max_input_chars, settings.key_max_output_tokens)
     keyed = parse_keyed_request(await request.body(), api, bounds)
+    posts = wanted(request.headers.get(POSTS_HEADER), keyed)  # asked for: the posts' tool
     if settings.log_content:
         call.content = str(keyed.body)[:500]
     if not services.hosts.offer_left():  # first: open breakers ask the model server nothing
         raise services.hosts.closed()
     # Once, before any host is tried: a listing that fails is no host's failure to retry.
     model = await services.models.resolve(keyed.body.model)
-    return await on_some_host(call, lambda: _on_a_host(request, call, key, keyed, model))
+    return await on_some_host(
+        call, lambda: _on_a_host(request, call, key, keyed, model, posts=posts)
+    )
 
 
 async def _on_a_host(
-    request: Request[Any, Any, Any], call: Call, key: ApiKey, keyed: KeyedRequest, model: str
+    request: Request[Any, Any, Any],
+    call: Call,
+    key: ApiKey,
+    keyed: KeyedRequest,
+    model: str,
+    *,
+    posts: Wanted | None = None,
 ) -> EventStream | JsonAnswer:
     """Admit the chat, pick its host in the same round trip, and answer from there."""
     services = call.services
@@ -93,7 +105,7 @@ async def _on_a_host(
     api = keyed.api
     offer = services.hosts.offer()
     try:
-        decision = await _admitted(call, key, keyed, offer)
+        decision = await _admitted(call, key, keyed, offer, reading=posts is not None)
     except BaseException:
         offer.give_back()
         raise
@@ -116,6 +128,15 @@ async def _on_a_host(
         dialect = ChatCompletionsAsIs(include_usage=keyed.include_usage)
     output_cap = keyed.max_output_tokens
     exchange = Exchange(call, host, permit, decision, _owner(key), path, dialect, output_cap)
+    exchange.payload = payload
+    if posts is not None:
+        mode = mode_of(posts, exchange, keyed)
+        headers[POSTS_HEADER] = mode
+        try:
+            payload = exchange.payload = await with_posts(exchange, keyed, payload, mode)
+        except BaseException:  # the client left meanwhile: give back what was taken
+            await given_back(call, decision, host, permit)
+            raise
     await exchange.check_room(estimate(keyed.input_chars))
     if keyed.stream:
         upstream = await exchange.open(payload)
@@ -148,12 +169,16 @@ def key_scopes(key: ApiKey, governor: PressureGovernor) -> tuple[Scope, ...]:
     return (Scope(f"key:{key.name}", Limit.KEY, requests, tokens),)
 
 
-async def _admitted(call: Call, key: ApiKey, keyed: KeyedRequest, offer: Offer) -> Decision:
+async def _admitted(
+    call: Call, key: ApiKey, keyed: KeyedRequest, offer: Offer, *, reading: bool = False
+) -> Decision:
     """Admission in the key's lane, against its windows and its streams at once, waiting in
     line for a place (or for the model to wake) as /api/chat does, ahead of lower lanes."""
     services = call.services
     settings = services.settings
     tokens = estimate(keyed.input_chars) + keyed.max_output_tokens
+    if reading and may_read(settings, services.posts):  # the posts' rounds or passages
+        tokens += posts_tokens(estimate(keyed.input_chars), settings)
     governor, lane = services.governor, key.lane
     concurrency = (key.name, key.limits.concurrency) if key.limits.concurrency else None
 
