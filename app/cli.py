@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from app.settings import Settings
+
+
+DEMO_POSTS = Path(__file__).parent / "posts" / "demo"  # the demo's sample posts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +126,7 @@ def demo() -> int:
         overrides: dict[str, object] = {
             "upstream_url": f"http://127.0.0.1:{sim_port}",
             "probe_stale_factor": 1.0,
+            **_demo_posts(),
         }
         settings = _settings(**overrides)
         if settings is None:
@@ -129,6 +136,8 @@ def demo() -> int:
         print(f"llmgw demo: gateway on {url}, simulated model server on port {sim_port}")
         print(f"open {url}/ for the chat widget, or try:")
         print(f"curl -N {url}/api/chat -H 'Content-Type: application/json' -d '{body}'")
+        if "posts_index" in overrides:
+            print("its sample posts are indexed: ask 'What did you write about Tailscale?'")
         sys.stdout.flush()
         # uvicorn shuts down on SIGTERM, then raises it again: without a handler of ours that
         # would kill this process before `finally`, and leave the sim running.
@@ -141,6 +150,25 @@ def demo() -> int:
         except subprocess.TimeoutExpired:  # never leave the sim running behind the demo
             sim.kill()
             sim.wait()
+
+
+def _demo_posts() -> dict[str, object]:
+    """Without an index of the owner's own, the demo indexes its sample posts (app/posts/demo)
+    into a file of its own, so the model can read them (LLMGW_RAG)."""
+    if "LLMGW_POSTS_INDEX" in os.environ or Path("posts.sqlite3").exists():
+        return {}
+    index = Path(tempfile.mkdtemp(prefix="llmgw-demo-")) / "posts.sqlite3"
+    environment = {name: v for name, v in os.environ.items() if not name.startswith("LLMGW_")}
+    environment |= {"LLMGW_POSTS_INDEX": str(index), "LLMGW_POSTS_SHARE": "file"}
+    done = subprocess.run(  # noqa: S603 - our own module, no shell
+        [sys.executable, "-m", "app", "posts", "index", str(DEMO_POSTS)],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        check=False,
+    )
+    if done.returncode != 0:
+        return {}
+    return {"posts_index": str(index), "posts_share": "file"}
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:  # noqa: ARG001 - a signal handler

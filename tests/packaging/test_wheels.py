@@ -97,6 +97,8 @@ def test_each_wheel_holds_its_packages_only(dist: Path) -> None:
     for wheel, packages in ((gateway, {"app", "sim", "probe"}), (probe, {"probe"})):
         tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
         assert {top for top in tops if not top.endswith(".dist-info")} == packages
+    # `llmgw demo` indexes its sample posts from the installed package.
+    assert "app/posts/demo/tailscale-funnel.md" in zipfile.ZipFile(gateway).namelist()
 
 
 @pytest.mark.slow

@@ -78,6 +78,11 @@ def test_demo_command_serves_a_chat() -> None:
         received = chat(f"http://127.0.0.1:{port}")
         assert received.status == 200
         assert received.text()
+        # The demo's sample posts are indexed, and the model reads them for a question.
+        asked = chat(f"http://127.0.0.1:{port}", {"input": "What did you write about Tailscale?"})
+        sources = [e for e in asked.events if e["type"] == "posts.sources"]
+        assert "https://blog.example/2025/03/tailscale-funnel/" in str(sources)
+        assert "According to https://blog.example/2025/03/tailscale-funnel/" in asked.text()
     finally:
         process.terminate()
         process.wait(timeout=15)
