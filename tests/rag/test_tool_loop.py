@@ -12,7 +12,7 @@ import redis
 from chat_client import chat
 from gateway_server import running_gateway
 from rag_support import BASE_URL, FAST, sent
-from sim_process import running_sims
+from sim_process import running_sim, running_sims
 from support import eventually, flushed, sample
 
 if TYPE_CHECKING:
@@ -222,3 +222,29 @@ def test_auto_follows_the_models_trained_for_tool_use(posts_index: Path, redis_u
             assert ("tools" in body) is tools, name
             assert ("Passages (JSON)" in str(body.get("instructions"))) is not tools, name
             assert _of(got.events, "posts.sources"), name
+
+
+def test_a_visitor_who_leaves_after_the_search_pays_for_the_rounds_not_the_reservation(
+    posts_index: Path, redis_url: str
+) -> None:
+    with (
+        running_sim("--decode-rate", "20", "--prefill-rate", "20000") as slow,  # time to leave
+        _gateway(slow, posts_index, redis_url, global_token_limit=100_000) as gateway,
+        redis.Redis.from_url(redis_url) as client,
+    ):
+        with (
+            httpx.Client(timeout=30) as http,
+            http.stream("POST", f"{gateway.url}/api/chat", json={"input": QUESTION}) as answer,
+        ):
+            for line in answer.iter_lines():
+                if "response.output_text.delta" in line:
+                    break  # gone in the answer's round, after the search
+        assert eventually(lambda: client.zcard("{llmgw}:inflight") == 0)
+        held = int(client.get("{llmgw}:tokens:global") or 0)
+        metrics = httpx.get(f"{gateway.url}/metrics", timeout=10).text
+        stats = slow.stats()
+    reserved = sample(metrics, "llmgw_tokens_reserved_total")
+    assert stats["tool_calls"] == 1
+    # The tool round's usage, the answer's input and what was relayed: not every round's
+    # reservation, nor nothing.
+    assert 0 < held < reserved / 2

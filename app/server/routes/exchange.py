@@ -74,6 +74,7 @@ class Exchange:
     turn: ChatRequest | None = None  # a widget's chat: its words, kept in its transcript
     rag: ToolLoop | None = None  # the answer's tool rounds, when it may search the posts
     prefix: list[bytes] = field(default_factory=list)  # events before the answer's (context)
+    rag_reserved: int = 0  # what its reservation holds for reading the posts (app/rag/plan.py)
 
     def __post_init__(self) -> None:
         self.record.counts_text = self.decision.reservation is not None
@@ -307,7 +308,7 @@ class Exchange:
             return _size(record) + record.earlier_tokens
         if record.first_token_at is None and record.outcome != "client_cancelled":
             return record.earlier_tokens
-        reserved_input = reservation.tokens - self.output_cap
+        reserved_input = reservation.tokens - self.output_cap - self.rag_reserved
         return max(reserved_input, 0) + estimate(record.text_chars) + record.earlier_tokens
 
     def _record(self, record: StreamRecord) -> None:

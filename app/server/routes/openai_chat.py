@@ -129,6 +129,8 @@ async def _on_a_host(
     output_cap = keyed.max_output_tokens
     exchange = Exchange(call, host, permit, decision, _owner(key), path, dialect, output_cap)
     exchange.payload = payload
+    if posts is not None and may_read(settings, services.posts):  # reserved at admission
+        exchange.rag_reserved = posts_tokens(estimate(keyed.input_chars), settings)
     if posts is not None:
         mode = mode_of(posts, exchange, keyed)
         headers[POSTS_HEADER] = mode
