@@ -1,7 +1,8 @@
 """`GatewayMetrics`: every Prometheus metric of one gateway, in a registry of its own, behind small
 methods named for the moment they record (`request_finished`, `first_token`, `breaker_changed`).
 
-The per-host and hosted fallback metrics are in `host_metrics` (`HostMetrics`, mixed in here).
+The per-host and hosted fallback metrics are in `host_metrics` (`HostMetrics`, mixed in here),
+the visitor passes' in `pass_metrics`, the posts' (tool calls, searches, index) in `rag_metrics`.
 Label values pass through `bounded` (see `labels`), so no visitor id or free text becomes a label.
 Latency histograms carry the trace id as an exemplar when one is given; exemplars are only in the
 OpenMetrics exposition, which `exposition` picks when the scraper asks for it.
@@ -51,6 +52,7 @@ from app.telemetry.labels import (
     bounded,
 )
 from app.telemetry.pass_metrics import PassMetrics
+from app.telemetry.rag_metrics import RagMetrics
 from app.telemetry.series import OneHot, observe, replace_series
 
 if TYPE_CHECKING:
@@ -60,7 +62,7 @@ UNKNOWN: Final = math.nan  # an up-gauge nobody has reported on yet: neither up 
 _NOT_SHOWN: Final = "\0"  # no diagnosis shown yet: the first one is always written
 
 
-class GatewayMetrics(HostMetrics, PassMetrics):
+class GatewayMetrics(HostMetrics, PassMetrics, RagMetrics):
     """The gateway's metrics in their own registry: one per app, and a clean slate per test."""
 
     def __init__(self) -> None:
@@ -185,6 +187,7 @@ class GatewayMetrics(HostMetrics, PassMetrics):
         self._lane_metrics()
         self._host_metrics()
         self._pass_metrics()
+        self._rag_metrics()
         self._pressure_signals: set[str] = set()
         self._probe_hosts: dict[str, set[str]] = {}
         # Children of the per-request metrics, by their (bounded) label values: `labels()`
