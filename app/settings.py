@@ -167,6 +167,14 @@ class Settings(BaseSettings):
     # nomic-embed-text is trained with these task prefixes; another model may want none.
     posts_query_prefix: str = Field(default="search_query: ", max_length=100)
     posts_document_prefix: str = Field(default="search_document: ", max_length=100)
+    # The model reads the posts (app/rag): `tools` offers it `search_posts`, which the gateway
+    # runs; `context` searches with the visitor's words up front and puts the passages in the
+    # instructions (for models not trained for tool use); `auto` picks one per host from the
+    # model's `trained_for_tool_use`. Unset: off until an index exists, then `auto`.
+    rag: Literal["off", "tools", "context", "auto"] | None = None
+    rag_max_rounds: int = Field(default=2, ge=1, le=8)  # tool rounds per answer
+    rag_passages: int = Field(default=4, ge=1, le=20)  # passages per search
+    rag_max_tokens: int = Field(default=1_200, ge=50, le=32_000)  # of passages per search
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65_535)

@@ -44,6 +44,7 @@ class Entry:
     loaded: bool | None  # None: the listing does not say
     context_length: int | None = None  # of the loaded instance
     instance_ids: tuple[str, ...] = ()
+    tool_use: bool | None = None  # trained for tool use; None: the listing does not say
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,7 @@ class ModelView:
     listing: Listing
     context_length: int | None = None
     loaded_llms: tuple[str, ...] = ()
+    tool_use: bool | None = None  # the model is trained for tool use; None: not said
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,9 @@ class Catalog:
             missing = self.listing is not Listing.OPENAI and model is not None
             state = ModelState.MISSING if missing else ModelState.UNKNOWN
             return ModelView(state, self.listing, loaded_llms=loaded)
-        return ModelView(_state(entry), self.listing, entry.context_length, loaded)
+        return ModelView(
+            _state(entry), self.listing, entry.context_length, loaded, tool_use=entry.tool_use
+        )
 
     def _find(self, model: str) -> Entry | None:
         for entry in self.entries:
@@ -111,7 +115,11 @@ def _v1_entry(row: dict[str, Any]) -> Entry | None:
     configs = [item.get("config") for item in live]
     context = next((_int(c.get("context_length")) for c in configs if isinstance(c, dict)), None)
     ids = tuple(str(item.get("id")) for item in live if item.get("id"))
-    return Entry(key, str(row.get("type", "llm")), bool(live), context, ids)
+    # docs `1_developer/2_rest/list.md`: `capabilities.trained_for_tool_use`, for LLMs.
+    capabilities = row.get("capabilities")
+    said = capabilities.get("trained_for_tool_use") if isinstance(capabilities, dict) else None
+    tool_use = said if isinstance(said, bool) else None
+    return Entry(key, str(row.get("type", "llm")), bool(live), context, ids, tool_use)
 
 
 def _v0_entry(row: dict[str, Any]) -> Entry | None:
@@ -120,7 +128,11 @@ def _v0_entry(row: dict[str, Any]) -> Entry | None:
         return None
     kind = {"embeddings": "embedding"}.get(str(row.get("type")), str(row.get("type", "llm")))
     loaded = row.get("state") == "loaded"
-    return Entry(key, kind, loaded, _int(row.get("loaded_context_length")) if loaded else None)
+    # LM Studio 0.3.16 (docs api-changelog.md): a `capabilities` array, "tool_use" among them.
+    capabilities = row.get("capabilities")
+    tool_use = "tool_use" in capabilities if isinstance(capabilities, list) else None
+    context = _int(row.get("loaded_context_length")) if loaded else None
+    return Entry(key, kind, loaded, context, tool_use=tool_use)
 
 
 def _openai_entry(row: dict[str, Any]) -> Entry | None:

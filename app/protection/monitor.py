@@ -98,6 +98,11 @@ class UpstreamMonitor:
         length = None if probe is None else probe.get("model_context_length")
         return int(length) if length else None
 
+    def tool_use(self) -> bool | None:
+        """Whether LLMGW_MODEL is trained for tool use, as the model server says (None: it
+        does not say, or has not been asked yet)."""
+        return None if self.model is None else self.model.tool_use
+
     def woke(self) -> None:
         """The waking request's first output came: the model is loaded now."""
         self.waking = False

@@ -25,7 +25,7 @@ from app.admission.waiting_room import WaitingRoom
 from app.chat.request import InputBounds
 from app.chat.transcripts import Transcripts
 from app.chat.visitor import VisitorIdentifier
-from app.posts import PostsIndex
+from app.posts.index import PostsIndex
 from app.protection.breaker import BreakerConfig, CircuitBreaker
 from app.protection.governor import GovernorConfig, PressureGovernor, TtftTracker
 from app.protection.monitor import UpstreamMonitor
@@ -73,7 +73,7 @@ class Services:
     hosts: Hosts
     transcripts: Transcripts | None  # None: LLMGW_TRANSCRIPTS is off
     passes: PassGate  # visitor passes (LLMGW_PASS)
-    posts: PostsIndex | None = None  # the owner's posts; None: no index, none configured
+    posts: PostsIndex | None = None  # the owner's posts (app/posts); None: LLMGW_RAG is off
 
 
 @asynccontextmanager
@@ -91,10 +91,11 @@ async def running_services(settings: Settings, metrics: GatewayMetrics) -> Async
             clients[config.name] = client = create_client(settings, config)
             stack.push_async_callback(client.aclose)
         services = await _assemble(settings, redis, wire, clients, metrics)
-        services.posts = posts = await _posts(settings, redis)
-        metrics.posts_index(posts, max_age=settings.posts_index_max_age)
-        if posts is not None:
-            stack.push_async_callback(posts.aclose)  # after the tasks are cancelled (LIFO)
+        if settings.rag != "off":
+            services.posts = posts = PostsIndex.from_settings(settings, redis)
+            stack.push_async_callback(posts.aclose)
+            await _first_load(posts)
+        metrics.posts_index(services.posts, max_age=settings.posts_index_max_age)
         tasks = [
             _background(services.watcher.run()),
             *(_background(host.monitor.run()) for host in services.hosts.home),
@@ -104,8 +105,8 @@ async def running_services(settings: Settings, metrics: GatewayMetrics) -> Async
         ]
         if services.hosts.fallback is not None:
             tasks.append(_background(services.hosts.fallback.monitor.run()))
-        if posts is not None:
-            tasks.append(_background(posts.watch()))
+        if services.posts is not None:
+            tasks.append(_background(services.posts.watch()))
         stack.push_async_callback(_cancel, tasks)
         yield services
 
@@ -228,17 +229,12 @@ async def _assemble(
     )
 
 
-async def _posts(settings: Settings, redis: aioredis.Redis) -> PostsIndex | None:
-    """The posts index, loaded if there is one yet; None when there is none and none is
-    configured (neither LLMGW_POSTS_INDEX nor LLMGW_POSTS_SHARE set): no thread, no polling.
-    A configured one that is not built yet is kept, and followed until it is."""
-    index = PostsIndex.from_settings(settings, redis)
-    await index.refresh()
-    configured = {"posts_index", "posts_share"} & settings.model_fields_set
-    if index.loaded or configured:
-        return index
-    await index.aclose()
-    return None
+async def _first_load(posts: PostsIndex) -> None:
+    """Load the posts' index if there is one yet; a failure leaves it to the watch."""
+    try:
+        await posts.refresh()
+    except Exception as exc:
+        log.warning("the posts' index could not be loaded (%s)", type(exc).__name__)
 
 
 def _transcripts(redis: aioredis.Redis, settings: Settings) -> Transcripts | None:

@@ -47,6 +47,8 @@ OUTCOMES: Final = frozenset(
         "rate_limited_concurrency",
         "unauthorized",
         "model_not_found",
+        # The model kept calling search_posts past LLMGW_RAG_MAX_ROUNDS instead of answering.
+        "tool_rounds",
     }
 )
 # Who asks (`lane` label): the owner's keys, the members' keys, the public widget's visitors.

@@ -145,10 +145,12 @@ def build_payload(
     settings: Settings,
     host: UpstreamHost | None = None,
     transcript: list[dict[str, str]] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> bytes:
     """The upstream request: the visitor's words, everything else pinned by configuration;
     for `host`, its model. A conversation that moved from the host that answered it is sent
-    as its `transcript` followed by the new words, instead of the previous response's id."""
+    as its `transcript` followed by the new words, instead of the previous response's id.
+    `extra` fields are set last."""
     model = settings.model if host is None else host.model
     words: Any = chat.input
     if transcript is not None:
@@ -173,6 +175,8 @@ def build_payload(
     fallback = host is not None and host.fallback
     if settings.model_ttl is not None and not fallback:
         payload["ttl"] = settings.model_ttl
+    if extra:  # the posts' tool or passages (app/rag/plan.py)
+        payload.update(extra)
     return msgspec.json.encode(payload)
 
 

@@ -56,6 +56,9 @@ FIRST_OUTPUT_EVENTS = TOKEN_EVENTS | {
     "response.output_text.done",
     "response.reasoning_text.done",
     "response.reasoning_summary_text.done",
+    # A function call's arguments are the model's output too (a tool round: app/rag).
+    "response.function_call_arguments.delta",
+    "response.function_call_arguments.done",
 }
 # Events that show the model has begun to think: from then on only the total deadline holds
 # until its first output.
@@ -151,6 +154,9 @@ class StreamRecord:
     # (app/chat/transcripts.py). Reaching its cap turns the keeping off.
     keeps_text: int = 0
     text: list[str] = field(default_factory=list)
+    # Tokens of the answer's earlier rounds (a tool round's input and output: app/rag), spent
+    # beside the last round's usage, which alone sizes the conversation.
+    earlier_tokens: int = 0
 
     @property
     def ttft(self) -> float | None:
@@ -216,20 +222,25 @@ async def relay(
     started: Callable[[], None] | None = None,
     *,
     dialect: Dialect = VISITORS,
+    round_started: float | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """Yield client-ready SSE frames in `dialect`, one write per batch of upstream events that
     arrived together; always closes the upstream response and then runs `finish` (release the
     lease, record the outcome), shielded from cancellation. `started` runs when the body
-    starts to flow, so it pairs with `finish` exactly."""
+    starts to flow, so it pairs with `finish` exactly. A later round of one answer (after a
+    tool call: app/rag) has its first-token budget from `round_started`; the total deadline
+    is the answer's."""
     if started is not None:
         started()
     chunks = _body(response)
     batcher = EventBatcher()
     # Deadlines on the loop's clock, which is what timeouts run on (uvloop's is its own).
     loop = asyncio.get_running_loop()
-    origin = record.started + (loop.time() - time.monotonic())
+    to_loop = loop.time() - time.monotonic()
+    origin = record.started + to_loop
     total_deadline = origin + timeouts.total
-    deadline = min(origin + timeouts.first_token, total_deadline)
+    begun = origin if round_started is None else round_started + to_loop
+    deadline = min(begun + timeouts.first_token, total_deadline)
     watch = StreamDeadline()
     try:
         while True:
@@ -426,7 +437,7 @@ def _translate(event: Event, record: StreamRecord) -> bytes | None:
     if kind in PASSED_EVENTS:  # token deltas among them
         return event.frame()  # passed on as it came: no decoding, no re-encoding
     if kind in REBUILT_EVENTS:
-        return _rebuilt(kind, event.raw, record)
+        return rebuilt(kind, event.raw, record)
     if kind in FAILED_EVENTS:
         return _failure_frame(event.raw, record)
     return None
@@ -451,7 +462,7 @@ def _failure_frame(data: bytes, record: StreamRecord) -> bytes:
             return error_frame("upstream_failed", message)
 
 
-def _rebuilt(kind: str, data: bytes, record: StreamRecord) -> bytes:
+def rebuilt(kind: str, data: bytes, record: StreamRecord) -> bytes:
     """Pass on only the id, status and usage: not the model's instructions or settings."""
     try:
         upstream = ENVELOPE.decode(data).response

@@ -78,3 +78,17 @@ def test_an_openai_only_server_lists_what_it_serves() -> None:
     assert catalog is not None
     assert catalog.view("llama-3").state is ModelState.READY
     assert catalog.view("other").state is ModelState.UNKNOWN
+
+
+@pytest.mark.parametrize("listing", REST)
+def test_whether_the_model_is_trained_for_tool_use_is_read_from_both_rest_listings(
+    asleep: SimHandle, listing: Listing
+) -> None:
+    """`auto` posts reading picks tools or context from it (app/rag/plan.py)."""
+    assert catalog_of(asleep, listing, MODEL).tool_use is True
+    with running_sim("--not-trained-for-tool-use") as untrained:
+        assert catalog_of(untrained, listing, MODEL).tool_use is False
+
+
+def test_a_listing_that_does_not_say_leaves_tool_use_unknown(asleep: SimHandle) -> None:
+    assert catalog_of(asleep, Listing.OPENAI, MODEL).tool_use is None

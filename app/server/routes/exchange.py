@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from app.chat.request import ChatRequest
     from app.protection.breaker import Permit
+    from app.rag.rounds import ToolLoop
     from app.server.chat_telemetry import Call
     from app.server.services import Services
     from app.upstream.client import StreamedAnswer, Timeouts
@@ -71,6 +72,8 @@ class Exchange:
     waking: bool = False  # this chat wakes the model, and the wake is not over yet
     payload: bytes = b""  # what goes to the host (a widget's chat: made for its host)
     turn: ChatRequest | None = None  # a widget's chat: its words, kept in its transcript
+    rag: ToolLoop | None = None  # the answer's tool rounds, when it may search the posts
+    prefix: list[bytes] = field(default_factory=list)  # events before the answer's (context)
 
     def __post_init__(self) -> None:
         self.record.counts_text = self.decision.reservation is not None
@@ -96,10 +99,21 @@ class Exchange:
         return replace(timeouts, first_token=load, total=timeouts.total + load)
 
     def stream(self, upstream: StreamedAnswer) -> AsyncGenerator[bytes, None]:
-        """The visitor's event stream, relayed from the model's."""
-        frames = relay(
-            upstream, self.timeouts, self.record, self.finish, self.started, dialect=self.dialect
-        )
+        """The visitor's event stream, relayed from the model's (over its tool rounds, when
+        it may search the posts)."""
+        if self.rag is not None:
+            frames = self.rag.stream(upstream)
+        else:
+            frames = relay(
+                upstream,
+                self.timeouts,
+                self.record,
+                self.finish,
+                self.started,
+                dialect=self.dialect,
+            )
+        if self.prefix:
+            frames = _prefixed(self.prefix, frames)
         if self.host.fallback and self.dialect is VISITORS:
             frames = _marked(frames)
         return self._ending_the_wake(frames) if self.waking else frames
@@ -154,7 +168,7 @@ class Exchange:
 
     async def open(self, payload: bytes) -> StreamedAnswer:
         """Open the upstream stream; on failure give back what was taken and say why."""
-        return await self._guarded(lambda: self._send(payload))
+        return await self._guarded(lambda: self.send(payload))
 
     async def whole(self, payload: bytes, *, chat: bool) -> bytes:
         """The answer not streamed (a keyed client's `"stream": false`): the model server's
@@ -219,7 +233,9 @@ class Exchange:
                 raise
             raise UpstreamTimeout("the model server did not answer in time") from None
 
-    async def _send(self, payload: bytes) -> StreamedAnswer:
+    async def send(self, payload: bytes) -> StreamedAnswer:
+        """POST the payload to the host and return its stream once its head is in (within the
+        first token's budget); failures are the caller's to settle."""
         timeouts = self.timeouts
         with current_span("POST", kind=SpanKind.CLIENT) as http_span:
             http_span.set_attribute("http.request.method", "POST")
@@ -288,11 +304,11 @@ class Exchange:
         if reservation is None:
             return 0
         if record.usage is not None:
-            return _size(record)
+            return _size(record) + record.earlier_tokens
         if record.first_token_at is None and record.outcome != "client_cancelled":
-            return 0
+            return record.earlier_tokens
         reserved_input = reservation.tokens - self.output_cap
-        return max(reserved_input, 0) + estimate(record.text_chars)
+        return max(reserved_input, 0) + estimate(record.text_chars) + record.earlier_tokens
 
     def _record(self, record: StreamRecord) -> None:
         metrics, now, trace_id = self.services.metrics, time.monotonic(), self.call.trace_id
@@ -336,6 +352,19 @@ class Exchange:
         if record.outcome not in ("ok", "client_cancelled"):
             span.set_status(StatusCode.ERROR, record.outcome)
         span.end()
+
+
+async def _prefixed(
+    prefix: list[bytes], frames: AsyncGenerator[bytes, None]
+) -> AsyncGenerator[bytes, None]:
+    """The answer after the events that come first (the posts searched and found)."""
+    async with aclosing(frames):
+        first = True
+        async for frame in frames:
+            if first:  # once the relay's first frame is in: a failure before it stays a 5xx
+                yield b"".join(prefix)
+                first = False
+            yield frame
 
 
 async def _marked(frames: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:

@@ -3,11 +3,14 @@ why it went there (a new conversation, a follow-up, a move, a wake, the fallback
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
 from app.errors import ConversationExpired, UpstreamError
+from app.rag import tool
+from app.rag.plan import fields, mode_for, question
+from app.rag.rounds import ToolLoop, search_posts, searched_frame, sources_frame
 from app.server.routes.exchange import Exchange
 from app.upstream.answer_errors import EXPIRED_MESSAGE
 from app.upstream.client import build_payload
@@ -77,11 +80,35 @@ async def routed_exchange(
         if transcript is None:
             await given_back(call, decision, host, permit)
             raise ConversationExpired(EXPIRED_MESSAGE)
-    payload = build_payload(chat_request, services.settings, host.config, transcript)
     exchange = Exchange(call, host, permit, decision, owner)
-    exchange.payload = payload
     exchange.turn = chat_request
+    extra = await _reading_the_posts(exchange, chat_request)
+    exchange.payload = build_payload(
+        chat_request, services.settings, host.config, transcript, extra
+    )
     return exchange
+
+
+async def _reading_the_posts(exchange: Exchange, chat_request: ChatRequest) -> dict[str, Any]:
+    """The request's fields for reading the posts on the exchange's host: the tool (its rounds
+    then run in the exchange's stream), or the passages found for the visitor's words now."""
+    services, posts = exchange.services, exchange.services.posts
+    mode = mode_for(services.settings, posts, exchange.host)
+    if mode == "off" or posts is None:
+        return {}
+    if mode == "tools":
+        exchange.rag = ToolLoop(exchange, posts)
+        return fields(services.settings, mode)
+    query = question(chat_request)
+    try:
+        passages = await search_posts(exchange, posts, query, mode)
+    except BaseException:  # the visitor left meanwhile: give back what was taken
+        await given_back(exchange.call, exchange.decision, exchange.host, exchange.permit)
+        raise
+    found = tool.sources(passages or [], set())
+    exchange.prefix = [searched_frame(query)] + ([sources_frame(found)] if found else [])
+    services.metrics.rag_answer(mode, 0, sourced=bool(found))
+    return fields(services.settings, mode, passages)
 
 
 async def given_back(call: Call, decision: Decision, host: Host, permit: Permit) -> None:
