@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from chat_client import chat
 from gateway_server import running_gateway
 from posts_support import backdate, index_folder, write_posts
 from prometheus_client.parser import text_string_to_metric_families
-from support import eventually, free_port
+from sim_process import running_sim
+from support import eventually, flushed, free_port
 
 from app.telemetry import GatewayMetrics
 from app.telemetry.rag_metrics import RAG_MODES, RAG_TOOL_OUTCOMES
@@ -21,8 +23,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from gateway_server import GatewayHandle
+    from sim_process import SimHandle
 
 DAY = 86_400.0
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]  # by name and labels
 
 
 @pytest.fixture
@@ -46,13 +50,28 @@ def posts_gateway(redis_url: str, **settings: object) -> Iterator[GatewayHandle]
 
 def scraped(url: str) -> dict[str, float]:
     """The gateway's llmgw_posts_index_* samples, by name, from one scrape of /metrics."""
+    return {
+        name: number
+        for (name, labels), number in scrape(url).items()
+        if name.startswith("llmgw_posts_index_") and not labels
+    }
+
+
+def scrape(url: str) -> Samples:
+    """Every sample of one scrape of /metrics, by name and labels."""
     body = httpx.get(f"{url}/metrics", timeout=5).text
     return {
-        sample.name: sample.value
+        (sample.name, frozenset(sample.labels.items())): sample.value
         for family in text_string_to_metric_families(body)
         for sample in family.samples
-        if sample.name.startswith("llmgw_posts_index_")
     }
+
+
+def sample(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    """One sample's value from a scrape (KeyError: no such series)."""
+    return samples[name, frozenset(labels.items())]
 
 
 def test_every_tool_outcome_and_mode_exists_at_zero(metrics: GatewayMetrics) -> None:
@@ -159,3 +178,40 @@ def test_an_index_built_after_the_gateway_started_is_picked_up(
         index_folder(write_posts(tmp_path / "blog"), index)
         assert eventually(lambda: scraped(gateway.url)["llmgw_posts_index_loaded"] == 1, timeout=10)
         assert scraped(gateway.url)["llmgw_posts_index_posts"] == 3
+
+
+@pytest.fixture(scope="module")
+def tool_sim() -> Iterator[SimHandle]:
+    """A sim that calls search_posts for a question (one ending in ?) when it is offered."""
+    with running_sim("--decode-rate", "400", "--prefill-rate", "20000") as handle:
+        yield handle
+
+
+@pytest.mark.parametrize("mode", ["tools", "context"])
+def test_chats_that_read_the_posts_are_counted_on_metrics(
+    mode: str, tool_sim: SimHandle, tmp_path: Path, redis_url: str
+) -> None:
+    """A question the posts answer and a greeting, through a real gateway reading a real index:
+    its /metrics counts the search (tools: the model's call, ok), the passages and tokens
+    given, the rounds, and one answer with sources and one without."""
+    index = index_folder(write_posts(tmp_path / "blog"), tmp_path / "posts.sqlite3")
+    settings = {"rag": mode, "posts_index": str(index), "posts_share": "file"}
+    upstream = tool_sim.healthy().url
+    with running_gateway(
+        upstream_url=upstream, redis_url=flushed(redis_url), reasoning_effort="none", **settings
+    ) as gateway:
+        assert (
+            chat(gateway.url, {"input": "What did you write about Tailscale Funnel?"}).status == 200
+        )
+        assert chat(gateway.url, {"input": "Zzyzx qwfp"}).status == 200
+        samples = scrape(gateway.url)
+    searches = 2 if mode == "context" else 1  # context searches every chat's words
+    assert sample(samples, "llmgw_rag_search_seconds_count", mode=mode) == searches
+    assert sample(samples, "llmgw_rag_passages_added_total", mode=mode) >= 1
+    assert sample(samples, "llmgw_rag_tokens_added_total", mode=mode) >= 10
+    assert sample(samples, "llmgw_rag_answers_total", mode=mode, sources="cited") == 1
+    assert sample(samples, "llmgw_rag_answers_total", mode=mode, sources="none") == 1
+    assert sample(samples, "llmgw_rag_rounds_count", mode=mode) == 2
+    calls = 1 if mode == "tools" else 0
+    assert sample(samples, "llmgw_rag_tool_calls_total", outcome="ok") == calls
+    assert sample(samples, "llmgw_rag_rounds_sum", mode=mode) == calls
