@@ -161,7 +161,8 @@ class RagMetrics:
     def rag_tool_call(self, outcome: str) -> None:
         """One `search_posts` call of the model was answered, with this outcome."""
         label = bounded(outcome, RAG_TOOL_OUTCOMES)
-        series = self._rag_outcomes.get(label) or self._rag_tool_calls.labels(label)
+        if (series := self._rag_outcomes.get(label)) is None:  # `other`
+            series = self._rag_outcomes[label] = self._rag_tool_calls.labels(label)
         series.inc()
 
     def rag_search(self, seconds: float, passages: int, tokens: int, mode: str) -> None:
