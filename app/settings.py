@@ -150,6 +150,9 @@ class Settings(BaseSettings):
     posts_index: str = Field(default="posts.sqlite3", min_length=1, max_length=4_096)
     posts_share: Literal["auto", "redis", "file"] = "auto"
     posts_refresh_seconds: float = Field(default=30.0, ge=1, le=86_400)
+    # An index older than this (seconds since `llmgw posts index` last ran) is stale: the
+    # gateway exports it as llmgw_posts_index_max_age_seconds, which LlmgwPostsIndexStale uses.
+    posts_index_max_age: float = Field(default=604_800, ge=60, le=31_536_000)
     # A folder's post without `url:` in its front matter is at this URL plus its path.
     posts_base_url: str | None = None
     # The post's body in an HTML page (a CSS selector); unset: article, main, or the body.

@@ -1,23 +1,32 @@
-"""Helpers of the posts' tests: a folder of sample posts, `llmgw posts` run in this process
-with only the LLMGW_* variables a test gives, and a small deterministic embeddings endpoint."""
+"""Helpers of the posts' tests: a folder of sample posts (and its index, built here, or made to
+look old), `llmgw posts` run in this process with only the LLMGW_* variables a test gives, and
+a small deterministic embeddings endpoint."""
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import hashlib
 import importlib
 import json
 import math
 import shutil
+import sqlite3
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from app.posts.folder import folder_posts
+from app.posts.indexer import Options
+from app.posts.indexer import index as build
+
 DIMENSIONS = 256
+BLOG = "https://blog.example"
 
 TAILSCALE = """---
 title: Serving a model through Tailscale Funnel
@@ -181,3 +190,21 @@ class ModelEmbeddings(Embeddings):
     def embed(self, texts: list[str]) -> list[list[float]]:
         """The texts' vectors."""
         return word_llama_vectors(texts)
+
+
+def index_folder(folder: Path, index: Path, base_url: str = BLOG) -> Path:
+    """Index a folder of posts into the file `index`, as `llmgw posts index FOLDER` does with
+    LLMGW_POSTS_BASE_URL=base_url and the index shared as a file."""
+    index.parent.mkdir(parents=True, exist_ok=True)
+    report = build(index, str(folder.resolve()), folder_posts(folder, base_url), Options(base_url))
+    assert not report.failed, report.problems
+    return index
+
+
+def backdate(index: Path, seconds: float) -> None:
+    """Make the index look built `seconds` ago (its `indexed_at`), as if nobody re-ran
+    `llmgw posts index` since."""
+    with contextlib.closing(sqlite3.connect(index)) as connection, connection:
+        connection.execute(
+            "UPDATE meta SET value = ? WHERE key = 'indexed_at'", (f"{time.time() - seconds:.3f}",)
+        )

@@ -95,6 +95,7 @@ async def running_services(settings: Settings, metrics: GatewayMetrics) -> Async
             services.posts = posts = PostsIndex.from_settings(settings, redis)
             stack.push_async_callback(posts.aclose)
             await _first_load(posts)
+        metrics.posts_index(services.posts, max_age=settings.posts_index_max_age)
         tasks = [
             _background(services.watcher.run()),
             *(_background(host.monitor.run()) for host in services.hosts.home),

@@ -1,7 +1,8 @@
 """`GatewayMetrics`: every Prometheus metric of one gateway, in a registry of its own, behind small
 methods named for the moment they record (`request_finished`, `first_token`, `breaker_changed`).
 
-The per-host and hosted fallback metrics are in `host_metrics` (`HostMetrics`, mixed in here).
+The per-host and hosted fallback metrics are in `host_metrics` (`HostMetrics`, mixed in here),
+the visitor passes' in `pass_metrics`, the posts' (tool calls, searches, index) in `rag_metrics`.
 Label values pass through `bounded` (see `labels`), so no visitor id or free text becomes a label.
 Latency histograms carry the trace id as an exemplar when one is given; exemplars are only in the
 OpenMetrics exposition, which `exposition` picks when the scraper asks for it.

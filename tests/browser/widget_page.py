@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from sim_process import SimHandle
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+WIDGET_SCRIPT = Path(__file__).resolve().parents[2] / "app" / "server" / "static" / "llmgw-chat.js"
+CANNED_PAGE = (
+    '<!doctype html><meta charset="utf-8"><title>canned</title>'
+    '<script src="/llmgw-chat.js" defer></script><llmgw-chat></llmgw-chat>'
+)
 # Answers in a few milliseconds, for tests about what happens around an answer.
 QUICK = (
     "--slots",
@@ -143,4 +148,60 @@ def serving_page(html: str, port: int = 0) -> Iterator[str]:
             pass
 
     with serving(Page, port) as url:
+        yield url
+
+
+def sse(event: dict[str, Any]) -> str:
+    """One Server-Sent Event, named by its type as the gateway names them."""
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+
+
+def answer_events(text: str, response_id: str = "resp_canned") -> list[dict[str, Any]]:
+    """The events of a short answer: created, the text in two deltas, done, completed."""
+    half = len(text) // 2
+    created = {"type": "response.created", "response": {"id": response_id}}
+    deltas = [
+        {"type": "response.output_text.delta", "item_id": "msg", "delta": piece}
+        for piece in (text[:half], text[half:])
+    ]
+    done = {"type": "response.output_text.done", "item_id": "msg", "text": text}
+    completed = {"type": "response.completed", "response": {"id": response_id, "usage": None}}
+    return [created, *deltas, done, completed]
+
+
+@contextmanager
+def serving_canned_chat(events: list[dict[str, Any]]) -> Iterator[str]:
+    """A page with the widget, whose POST /api/chat answers these events as one SSE stream:
+    the widget's rendering without a gateway or a model. No status or pass endpoints (404:
+    the widget chats without them, as with an older gateway)."""
+    stream = "".join(sse(event) for event in events).encode()
+    script = WIDGET_SCRIPT.read_bytes()
+
+    class Canned(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/":
+                self._send(200, "text/html; charset=utf-8", CANNED_PAGE.encode())
+            elif self.path == "/llmgw-chat.js":
+                self._send(200, "text/javascript; charset=utf-8", script)
+            else:
+                self._send(404, "application/json", b'{"error": "not found"}')
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path == "/api/chat":
+                self._send(200, "text/event-stream", stream)
+            else:
+                self._send(404, "application/json", b'{"error": "not found"}')
+
+        def _send(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    with serving(Canned) as url:
         yield url

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Final
 from app.telemetry import labels
 from app.telemetry.labels import PROBE_SIGNALS
 from app.telemetry.pass_metrics import PASS_CHECKS, PASS_REFUSALS
+from app.telemetry.rag_metrics import RAG_MODES, RAG_SOURCES, RAG_TOOL_OUTCOMES
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -51,7 +52,7 @@ PROBE_AGENT: Final = frozenset(f"llmgw_probe_{signal}" for signal in PROBE_SIGNA
 LABEL_VALUES: Final = {
     "route": labels.ROUTES,
     "lane": frozenset(labels.LANES) | {labels.OTHER},
-    "outcome": labels.OUTCOMES | {labels.OTHER},
+    "outcome": labels.OUTCOMES | frozenset(RAG_TOOL_OUTCOMES) | {labels.OTHER},
     "type": frozenset(labels.TOKEN_TYPES),
     "decision": labels.DECISIONS | {labels.OTHER},
     "path": labels.ADMISSION_PATHS | {labels.OTHER},
@@ -66,6 +67,8 @@ LABEL_VALUES: Final = {
     "reason": frozenset(labels.ROUTE_REASONS) | PASS_REFUSALS | {labels.OTHER},
     "check": frozenset(PASS_CHECKS),
     "steps": frozenset(str(steps) for steps in range(21)),
+    "mode": frozenset(RAG_MODES) | {labels.OTHER},
+    "sources": frozenset(RAG_SOURCES),
     "job": frozenset({"llmgw", "llmgw-probe", "funnel", "prometheus"}),
 }
 

@@ -262,3 +262,35 @@ def test_gateway_dashboard_has_a_row_of_visitor_passes() -> None:
     }
     assert any("by (steps)" in expr for expr in exprs)
     assert any("by (check, reason)" in expr for expr in exprs)
+
+
+def test_gateway_dashboard_has_a_row_of_posts_and_sources() -> None:
+    """A Posts and sources row shows tool calls by outcome, search latency p50 and p99,
+    passages and tokens added, rounds per answer, the share of answers with sources, and the
+    index's size and age against its max age."""
+    model = load_dashboard(DASHBOARDS_DIR / "llmgw-gateway.json")
+    row = next(
+        p for p in model["panels"] if p["type"] == "row" and p["title"] == "Posts and sources"
+    )
+    start = model["panels"].index(row) + 1
+    end = next(i for i, p in enumerate(model["panels"][start:], start) if p["type"] == "row")
+    exprs = [target["expr"] for panel in model["panels"][start:end] for target in panel["targets"]]
+    assert {name for expr in exprs for name in metric_names(expr)} == {
+        "llmgw_rag_tool_calls_total",
+        "llmgw_rag_search_seconds_bucket",
+        "llmgw_rag_passages_added_total",
+        "llmgw_rag_tokens_added_total",
+        "llmgw_rag_rounds_sum",
+        "llmgw_rag_rounds_count",
+        "llmgw_rag_rounds_bucket",
+        "llmgw_rag_answers_total",
+        "llmgw_posts_index_passages",
+        "llmgw_posts_index_posts",
+        "llmgw_posts_index_loaded",
+        "llmgw_posts_index_age_seconds",
+        "llmgw_posts_index_max_age_seconds",
+    }
+    assert any("by (outcome)" in expr for expr in exprs)
+    assert any(expr.startswith("histogram_quantile(0.5,") for expr in exprs)
+    assert any(expr.startswith("histogram_quantile(0.99,") for expr in exprs)
+    assert any('sources="cited"' in expr for expr in exprs)

@@ -71,6 +71,17 @@ EXPECTED = {
     "llmgw_pass_refused": ("counter", {"check", "reason"}),
     "llmgw_pass_difficulty_steps": ("gauge", set()),
     "llmgw_pass_required": ("gauge", set()),
+    "llmgw_rag_tool_calls": ("counter", {"outcome"}),
+    "llmgw_rag_search_seconds": ("histogram", {"mode"}),
+    "llmgw_rag_passages_added": ("counter", {"mode"}),
+    "llmgw_rag_tokens_added": ("counter", {"mode"}),
+    "llmgw_rag_rounds": ("histogram", {"mode"}),
+    "llmgw_rag_answers": ("counter", {"mode", "sources"}),
+    "llmgw_posts_index_passages": ("gauge", set()),
+    "llmgw_posts_index_posts": ("gauge", set()),
+    "llmgw_posts_index_loaded": ("gauge", set()),
+    "llmgw_posts_index_age_seconds": ("gauge", set()),
+    "llmgw_posts_index_max_age_seconds": ("gauge", set()),
 }
 # OpenTelemetry GenAI semantic conventions, docs/gen-ai/gen-ai-metrics.md (bucket advice).
 GENAI_TTFT = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0]
@@ -110,6 +121,9 @@ def exercise(metrics: GatewayMetrics) -> None:
     metrics.lane_caps({"owner": 4, "member": 3, "public": 3})
     metrics.lane_queued({"public": 2})
     metrics.hosts_configured(["home"])
+    metrics.rag_tool_call("ok")
+    metrics.rag_search(0.003, 4, 900, "tools")
+    metrics.rag_answer("tools", 1, sourced=True)
 
 
 def value(metrics: GatewayMetrics, name: str, **labels: str) -> float | None:

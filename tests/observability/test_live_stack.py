@@ -41,6 +41,7 @@ from observability_files import (
     queries,
     rules,
 )
+from posts_support import index_folder, write_posts
 from promql_names import LABEL_VALUES, label_matchers
 from sim_process import SimHandle, running_sim
 from support import eventually, free_port, require_binary, stop_process, wait_for_port
@@ -289,6 +290,11 @@ def stack(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 health_interval=0.5,
                 breaker_cooldown=0.5,
                 key_secret=KEY_SECRET,
+                # The visitors' words are searched in the owner's posts up front, so that the
+                # Posts and sources panels have searches, answers and an index to show.
+                rag="context",
+                posts_index=str(index_folder(write_posts(directory / "blog"), directory / "posts")),
+                posts_share="file",
             )
         )
         blackbox = blackbox_config(directory / "blackbox.yml")

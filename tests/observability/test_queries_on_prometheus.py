@@ -7,6 +7,7 @@ gateway records its metrics; this one needs only the telemetry package."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import threading
 import time
@@ -18,12 +19,15 @@ import uvicorn
 from litestar import Litestar
 from litestar.datastructures import State
 from observability_files import DASHBOARDS_DIR, RULES, as_promql, load_dashboard, panels, rules
+from posts_support import index_folder, write_posts
 from promql_names import BLACKBOX, metric_names
 from support import eventually, free_port, require_binary, wait_for_port
 
+from app.posts import PostsIndex
 from app.server.routes.metrics import metrics as metrics_route
 from app.telemetry import GatewayMetrics
 from app.telemetry.labels import OUTCOMES, PROBE_SIGNALS
+from app.telemetry.rag_metrics import RAG_MODES, RAG_TOOL_OUTCOMES
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -40,8 +44,9 @@ scrape_configs:
 """
 
 
-def recorded_metrics() -> GatewayMetrics:
-    """A GatewayMetrics in which every method has recorded something."""
+def recorded_metrics(posts: PostsIndex) -> GatewayMetrics:
+    """A GatewayMetrics in which every method has recorded something, and that shows this
+    posts index."""
     metrics = GatewayMetrics()
     for outcome in sorted(OUTCOMES):
         metrics.request_finished("/api/chat", outcome, 1.5, trace_id=TRACE_ID)
@@ -66,7 +71,30 @@ def recorded_metrics() -> GatewayMetrics:
     signals = dict.fromkeys(PROBE_SIGNALS, 1.0)
     metrics.probe_snapshot("studio", time.time(), signals)
     record_hosts(metrics)
+    record_posts(metrics, posts)
     return metrics
+
+
+def record_posts(metrics: GatewayMetrics, posts: PostsIndex) -> None:
+    """Tool calls of every outcome, searches and answers in both modes, and the index."""
+    for outcome in RAG_TOOL_OUTCOMES:
+        metrics.rag_tool_call(outcome)
+    for mode in RAG_MODES:
+        metrics.rag_search(0.003, 3, 600, mode)
+        metrics.rag_answer(mode, 1, sourced=True)
+        metrics.rag_answer(mode, 0, sourced=False)
+    metrics.posts_index(posts, max_age=86_400)
+
+
+@pytest.fixture(scope="module")
+def posts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostsIndex]:
+    """A real posts index of the sample posts, loaded."""
+    folder: Path = tmp_path_factory.mktemp("posts")
+    path = index_folder(write_posts(folder / "blog"), folder / "posts.sqlite3")
+    index = PostsIndex(share="file", path=path)
+    assert asyncio.run(index.refresh())
+    yield index
+    asyncio.run(index.aclose())
 
 
 def record_hosts(metrics: GatewayMetrics) -> None:
@@ -101,10 +129,12 @@ def serve(app: Litestar) -> tuple[uvicorn.Server, int]:
 
 
 @pytest.fixture(scope="module")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+def prometheus(
+    tmp_path_factory: pytest.TempPathFactory, posts: PostsIndex
+) -> Iterator[httpx.Client]:
     """Prometheus with our rules, scraping /metrics every second; a client for its API."""
     binary = require_binary("prometheus")
-    app = Litestar([metrics_route], state=State({"metrics": recorded_metrics()}))
+    app = Litestar([metrics_route], state=State({"metrics": recorded_metrics(posts)}))
     server, gateway_port = serve(app)
     directory: Path = tmp_path_factory.mktemp("prometheus")
     config = directory / "prometheus.yml"

@@ -10,8 +10,9 @@
  * CSS custom properties: --llmgw-accent, --llmgw-bg, --llmgw-fg, --llmgw-radius, --llmgw-font.
  * DOM events (bubbling, composed), with their detail:
  *   llmgw-sent       { input, previousResponseId }    a question went to the gateway
- *   llmgw-completed  { responseId, usage, incomplete } an answer ended normally; incomplete: true
- *                    when it was cut short at its length limit (it can be continued)
+ *   llmgw-completed  { responseId, usage, incomplete, sources } an answer ended normally;
+ *                    incomplete: true when it was cut short at its length limit (it can be
+ *                    continued); sources: the posts it cites, [{ title, url }] (often [])
  *   llmgw-error      { status, code, message }         an answer failed or was refused; status 200
  *                    for an error event in the stream, 0 when the gateway could not be reached
  *
@@ -22,7 +23,13 @@
  * whose CSP has no `worker-src blob:` gets the same work done on its main thread, between batches;
  * a gateway without the pass endpoints (404) is chatted with as before.
  *
- * No dependencies and no innerHTML: the model's output is untrusted and only ever set as text.
+ * The owner's posts (issue 19): while the gateway searches them for the answer, a quiet line says
+ * Searching the posts for “…” (event `posts.searched`); the posts it found (`posts.sources`, one
+ * event per search) are shown under the answer when it ends, as "Sources: " and links, each URL
+ * once. Only http(s) URLs become links (in a new tab, rel="noopener noreferrer"); a title is text.
+ *
+ * No dependencies and no innerHTML: the model's output is untrusted and only ever set as text,
+ * and so are the posts' titles and the searches' queries.
  */
 (() => {
   "use strict";
@@ -43,6 +50,8 @@
   const CHECKING = "Checking your browser…";
   // The gateway's 401 codes that a fresh pass answers.
   const PASS_REFUSALS = new Set(["pass_required", "pass_invalid"]);
+  const MAX_QUERY_SHOWN = 120; // characters of a search's query the quiet line shows
+  const MAX_SOURCES = 20; // posts listed under one answer
 
   const STYLE = `
 :host {
@@ -115,6 +124,13 @@ summary { cursor: pointer; font-weight: 500; }
 }
 .note.error { color: var(--_error-fg); }
 .wait-status { margin: .35rem 0 0; font-size: .85em; color: var(--_muted); white-space: normal; }
+.searching {
+  margin: 0 0 .35rem; font-size: .85em; font-style: italic; color: var(--_muted);
+  white-space: normal;
+}
+.sources { margin: .45rem 0 0; font-size: .85em; color: var(--_muted); white-space: normal; }
+.sources a { color: var(--_accent); text-underline-offset: .15em; }
+.sources a:focus-visible { outline: 3px solid var(--_accent); outline-offset: 2px; }
 .wait-status:empty { margin: 0; }
 .wordless .answer { display: none; }
 .offer {
@@ -212,6 +228,16 @@ button:focus-visible, textarea:focus-visible, summary:focus-visible, .log:focus-
   function textKey(kind, event) {
     const part = event.content_index ?? event.summary_index ?? 0;
     return `${kind} ${event.item_id ?? ""} ${part}`;
+  }
+
+  /** A source's URL as a link's target when it is http(s); null for anything else (shown as text). */
+  function linkable(url) {
+    try {
+      const parsed = new URL(url);
+      return parsed.protocol === "http:" || parsed.protocol === "https:" ? parsed.href : null;
+    } catch {
+      return null; // relative, or no URL at all
+    }
   }
 
   function randomId() {
@@ -872,6 +898,8 @@ onmessage = (event) => solveChallenge(event.data).then(
       if (type === "response.created") progress.id = event.response?.id ?? null;
       else if (type === "llmgw.status") this.showWaitStatus(turn, event);
       else if (type === "llmgw.host") this.showHost(turn, event);
+      else if (type === "posts.searched") this.showSearch(turn, event);
+      else if (type === "posts.sources") this.collectSources(turn, event);
       else if (type.endsWith(".delta")) this.onDelta(type, event, turn, progress);
       else if (type.endsWith(".done")) this.onWhole(type, event, turn, progress);
       else if (type === "response.completed") this.onEnd(event, turn, progress, false);
@@ -910,12 +938,52 @@ onmessage = (event) => solveChallenge(event.data).then(
       // one was stored, and is what Continue goes on from.
       this.previousResponseId = event.response?.id ?? progress.id ?? this.previousResponseId;
       this.resetButton.hidden = false;
+      this.showSources(turn);
       if (incomplete) this.markCutShort(turn, event.response?.incomplete_details?.reason);
       this.emit("llmgw-completed", {
         responseId: this.previousResponseId,
         usage: event.response?.usage ?? null,
         incomplete,
+        sources: Array.from(turn.sources.values(), ({ title, url }) => ({ title, url })),
       });
+    }
+
+    /** The gateway searches the owner's posts for this answer: a quiet line above it says so. */
+    showSearch(turn, event) {
+      this.clearWaitStatus(turn);
+      const query = typeof event.query === "string" ? event.query.replace(/\s+/g, " ").trim() : "";
+      const shown = query.length > MAX_QUERY_SHOWN ? `${query.slice(0, MAX_QUERY_SHOWN - 1)}…` : query;
+      const words = shown ? `Searching the posts for “${shown}”` : "Searching the posts…";
+      turn.answer.before(h("p", { class: "searching" }, words));
+      this.announce(words);
+    }
+
+    /** Posts a search found, kept for the answer's end; each URL once, in the order they came. */
+    collectSources(turn, event) {
+      if (!Array.isArray(event.sources)) return;
+      for (const source of event.sources) {
+        if (turn.sources.size >= MAX_SOURCES) break;
+        const given = typeof source?.url === "string" ? source.url.trim() : "";
+        if (!given) continue;
+        const url = linkable(given);
+        const key = url ?? given;
+        if (turn.sources.has(key)) continue;
+        const title = typeof source.title === "string" ? source.title.trim() : "";
+        turn.sources.set(key, { title: title || given, url });
+      }
+    }
+
+    /** Under the answer, once it ends: "Sources: " and a link per post (text for no http(s) URL). */
+    showSources(turn) {
+      if (turn.sourcesShown || turn.sources.size === 0) return;
+      turn.sourcesShown = true;
+      const items = [];
+      for (const { title, url } of turn.sources.values()) {
+        if (items.length > 0) items.push(", ");
+        const attributes = { href: url, target: "_blank", rel: "noopener noreferrer" };
+        items.push(url ? h("a", attributes, title) : h("span", { class: "source" }, title));
+      }
+      turn.answer.after(h("p", { class: "sources" }, "Sources: ", ...items));
     }
 
     /** Cut at its token cap: keep what came, say so, and offer to go on in the same conversation. */
@@ -1109,7 +1177,12 @@ onmessage = (event) => solveChallenge(event.data).then(
       this.log.setAttribute("aria-busy", "true");
       this.log.scrollTop = this.log.scrollHeight;
       const question = element.previousElementSibling;
-      return { text, element, question, reasoning, reasoningText, answer, status };
+      // sources: the posts found for this answer, by URL: { title, url (null: not http(s)) }.
+      const sources = new Map();
+      return {
+        text, element, question, reasoning, reasoningText, answer, status, sources,
+        sourcesShown: false,
+      };
     }
 
     /** The question was not taken: remove it from the log and put the text back in the box. */
@@ -1132,6 +1205,7 @@ onmessage = (event) => solveChallenge(event.data).then(
 
     finishTurn(turn) {
       turn.element.classList.remove("pending");
+      this.showSources(turn); // an answer that failed or was stopped still read these posts
       this.clearWaitStatus(turn);
       this.log.setAttribute("aria-busy", "false");
       this.controller = null;
