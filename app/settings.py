@@ -151,7 +151,7 @@ class Settings(BaseSettings):
     posts_share: Literal["auto", "redis", "file"] = "auto"
     posts_refresh_seconds: float = Field(default=30.0, ge=1, le=86_400)
     # An index older than this (seconds since `llmgw posts index` last ran) is stale: the
-    # gateway exports it as llmgw_posts_index_max_age_seconds, which LlmgwPostsIndexStale uses.
+    # gateway exports it as llmgw_posts_index_max_age_seconds, which PostsIndexStale uses.
     posts_index_max_age: float = Field(default=604_800, ge=60, le=31_536_000)
     # A folder's post without `url:` in its front matter is at this URL plus its path.
     posts_base_url: str | None = None
