@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from app.chat.tokens import estimate
+from app.chat.tokens import estimate, to_reserve
 from app.rag import tool
 
 if TYPE_CHECKING:
@@ -49,6 +49,17 @@ def extra_tokens(request: ChatRequest, settings: Settings) -> int:
     if settings.rag == "context":
         return settings.rag_max_tokens + estimate(len(tool.CONTEXT_INSTRUCTIONS))
     return posts_tokens(request.estimated_tokens(), settings)
+
+
+def reserved_for_posts(request: ChatRequest, settings: Settings) -> int:
+    """What a widget's chat reserves for reading the posts: `extra_tokens`, but never so much
+    that the chat would not fit a token window it fits without them (it is settled to the
+    model's usage at the stream's end anyway)."""
+    extra = extra_tokens(request, settings)
+    windows = [w for w in (settings.visitor_token_limit, settings.global_token_limit) if w > 0]
+    if not windows:
+        return extra
+    return max(0, min(extra, min(windows) - to_reserve(request, settings)))
 
 
 def posts_tokens(input_tokens: int, settings: Settings) -> int:

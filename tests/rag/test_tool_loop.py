@@ -248,3 +248,16 @@ def test_a_visitor_who_leaves_after_the_search_pays_for_the_rounds_not_the_reser
     # The tool round's usage, the answer's input and what was relayed: not every round's
     # reservation, nor nothing.
     assert 0 < held < reserved / 2
+
+
+def test_a_token_window_a_plain_chat_fits_still_admits_a_chat_that_reads_the_posts(
+    sim: SimHandle, posts_index: Path, redis_url: str
+) -> None:
+    """Every round's reservation would outgrow a small window: it is cut to the window, and
+    the chat is settled to its usage at the end, not refused as never fitting."""
+    with _gateway(
+        sim, posts_index, redis_url, visitor_token_limit=2_000, max_output_tokens=64
+    ) as gateway:
+        got = chat(gateway.url, {"input": QUESTION})
+    assert got.status == 200, got.json
+    assert f"According to {TAILSCALE_URL}" in got.text()

@@ -20,7 +20,7 @@ from app.errors import (
     Shed,
     TooManyTokens,
 )
-from app.rag.plan import extra_tokens, may_read
+from app.rag.plan import may_read, reserved_for_posts
 from app.server.chat_telemetry import ROUTE, Call, outcome_of, server_span
 from app.server.pass_gate import pass_scope
 from app.server.routes.raw_responses import EventStream, JsonAnswer
@@ -110,7 +110,7 @@ async def _on_a_host(
     offer = services.hosts.offer()  # every breaker open: a 503 at once, no Redis, no upstream
     tokens = to_reserve(chat_request, services.settings)
     if may_read(services.settings, services.posts):  # its rounds or passages, refunded at its end
-        tokens += extra_tokens(chat_request, services.settings)
+        tokens += reserved_for_posts(chat_request, services.settings)
 
     async def attempt(*, fallback_on_full: bool = False) -> Decision:
         slots = offer.slots(Lane.PUBLIC)  # asked again on each try: a model may have woken

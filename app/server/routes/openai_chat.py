@@ -103,9 +103,10 @@ async def _on_a_host(
     services = call.services
     settings = services.settings
     api = keyed.api
+    extra = _posts_reserve(keyed, key, services) if posts is not None else 0
     offer = services.hosts.offer()
     try:
-        decision = await _admitted(call, key, keyed, offer, reading=posts is not None)
+        decision = await _admitted(call, key, keyed, offer, extra=extra)
     except BaseException:
         offer.give_back()
         raise
@@ -129,8 +130,7 @@ async def _on_a_host(
     output_cap = keyed.max_output_tokens
     exchange = Exchange(call, host, permit, decision, _owner(key), path, dialect, output_cap)
     exchange.payload = payload
-    if posts is not None and may_read(settings, services.posts):  # reserved at admission
-        exchange.rag_reserved = posts_tokens(estimate(keyed.input_chars), settings)
+    exchange.rag_reserved = extra  # reserved for the posts at admission
     if posts is not None:
         mode = mode_of(posts, exchange, keyed)
         headers[POSTS_HEADER] = mode
@@ -147,6 +147,19 @@ async def _on_a_host(
     if body is None:  # the client left: nobody reads this (nginx's "client closed request")
         return JsonAnswer(b"", CLIENT_GONE, {})
     return JsonAnswer(body, 200, headers)
+
+
+def _posts_reserve(keyed: KeyedRequest, key: ApiKey, services: Services) -> int:
+    """What a keyed request that asked for the posts reserves for them: never so much that it
+    would not fit the key's token window it fits without them."""
+    settings = services.settings
+    if not may_read(settings, services.posts):
+        return 0
+    extra = posts_tokens(estimate(keyed.input_chars), settings)
+    if key.limits.tokens > 0:
+        base = estimate(keyed.input_chars) + keyed.max_output_tokens
+        extra = max(0, min(extra, key.limits.tokens - base))
+    return extra
 
 
 def _model_on(host: Host, model: str, services: Services) -> str:
@@ -172,15 +185,13 @@ def key_scopes(key: ApiKey, governor: PressureGovernor) -> tuple[Scope, ...]:
 
 
 async def _admitted(
-    call: Call, key: ApiKey, keyed: KeyedRequest, offer: Offer, *, reading: bool = False
+    call: Call, key: ApiKey, keyed: KeyedRequest, offer: Offer, *, extra: int = 0
 ) -> Decision:
     """Admission in the key's lane, against its windows and its streams at once, waiting in
     line for a place (or for the model to wake) as /api/chat does, ahead of lower lanes."""
     services = call.services
     settings = services.settings
-    tokens = estimate(keyed.input_chars) + keyed.max_output_tokens
-    if reading and may_read(settings, services.posts):  # the posts' rounds or passages
-        tokens += posts_tokens(estimate(keyed.input_chars), settings)
+    tokens = estimate(keyed.input_chars) + keyed.max_output_tokens + extra
     governor, lane = services.governor, key.lane
     concurrency = (key.name, key.limits.concurrency) if key.limits.concurrency else None
 

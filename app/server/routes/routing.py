@@ -9,7 +9,7 @@ import anyio
 
 from app.errors import ConversationExpired, UpstreamError
 from app.rag import tool
-from app.rag.plan import extra_tokens, fields, may_read, mode_for, question
+from app.rag.plan import fields, may_read, mode_for, question, reserved_for_posts
 from app.rag.rounds import ToolLoop, search_posts, searched_frame, sources_frame
 from app.server.routes.exchange import Exchange
 from app.upstream.answer_errors import EXPIRED_MESSAGE
@@ -94,7 +94,7 @@ async def _reading_the_posts(exchange: Exchange, chat_request: ChatRequest) -> d
     then run in the exchange's stream), or the passages found for the visitor's words now."""
     services, posts = exchange.services, exchange.services.posts
     if may_read(services.settings, posts):  # reserved for it at admission (chat.py)
-        exchange.rag_reserved = extra_tokens(chat_request, services.settings)
+        exchange.rag_reserved = reserved_for_posts(chat_request, services.settings)
     mode = mode_for(services.settings, posts, exchange.host)
     if mode == "off" or posts is None:
         return {}
