@@ -39,10 +39,11 @@ from goals import Goal
 from latency import percentile
 from posts_search import README, made_up_posts, made_up_queries
 from posts_support import write_posts
-from processes import LOAD_CPU, gateway_server, redis_server, sim_server
+from processes import LOAD_CPU, Server, gateway_server, redis_server, sim_server
 from rag_support import index_posts
 from setups import GATEWAY, OPEN, SAMPLES
 from stream_client import StreamConnection
+from usage import CpuClock
 
 from app.posts import indexer
 from app.posts.search import STOP_WORDS
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 
 ENABLED = os.environ.get("LLMGW_BENCH_POSTS_TOOL", "1") == "1"
 ANSWERS = max(10, SAMPLES // 8)  # answers of each kind per index, after the warm-up
-WARM_UP = 3  # rounds of every question before measuring
+WARM_UP = 30  # answers of each kind before measuring
 GOAL_MS = 5.0
 # The model as fast as the sim goes: a token every 10 µs, a prompt of 1,200 tokens in 0.1 ms.
 SIM = ("--slots", "16", "--queue", "64", "--decode-rate", "100000", "--prefill-rate", "1e7")
@@ -66,6 +67,22 @@ BLOG_QUESTIONS = (
     "Which port does the funnel expose?",
 )
 BIG_QUESTIONS = 20
+GATEWAY_KINDS = ("gateway_tool", "gateway_plain")  # the gateway's CPU is measured over these
+CREATED, SEARCHED, SOURCES = b"response.created", b"posts.searched", b"posts.sources"
+DELTA = b"output_text.delta"
+MARKS = (CREATED, SEARCHED, SOURCES, DELTA)
+# Where a tool answer's time goes, p50 of each part: through llmgw, then straight to the sim.
+PHASES = {
+    "gateway_to_created": "llmgw: sent -> response.created (admission, round 1 opened)",
+    "gateway_to_searched": "llmgw: response.created -> posts.searched (round 1, the search)",
+    "gateway_search": "llmgw: posts.searched -> posts.sources (both sent after the search)",
+    "gateway_round_2_first": "llmgw: posts.sources -> first text (round 2 sent, its first token)",
+    "gateway_rest": "llmgw: first text -> end (round 2's text, the answer's end)",
+    "direct_round_1_created": "sim direct: round 1, sent -> response.created",
+    "direct_round_1": "sim direct: round 1, sent -> end",
+    "direct_round_2_first": "sim direct: round 2, sent -> first text",
+    "direct_rest": "sim direct: round 2, first text -> end",
+}
 _RESPONSE_ID = re.compile(rb'"id":"(resp_[0-9a-f]+)"')
 _CALL_ID = re.compile(rb'"call_id":"(call_[0-9]+)"')
 
@@ -87,54 +104,84 @@ class Samples:
     gateway_tool: list[float] = field(default_factory=list)
     direct_plain: list[float] = field(default_factory=list)
     gateway_plain: list[float] = field(default_factory=list)
+    phases: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in PHASES})
+    cpu: dict[str, float] = field(default_factory=lambda: dict.fromkeys(GATEWAY_KINDS, 0.0))
     failed: int = 0
 
 
-async def exchange(
-    connection: StreamConnection, path: str, body: bytes
-) -> tuple[int, bytes, float]:
-    """POST and read the whole answer: status, body, seconds from sending to its end."""
+@dataclass
+class Exchanged:
+    """One answer read to its end: status, body, seconds from sending to its end, and when
+    (seconds after sending) each of MARKS first arrived."""
+
+    status: int = 0
+    body: bytes = b""
+    seconds: float = 0.0
+    marks: dict[bytes, float] = field(default_factory=dict)
+
+
+async def exchange(connection: StreamConnection, path: str, body: bytes) -> Exchanged:
+    """POST and read the whole answer."""
     started = await connection.post(path, body)
-    status, chunks = 0, []
+    out, chunks = Exchanged(), []
     while True:
         event = await connection.next_event()
         if isinstance(event, h11.Response):
-            status = event.status_code
+            out.status = event.status_code
         elif isinstance(event, h11.Data):
-            chunks.append(bytes(event.data))
+            chunk = bytes(event.data)
+            chunks.append(chunk)
+            for mark in MARKS:
+                if mark not in out.marks and mark in chunk:
+                    out.marks[mark] = connection.received_at - started
         elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-            return status, b"".join(chunks), connection.received_at - started
+            out.body, out.seconds = b"".join(chunks), connection.received_at - started
+            return out
 
 
-async def direct_tool(connection: StreamConnection, recorded: Recorded) -> float | None:
+async def direct_tool(
+    connection: StreamConnection, recorded: Recorded, phases: dict[str, list[float]]
+) -> float | None:
     """Round 1 then round 2 straight to the sim: the two exchanges' seconds (the client's
     look for the ids between them not counted)."""
-    status, body, first = await exchange(connection, "/v1/responses", recorded.round_1)
-    response_id, call_id = _RESPONSE_ID.search(body), _CALL_ID.search(body)
-    if status != 200 or response_id is None or call_id is None:
+    first = await exchange(connection, "/v1/responses", recorded.round_1)
+    response_id, call_id = _RESPONSE_ID.search(first.body), _CALL_ID.search(first.body)
+    if first.status != 200 or response_id is None or call_id is None:
         return None
     follow_up = dict(recorded.round_2)
     follow_up["previous_response_id"] = response_id.group(1).decode()
     follow_up["input"] = [
         {**item, "call_id": call_id.group(1).decode()} for item in follow_up["input"]
     ]
-    status, body, second = await exchange(
-        connection, "/v1/responses", json.dumps(follow_up).encode()
-    )
-    if status != 200 or b"According to" not in body:
+    second = await exchange(connection, "/v1/responses", json.dumps(follow_up).encode())
+    if second.status != 200 or b"According to" not in second.body or DELTA not in second.marks:
         return None
-    return first + second
+    phases["direct_round_1_created"].append(first.marks.get(CREATED, float("nan")))
+    phases["direct_round_1"].append(first.seconds)
+    phases["direct_round_2_first"].append(second.marks[DELTA])
+    phases["direct_rest"].append(second.seconds - second.marks[DELTA])
+    return first.seconds + second.seconds
 
 
-async def through_gateway(connection: StreamConnection, words: str, *, tool: bool) -> float | None:
-    status, body, seconds = await exchange(
-        connection, "/api/chat", json.dumps({"input": words}).encode()
-    )
-    if status != 200 or b"response.completed" not in body:
+async def through_gateway(
+    connection: StreamConnection, words: str, phases: dict[str, list[float]] | None = None
+) -> float | None:
+    """A chat through /api/chat; with `phases`, a question whose answer must come from a
+    search, its parts kept there."""
+    got = await exchange(connection, "/api/chat", json.dumps({"input": words}).encode())
+    if got.status != 200 or b"response.completed" not in got.body:
         return None
-    if tool and (b"posts.sources" not in body or b"According to" not in body):
+    if phases is None:
+        return got.seconds
+    if b"According to" not in got.body or len(got.marks) != len(MARKS):
         return None
-    return seconds
+    created, searched, sources, delta = (got.marks[mark] for mark in MARKS)
+    phases["gateway_to_created"].append(created)
+    phases["gateway_to_searched"].append(searched - created)
+    phases["gateway_search"].append(sources - searched)
+    phases["gateway_round_2_first"].append(delta - sources)
+    phases["gateway_rest"].append(got.seconds - delta)
+    return got.seconds
 
 
 def recorded_requests(sim_url: str) -> list[dict[str, Any]]:
@@ -145,7 +192,7 @@ def recorded_requests(sim_url: str) -> list[dict[str, Any]]:
 
 async def record(sim_url: str, gateway: StreamConnection, question: str) -> Recorded:
     """The gateway's two requests for `question`, as the sim got them."""
-    assert await through_gateway(gateway, question, tool=True) is not None, question
+    assert await through_gateway(gateway, question, Samples().phases) is not None, question
     first, second = recorded_requests(sim_url)[-2:]
     assert first["input"] == question, first
     assert "previous_response_id" not in first, first
@@ -156,50 +203,56 @@ async def record(sim_url: str, gateway: StreamConnection, question: str) -> Reco
     return Recorded(json.dumps(first).encode(), second, chars)
 
 
-async def measure(sim_url: str, gateway_url: str, questions: tuple[str, ...]) -> dict[str, Any]:
+async def measure(sim_url: str, gateway: Server, questions: tuple[str, ...]) -> dict[str, Any]:
     """Record each question's requests, warm up, then alternate the four kinds of answer."""
-    direct, gateway = StreamConnection(sim_url), StreamConnection(gateway_url)
-    recorded = [await record(sim_url, gateway, question) for question in questions]
-    assert await through_gateway(gateway, PLAIN, tool=False) is not None
+    clock = CpuClock(gateway.pid)
+    direct, through = StreamConnection(sim_url), StreamConnection(gateway.url)
+    recorded = [await record(sim_url, through, question) for question in questions]
+    assert await through_gateway(through, PLAIN) is not None
     plain = json.dumps(recorded_requests(sim_url)[-1]).encode()
     samples, warm = Samples(), Samples()
-    for number in range(WARM_UP * len(questions) + ANSWERS):
-        into = warm if number < WARM_UP * len(questions) else samples
+    for number in range(WARM_UP + ANSWERS):
+        into = warm if number < WARM_UP else samples
         index = number % len(questions)
-        await one_of_each(direct, gateway, (questions[index], recorded[index], plain), into, number)
+        chat = (questions[index], recorded[index], plain)
+        await one_of_each(direct, (through, clock), chat, into, number)
     await direct.close()
-    await gateway.close()
+    await through.close()
     return summary(samples, recorded)
 
 
 async def one_of_each(
     direct: StreamConnection,
-    gateway: StreamConnection,
+    through: tuple[StreamConnection, CpuClock],
     chat: tuple[str, Recorded, bytes],
     into: Samples,
     number: int,
 ) -> None:
     """One answer of each kind; the direct ones first on even numbers, last on odd."""
     question, recorded, plain = chat
+    gateway, clock = through
 
     async def direct_plain() -> float | None:
-        status, body, seconds = await exchange(direct, "/v1/responses", plain)
-        return seconds if status == 200 and b"response.completed" in body else None
+        got = await exchange(direct, "/v1/responses", plain)
+        return got.seconds if got.status == 200 and b"response.completed" in got.body else None
 
-    runs: list[tuple[list[float], Callable[[], Awaitable[float | None]]]] = [
-        (into.direct_tool, lambda: direct_tool(direct, recorded)),
-        (into.direct_plain, direct_plain),
-        (into.gateway_tool, lambda: through_gateway(gateway, question, tool=True)),
-        (into.gateway_plain, lambda: through_gateway(gateway, PLAIN, tool=False)),
+    runs: list[tuple[str, Callable[[], Awaitable[float | None]]]] = [
+        ("direct_tool", lambda: direct_tool(direct, recorded, into.phases)),
+        ("direct_plain", direct_plain),
+        ("gateway_tool", lambda: through_gateway(gateway, question, into.phases)),
+        ("gateway_plain", lambda: through_gateway(gateway, PLAIN)),
     ]
     if number % 2:
         runs.reverse()
-    for kept, run in runs:
-        seconds = await run()
+    for kind, run in runs:
+        with clock.measure() as spent:
+            seconds = await run()
+        if kind in into.cpu:
+            into.cpu[kind] += spent.seconds
         if seconds is None:
             into.failed += 1
         else:
-            kept.append(seconds)
+            getattr(into, kind).append(seconds)
 
 
 def summary(samples: Samples, recorded: list[Recorded]) -> dict[str, Any]:
@@ -209,6 +262,10 @@ def summary(samples: Samples, recorded: list[Recorded]) -> dict[str, Any]:
         "failed": samples.failed,
         "passages_chars_mean": sum(r.passages_chars for r in recorded) / len(recorded),
     }
+    for name, seconds in samples.phases.items():
+        out[f"phase_{name}_p50_ms"] = percentile(seconds, 0.5) * 1000
+    for kind, spent in samples.cpu.items():
+        out[f"{kind}_cpu_ms"] = spent / max(1, len(getattr(samples, kind))) * 1000
     for name, share in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
         values = {
             kind: percentile(getattr(samples, kind), share) * 1000
@@ -253,7 +310,7 @@ def run_on(redis_url: str, index: Path, questions: tuple[str, ...]) -> dict[str,
     with sim_server(*SIM) as sim, gateway_server(
         redis_url=redis_url, upstream_url=sim.url, posts_index=str(index), **SETTINGS
     ) as gateway:  # fmt: skip
-        return asyncio.run(measure(sim.url, gateway.url, questions))
+        return asyncio.run(measure(sim.url, gateway, questions))
 
 
 def run() -> dict[str, Any]:
@@ -321,11 +378,25 @@ def markdown(result: dict[str, Any]) -> list[str]:
         for key, label in figures:
             values = " | ".join(f"{item[f'{key}_{p}_ms']:.2f} ms" for p in ("p50", "p90", "p99"))
             rows.append(f"| {LABELS[name]} | {label} | {values} |")
+    rows += [
+        "",
+        "Where a tool answer's time goes (p50 of each part, as the client saw the frames arrive):",
+        "",
+        "| part | " + " | ".join(LABELS[name] for name in result) + " |",
+        "| --- |" + " ---: |" * len(result),
+    ]
+    rows += [
+        f"| {label} | "
+        + " | ".join(f"{item[f'phase_{name}_p50_ms']:.2f} ms" for item in result.values())
+        + " |"
+        for name, label in PHASES.items()
+    ]
     rows.append("")
     rows += [
         f"{LABELS[name]}: {item['answers']} answers of each kind, {item['failed']} failed; "
-        f"passages sent back {item['passages_chars_mean']:.0f} characters on average. "
-        "p99 of so few is about their slowest."
+        f"passages sent back {item['passages_chars_mean']:.0f} characters on average; "
+        f"the gateway's CPU per answer {item['gateway_tool_cpu_ms']:.2f} ms with a tool round, "
+        f"{item['gateway_plain_cpu_ms']:.2f} ms without. p99 of so few is about their slowest."
         for name, item in result.items()
     ]
     return rows
