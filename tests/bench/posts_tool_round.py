@@ -396,7 +396,9 @@ def markdown(result: dict[str, Any]) -> list[str]:
         f"{LABELS[name]}: {item['answers']} answers of each kind, {item['failed']} failed; "
         f"passages sent back {item['passages_chars_mean']:.0f} characters on average; "
         f"the gateway's CPU per answer {item['gateway_tool_cpu_ms']:.2f} ms with a tool round, "
-        f"{item['gateway_plain_cpu_ms']:.2f} ms without. p99 of so few is about their slowest."
+        f"{item['gateway_plain_cpu_ms']:.2f} ms without. p99 of so few is about their slowest, "
+        "and the round's own (a difference of differences of percentiles) is noise there: it "
+        "can come out negative."
         for name, item in result.items()
     ]
     return rows
