@@ -68,17 +68,13 @@ BLOG_QUESTIONS = (
 )
 BIG_QUESTIONS = 20
 GATEWAY_KINDS = ("gateway_tool", "gateway_plain")  # the gateway's CPU is measured over these
-CREATED, SEARCHED, SOURCES = b"response.created", b"posts.searched", b"posts.sources"
-DELTA = b"output_text.delta"
-MARKS = (CREATED, SEARCHED, SOURCES, DELTA)
+SEARCHED, SOURCES, DELTA = b"posts.searched", b"posts.sources", b"output_text.delta"
+MARKS = (SEARCHED, SOURCES, DELTA)
 # Where a tool answer's time goes, p50 of each part: through llmgw, then straight to the sim.
 PHASES = {
-    "gateway_to_created": "llmgw: sent -> response.created (admission, round 1 opened)",
-    "gateway_to_searched": "llmgw: response.created -> posts.searched (round 1, the search)",
-    "gateway_search": "llmgw: posts.searched -> posts.sources (both sent after the search)",
+    "gateway_to_searched": "llmgw: sent -> posts.searched (admission, round 1, the search)",
     "gateway_round_2_first": "llmgw: posts.sources -> first text (round 2 sent, its first token)",
     "gateway_rest": "llmgw: first text -> end (round 2's text, the answer's end)",
-    "direct_round_1_created": "sim direct: round 1, sent -> response.created",
     "direct_round_1": "sim direct: round 1, sent -> end",
     "direct_round_2_first": "sim direct: round 2, sent -> first text",
     "direct_rest": "sim direct: round 2, first text -> end",
@@ -156,7 +152,6 @@ async def direct_tool(
     second = await exchange(connection, "/v1/responses", json.dumps(follow_up).encode())
     if second.status != 200 or b"According to" not in second.body or DELTA not in second.marks:
         return None
-    phases["direct_round_1_created"].append(first.marks.get(CREATED, float("nan")))
     phases["direct_round_1"].append(first.seconds)
     phases["direct_round_2_first"].append(second.marks[DELTA])
     phases["direct_rest"].append(second.seconds - second.marks[DELTA])
@@ -175,10 +170,8 @@ async def through_gateway(
         return got.seconds
     if b"According to" not in got.body or len(got.marks) != len(MARKS):
         return None
-    created, searched, sources, delta = (got.marks[mark] for mark in MARKS)
-    phases["gateway_to_created"].append(created)
-    phases["gateway_to_searched"].append(searched - created)
-    phases["gateway_search"].append(sources - searched)
+    searched, sources, delta = (got.marks[mark] for mark in MARKS)
+    phases["gateway_to_searched"].append(searched)  # the gateway sends it after the search
     phases["gateway_round_2_first"].append(delta - sources)
     phases["gateway_rest"].append(got.seconds - delta)
     return got.seconds
@@ -380,7 +373,10 @@ def markdown(result: dict[str, Any]) -> list[str]:
             rows.append(f"| {LABELS[name]} | {label} | {values} |")
     rows += [
         "",
-        "Where a tool answer's time goes (p50 of each part, as the client saw the frames arrive):",
+        (
+            "Where a tool answer's time goes (p50 of each part, as the client saw the frames "
+            "arrive; llmgw sends posts.searched with posts.sources, after the search):"
+        ),
         "",
         "| part | " + " | ".join(LABELS[name] for name in result) + " |",
         "| --- |" + " ---: |" * len(result),
