@@ -10,6 +10,7 @@ import hosts
 import keyed
 import lanes
 import mixed
+import posts_tool_round
 import spy
 from goals import goals, other_figures, table
 from usage import KIB
@@ -55,6 +56,8 @@ def write(results: dict[str, Any], folder: Path) -> str:
         lines += hosts.markdown(results["hosts"])
     if "passes" in results:
         lines += _passes(results["passes"])
+    if "posts_tool_round" in results:
+        lines += posts_tool_round.markdown(results["posts_tool_round"])
     text = "\n".join(lines) + "\n"
     (folder / "report.md").write_text(text)
     (folder / "results.json").write_text(json.dumps(results, indent=2))

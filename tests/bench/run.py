@@ -6,7 +6,8 @@ LLMGW_BENCH_MIXED=0 the mixed prompt sizes (request against token windows), LLMG
 the keyed route's latency, LLMGW_BENCH_LANES=0 the owner's lane under a public flood,
 LLMGW_BENCH_HOSTS=0 the two model hosts (routing, a host killed, routing's cost),
 LLMGW_BENCH_PASSES=0 visitor passes (the server's checks, the widget's solve in Chromium).
-LLMGW_BENCH_PROBE_POWER=0 the probe's power sampling; LLMGW_BENCH_POSTS=0 the posts' search.
+LLMGW_BENCH_PROBE_POWER=0 the probe's power sampling; LLMGW_BENCH_POSTS=0 the posts' search;
+LLMGW_BENCH_POSTS_TOOL=0 the posts' tool round (search_posts through the gateway).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import pass_cost
 import pass_solve
 import posts_scifact
 import posts_search
+import posts_tool_round
 import probe_power
 import soak
 import spy
@@ -191,9 +193,12 @@ def main() -> int:
 
 
 def _probe_and_posts(results: dict[str, Any]) -> None:
-    """The probe's power sampling (in the report), the posts' search (printed)."""
+    """The probe's power sampling and the posts' tool round (in the report), the posts'
+    search (printed)."""
     if os.environ.get("LLMGW_BENCH_PROBE_POWER", "1") == "1":
         results["probe_power"] = probe_power.measure()
+    if posts_tool_round.ENABLED:
+        results["posts_tool_round"] = posts_tool_round.run()
     if os.environ.get("LLMGW_BENCH_POSTS", "1") == "1":
         posts_search.main()
         posts_scifact.main()  # skipped unless LLMGW_BENCH_SCIFACT names the unpacked zip
