@@ -260,12 +260,9 @@ class ToolLoop:
         record.earlier_tokens += _tokens(record.usage)
         outputs: list[dict[str, Any]] = []
         for index, call in enumerate(dialect.calls):
-            output, frames = await self._run(call, index)
-            for frame in frames if self.events else ():
-                yield frame
-            outputs.append(
-                {"type": "function_call_output", "call_id": call.call_id, "output": output}
-            )
+            async for frame in self._run(call, index, outputs):
+                if self.events:
+                    yield frame
         between.payload = self._next_round(record.response_id, outputs)
         record.usage, record.incomplete = None, False
 
@@ -296,27 +293,38 @@ class ToolLoop:
             body["tool_choice"] = "none"
         return _encode(body)
 
-    async def _run(self, call: FunctionCall, index: int) -> tuple[str, list[bytes]]:
-        """Run one call: its output for the model and the visitor's events."""
+    async def _run(
+        self, call: FunctionCall, index: int, outputs: list[dict[str, Any]]
+    ) -> AsyncGenerator[bytes, None]:
+        """Run one call, its output for the model added to `outputs`; the visitor's events as
+        they come (`posts.searched` before the search, `posts.sources` after it)."""
         metrics = self.exchange.services.metrics
+
+        def answer(output: str) -> None:
+            outputs.append(
+                {"type": "function_call_output", "call_id": call.call_id, "output": output}
+            )
+
         checked = tool.check_call(call.name, call.arguments)
         if checked.query is None:
             metrics.rag_tool_call(checked.outcome)
-            return tool.error_output(checked.error), []
+            answer(tool.error_output(checked.error))
+            return
         if index >= MAX_CALLS_PER_ROUND:
             metrics.rag_tool_call("invalid_arguments")
-            message = f"at most {MAX_CALLS_PER_ROUND} searches at once: wait for their results"
-            return tool.error_output(message), []
-        frames = [searched_frame(checked.query)]
+            answer(tool.error_output(f"at most {MAX_CALLS_PER_ROUND} searches at once"))
+            return
+        yield searched_frame(checked.query)
         passages = await self._search(checked.query, call.call_id)
         if passages is None:
             metrics.rag_tool_call("failed")
-            return tool.error_output("the search failed: answer without it"), frames
+            answer(tool.error_output("the search failed: answer without it"))
+            return
         metrics.rag_tool_call("ok" if passages else "no_results")
+        answer(tool.quoted(passages))
         found = tool.sources(passages, self.seen)
         if found:
-            frames.append(sources_frame(found))
-        return tool.quoted(passages), frames
+            yield sources_frame(found)
 
     async def _search(self, query: str, call_id: str | None) -> list[Passage] | None:
         """The passages for `query` under an `execute_tool` span; None when the search failed."""
