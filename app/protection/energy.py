@@ -1,0 +1,356 @@
+"""Energy per answer (issue 20): the host's measured energy, shared among the answers it made.
+
+The probe on a model host publishes a counter of the host's joules (`energy_total_joules`,
+since `energy_since`) and its idle baseline (`idle_power_watts`, the mean power while nothing
+ran). Every two snapshots of a host make an interval, whose energy is the difference of the
+counters. The ledger shares each interval among the answers in flight on that host:
+
+- **busy time**: the part of the interval when at least one answer was in flight. The part
+  with none drew the idle baseline, so what the answers are given is
+  `attributed = energy - idle_watts * (interval - busy)`; without a baseline yet, the busy
+  share of the interval's energy.
+- **marginal**: what the host drew above its baseline, `energy - idle_watts * interval`;
+  the rest of an answer's energy is its share of the baseline (`idle`), reported apart.
+- **by tokens**: an answer's share of an interval is its output tokens in that interval over
+  all answers' tokens in it. The gateway sees an answer's tokens only at its end, so they are
+  spread evenly over its streaming time (first token to end); an interval where the answers
+  made no token (all still reading their prompt) is shared by time in flight instead.
+
+An answer is known to the ledger only at its end (one call from the stream's end); its energy
+is final at the first snapshot after that end, when every interval it lived through is in.
+Answers still streaming then are counted (the gateway's own count of streams in flight on the
+host at each snapshot) and given an estimated share, each at the mean rate of the known answers;
+when the last answer of an interval is settled it takes exactly what is left, so the answers'
+energy sums to the energy of the intervals they lived in.
+
+Its error, which no gateway outside the model server can avoid:
+- tokens are not joules: a long prompt's prefill costs energy before any output token, and the
+  share follows output tokens spread evenly, not the model's actual pace;
+- everything else the host runs (a build, a browser, the probe) is in its counter and shared
+  among the answers as theirs;
+- one snapshot interval of resolution (the probe's, 1 to 5 s): an answer shorter than that
+  shares its interval by its tokens with whatever else ran in it;
+- the gateway's and the probe's clocks: answer times are this host's wall clock, intervals the
+  probe's (NTP keeps them within milliseconds; a skew of s seconds moves up to s * power joules
+  between neighbouring answers, never out of the sum);
+- several gateway replicas each share the host's energy among their own answers only: with
+  more than one replica serving one host at once, the replicas' sums overcount.
+
+A host whose probe has no power source gets no energy series at all (never zeros). Nothing here
+runs on a chat's path: `answered` only appends the answer; the sharing runs when a snapshot
+comes in, in the probe watcher's background task.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from app.chat.tokens import estimate
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
+    from app.telemetry import GatewayMetrics
+
+ENERGY = "energy_total_joules"
+# How long an interval is kept for the answers that lived through it (past the longest answer).
+MARGIN_SECONDS = 60.0
+MAX_INTERVALS = 10_000  # per host: hours at a 1 s interval, a few hundred kilobytes
+# An answer waits for the answers it shared an interval with to end (to know their tokens), at
+# most this long after its own end; then the ones still streaming are estimated.
+SETTLE_WITHIN = 60.0
+
+
+class Ended(Protocol):
+    """What the ledger reads of a stream's record (app/upstream/relay.py `StreamRecord`)."""
+
+    started: float
+    first_token_at: float | None
+    usage: dict[str, Any] | None
+    text_chars: int
+
+
+def _overlap(start: float, end: float, t0: float, t1: float) -> float:
+    return max(0.0, min(end, t1) - max(start, t0))
+
+
+@dataclass(slots=True, eq=False)
+class Answer:
+    """One answer as the ledger sees it: wall-clock times, its output tokens, its shares."""
+
+    host: str
+    model: str
+    start: float
+    first: float  # its first token (tokens are spread from here to its end)
+    end: float
+    output_tokens: int
+    total: float = 0.0
+    marginal: float = 0.0
+    marginal_known: bool = True
+    settled: bool = False
+    intervals: list[Interval] = field(default_factory=list)
+
+    def presence(self, t0: float, t1: float) -> float:
+        return _overlap(self.start, self.end, t0, t1)
+
+    def tokens(self, t0: float, t1: float) -> float:
+        span = self.end - self.first
+        if span <= 0:
+            return float(self.output_tokens) if t0 < self.end <= t1 else 0.0
+        return self.output_tokens * _overlap(self.first, self.end, t0, t1) / span
+
+    def spans(self, moment: float) -> bool:
+        return self.start < moment <= self.end
+
+
+@dataclass(slots=True, eq=False)
+class Interval:
+    """The host's energy between two snapshots, and who was there."""
+
+    start: float
+    end: float
+    joules: float
+    idle_watts: float | None
+    inflight_start: int  # the gateway's streams in flight on the host at each snapshot
+    inflight_end: int
+    answers: list[Answer] = field(default_factory=list)
+    claimed: float = 0.0
+    claimed_marginal: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    ts: float
+    since: float
+    joules: float
+    inflight: int
+
+
+class _HostLedger:
+    """One probe host's recent intervals and its answers not yet settled."""
+
+    def __init__(self) -> None:
+        self.last: _Reading | None = None
+        self.intervals: deque[Interval] = deque(maxlen=MAX_INTERVALS)
+        self.pending: list[Answer] = []
+        self.powered = False
+
+    def add_answer(self, answer: Answer) -> None:
+        for interval in reversed(self.intervals):
+            if interval.end <= answer.start:
+                break
+            interval.answers.append(answer)
+            answer.intervals.append(interval)
+        self.pending.append(answer)
+
+    def add_interval(self, interval: Interval) -> None:
+        interval.answers = [
+            a for a in self.pending if a.end > interval.start and a.start < interval.end
+        ]
+        for answer in interval.answers:
+            answer.intervals.append(interval)
+        self.intervals.append(interval)
+
+    def prune(self, before: float) -> None:
+        while self.intervals and self.intervals[0].end < before:
+            self.intervals.popleft()
+
+
+class EnergyLedger:
+    """Shares each host's measured energy among its answers; see the module's docstring.
+
+    `probes` maps each gateway host to its probe's host name (None: whichever probe reports,
+    the single host of the old configuration); `inflight(host)` is this replica's streams in
+    flight on a gateway host now; `longest_answer` bounds how long intervals are kept."""
+
+    def __init__(
+        self,
+        metrics: GatewayMetrics,
+        probes: Mapping[str, str | None],
+        inflight: Callable[[str], int],
+        *,
+        longest_answer: float,
+        models: Iterable[str] = (),
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._metrics = metrics
+        self._probes = dict(probes)
+        self._inflight = inflight
+        self._retention = longest_answer + MARGIN_SECONDS
+        self._clock, self._monotonic = clock, monotonic
+        self._ledgers: dict[str, _HostLedger] = {}
+        metrics.energy_configured(probes.keys(), models)
+
+    # -- the stream's end -----------------------------------------------------------------
+
+    def answered(self, host: str, model: str, record: Ended) -> None:
+        """One chat ended on `host`: count it for its model and keep it for its energy."""
+        ended = self._monotonic()
+        first = ended if record.first_token_at is None else record.first_token_at
+        usage = record.usage or {}
+        output = int(usage.get("output_tokens") or 0) or estimate(record.text_chars)
+        if record.first_token_at is not None:  # an answer: its model's count
+            self._metrics.energy_model_answer(
+                model,
+                host,
+                input_tokens=int(usage.get("input_tokens") or 0),
+                output_tokens=output,
+                ttft=first - record.started,
+                streaming=ended - first,
+            )
+        probe = self._probe_of(host)
+        ledger = self._ledgers.get(probe) if probe is not None else None
+        if ledger is None or not ledger.powered:  # no power source: no energy at all
+            return
+        offset = self._clock() - ended
+        answer = Answer(
+            host, model, record.started + offset, first + offset, ended + offset, output
+        )
+        ledger.add_answer(answer)
+
+    # -- a probe's snapshot ---------------------------------------------------------------
+
+    def record(self, probe: str, ts: float, signals: Mapping[str, float]) -> None:
+        """One snapshot of `probe`'s host, taken at `ts` (its clock), with its numeric fields:
+        a new interval, then the answers it settles."""
+        hosts = self._hosts_of(probe)
+        if not hosts:
+            return
+        ledger = self._ledgers.setdefault(probe, _HostLedger())
+        joules, since = signals.get(ENERGY), signals.get("energy_since")
+        if joules is None or since is None:
+            self._unpowered(ledger, hosts)
+            return
+        ledger.powered = True
+        idle = signals.get("idle_power_watts")
+        for host in hosts:
+            self._metrics.energy_host_power(host, signals.get("power_total_watts"), idle)
+        inflight = sum(self._inflight(host) for host in hosts)
+        reading, last = _Reading(ts, since, joules, inflight), ledger.last
+        if last is not None and ts <= last.ts:
+            return  # the same snapshot by the other path, or an older one
+        ledger.last = reading
+        if last is None or last.since != since or joules < last.joules:
+            return  # the first, or the probe started counting again: no difference across it
+        interval = Interval(last.ts, ts, joules - last.joules, idle, last.inflight, inflight)
+        ledger.add_interval(interval)
+        for host in hosts:
+            self._metrics.energy_host_joules(host, interval.joules / len(hosts))
+        self._settle(ledger, ts)
+        ledger.prune(ts - self._retention)
+
+    def _settle(self, ledger: _HostLedger, now: float) -> None:
+        due = [a for a in ledger.pending if a.end <= now and _ready(a, now)]
+        if not due:
+            return
+        settling = set(map(id, due))
+        ledger.pending = [a for a in ledger.pending if id(a) not in settling]
+        for answer in sorted(due, key=lambda a: a.end):
+            for interval in answer.intervals:
+                _share(interval, answer)
+            answer.settled = True
+            answer.intervals = []  # settled: its intervals may go
+            marginal = answer.marginal if answer.marginal_known else None
+            self._metrics.energy_answer(
+                answer.model, answer.host, answer.total, marginal, answer.output_tokens
+            )
+        stale = now - self._retention
+        ledger.pending = [a for a in ledger.pending if a.end > stale]
+
+    def _unpowered(self, ledger: _HostLedger, hosts: list[str]) -> None:
+        if ledger.powered:
+            for host in hosts:
+                self._metrics.energy_host_gone(host)
+        ledger.powered, ledger.last, ledger.pending = False, None, []
+        ledger.intervals.clear()
+
+    # -- which probe is whose -------------------------------------------------------------
+
+    def _hosts_of(self, probe: str) -> list[str]:
+        hosts = [h for h, p in self._probes.items() if p == probe]
+        for host, bound in self._probes.items():
+            if bound is None:  # the single host of the old configuration: the first probe
+                self._probes[host] = probe
+                hosts.append(host)
+        return hosts
+
+    def _probe_of(self, host: str) -> str | None:
+        return self._probes.get(host)
+
+
+def _unknown(interval: Interval) -> tuple[int, int]:
+    """Streams in the interval not known yet (still streaming): at its end, and of those, the
+    ones in flight since its start."""
+    known = interval.answers
+    at_end = max(0, interval.inflight_end - sum(a.spans(interval.end) for a in known))
+    from_start = max(0, interval.inflight_start - sum(a.spans(interval.start) for a in known))
+    return at_end, min(at_end, from_start)
+
+
+def _ready(answer: Answer, now: float) -> bool:
+    """Whether every answer it shared an interval with is known, or it waited long enough."""
+    if now - answer.end >= SETTLE_WITHIN:
+        return True
+    return all(_unknown(interval)[0] == 0 for interval in answer.intervals)
+
+
+def _share(interval: Interval, answer: Answer) -> None:
+    """Give `answer` its share of `interval`: by tokens, else by time in flight; answers still
+    streaming (in the gateway's count, not yet known) are estimated; the last one known to be
+    there, with none still streaming, takes exactly what is left."""
+    t0, t1 = interval.start, interval.end
+    known = interval.answers
+    by_tokens = sum(a.tokens(t0, t1) for a in known) > 0
+
+    def weight(a: Answer) -> float:
+        return a.tokens(t0, t1) if by_tokens else a.presence(t0, t1)
+
+    unknown_end, unknown_whole = _unknown(interval)
+    busy = _busy(known, t0, t1, unknown_end, unknown_whole)
+    energy, idle, length = interval.joules, interval.idle_watts, t1 - t0
+    if idle is None:
+        attributed = energy * busy / length if length > 0 else 0.0
+        marginal = None
+    else:
+        attributed = min(energy, max(0.0, energy - idle * (length - busy)))
+        marginal = min(attributed, max(0.0, energy - idle * length))
+    left = attributed - interval.claimed
+    left_marginal = (marginal or 0.0) - interval.claimed_marginal
+    open_known = [a for a in known if not a.settled]
+    mine = weight(answer)
+    if unknown_end == 0:
+        fraction = mine / (sum(weight(a) for a in open_known) or 1.0)
+        total, extra = left * fraction, left_marginal * fraction
+    else:
+        presence = sum(a.presence(t0, t1) for a in known)
+        per_stream = sum(weight(a) for a in known) / presence * length if presence else 0.0
+        guessed = per_stream * (unknown_whole + 0.5 * (unknown_end - unknown_whole))
+        fraction = mine / ((sum(weight(a) for a in known) + guessed) or 1.0)
+        total = min(attributed * fraction, left)
+        extra = min((marginal or 0.0) * fraction, left_marginal)
+    interval.claimed += max(total, 0.0)
+    interval.claimed_marginal += max(extra, 0.0)
+    answer.total += max(total, 0.0)
+    answer.marginal += max(extra, 0.0)
+    if marginal is None:
+        answer.marginal_known = False
+
+
+def _busy(known: list[Answer], t0: float, t1: float, unknown_end: int, unknown_whole: int) -> float:
+    """Seconds of the interval with at least one answer in flight (known ones' spans; one still
+    streaming from before the interval fills it, one that began within it half of it)."""
+    if unknown_whole:
+        return t1 - t0
+    spans = sorted((max(a.start, t0), min(a.end, t1)) for a in known if a.presence(t0, t1) > 0)
+    if unknown_end:
+        spans = sorted([*spans, ((t0 + t1) / 2, t1)])
+    busy, reach = 0.0, t0
+    for start, end in spans:
+        if end > reach:
+            busy += end - max(start, reach)
+            reach = end
+    return busy
