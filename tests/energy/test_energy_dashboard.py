@@ -24,7 +24,7 @@ def energy_row() -> list[dict[str, Any]]:
         p for p in model["panels"] if p["type"] == "row" and p["title"] == "Energy per answer"
     )
     start = model["panels"].index(row) + 1
-    rest = model["panels"][start:]
+    rest: list[dict[str, Any]] = model["panels"][start:]
     end = next((i for i, p in enumerate(rest) if p["type"] == "row"), len(rest))
     return rest[:end]
 
