@@ -43,6 +43,7 @@ comes in, in the probe watcher's background task.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ MAX_INTERVALS = 10_000  # per host: hours at a 1 s interval, a few hundred kilob
 # An answer waits for the answers it shared an interval with to end (to know their tokens), at
 # most this long after its own end; then the ones still streaming are estimated.
 SETTLE_WITHIN = 60.0
+DRAIN_SECONDS = 1.0  # how often the chats that ended are taken in, snapshot or not
 
 
 class Ended(Protocol):
@@ -119,6 +121,7 @@ class Interval:
     answers: list[Answer] = field(default_factory=list)
     claimed: float = 0.0
     claimed_marginal: float = 0.0
+    shape: _Shape | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,13 +186,31 @@ class EnergyLedger:
         self._retention = longest_answer + MARGIN_SECONDS
         self._clock, self._monotonic = clock, monotonic
         self._ledgers: dict[str, _HostLedger] = {}
+        self._ended: list[tuple[str, str, Ended, float]] = []
         metrics.energy_configured(probes.keys(), models)
 
     # -- the stream's end -----------------------------------------------------------------
 
     def answered(self, host: str, model: str, record: Ended) -> None:
-        """One chat ended on `host`: count it for its model and keep it for its energy."""
-        ended = self._monotonic()
+        """One chat ended on `host`: kept as it is, counted and shared off the chat's path
+        (`drain`, from the background task and before each snapshot)."""
+        self._ended.append((host, model, record, self._monotonic()))
+
+    async def run(self, every: float = DRAIN_SECONDS) -> None:
+        """Count the chats that ended, for the life of the app (a host with no probe, the
+        fallback, has no snapshot to do it)."""
+        while True:
+            await asyncio.sleep(every)
+            self.drain()
+
+    def drain(self) -> None:
+        """Take in the chats that ended since the last time."""
+        ended, self._ended = self._ended, []
+        offset = self._clock() - self._monotonic()
+        for host, model, record, at in ended:
+            self._take(host, model, record, at, offset)
+
+    def _take(self, host: str, model: str, record: Ended, ended: float, offset: float) -> None:
         first = ended if record.first_token_at is None else record.first_token_at
         usage = record.usage or {}
         output = int(usage.get("output_tokens") or 0) or estimate(record.text_chars)
@@ -206,7 +227,6 @@ class EnergyLedger:
         ledger = self._ledgers.get(probe) if probe is not None else None
         if ledger is None or not ledger.powered:  # no power source: no energy at all
             return
-        offset = self._clock() - ended
         answer = Answer(
             host, model, record.started + offset, first + offset, ended + offset, output
         )
@@ -220,6 +240,7 @@ class EnergyLedger:
         hosts = self._hosts_of(probe)
         if not hosts:
             return
+        self.drain()
         ledger = self._ledgers.setdefault(probe, _HostLedger())
         joules, since = signals.get(ENERGY), signals.get("energy_since")
         if joules is None or since is None:
@@ -282,55 +303,69 @@ class EnergyLedger:
         return self._probes.get(host)
 
 
-def _unknown(interval: Interval) -> tuple[int, int]:
-    """Streams in the interval not known yet (still streaming): at its end, and of those, the
-    ones in flight since its start."""
-    known = interval.answers
-    at_end = max(0, interval.inflight_end - sum(a.spans(interval.end) for a in known))
-    from_start = max(0, interval.inflight_start - sum(a.spans(interval.start) for a in known))
-    return at_end, min(at_end, from_start)
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What an interval's sharing needs of the answers known in it (kept until one more is
+    known): each one's weight, the streams not known yet, the energy to share."""
+
+    known: int
+    weights: dict[int, float]  # by id(answer)
+    weight: float
+    unknown_end: int  # still streaming at its end
+    guessed: float  # their estimated weight
+    attributed: float
+    marginal: float | None
+
+
+def _shape(interval: Interval) -> _Shape:
+    shape = interval.shape
+    if shape is not None and shape.known == len(interval.answers):
+        return shape
+    t0, t1, known = interval.start, interval.end, interval.answers
+    tokens = {id(a): a.tokens(t0, t1) for a in known}
+    presence = {id(a): a.presence(t0, t1) for a in known}
+    weights = tokens if sum(tokens.values()) > 0 else presence
+    unknown_end = max(0, interval.inflight_end - sum(a.spans(t1) for a in known))
+    from_start = max(0, interval.inflight_start - sum(a.spans(t0) for a in known))
+    unknown_whole = min(unknown_end, from_start)
+    length, weight, present = t1 - t0, sum(weights.values()), sum(presence.values())
+    per_stream = weight / present * length if present else 0.0
+    guessed = per_stream * (unknown_whole + 0.5 * (unknown_end - unknown_whole))
+    busy = _busy(known, t0, t1, unknown_end, unknown_whole)
+    energy, idle = interval.joules, interval.idle_watts
+    if idle is None:
+        attributed, marginal = (energy * busy / length if length > 0 else 0.0), None
+    else:
+        attributed = min(energy, max(0.0, energy - idle * (length - busy)))
+        marginal = min(attributed, max(0.0, energy - idle * length))
+    shape = _Shape(len(known), weights, weight, unknown_end, guessed, attributed, marginal)
+    interval.shape = shape
+    return shape
 
 
 def _ready(answer: Answer, now: float) -> bool:
     """Whether every answer it shared an interval with is known, or it waited long enough."""
     if now - answer.end >= SETTLE_WITHIN:
         return True
-    return all(_unknown(interval)[0] == 0 for interval in answer.intervals)
+    return all(_shape(interval).unknown_end == 0 for interval in answer.intervals)
 
 
 def _share(interval: Interval, answer: Answer) -> None:
     """Give `answer` its share of `interval`: by tokens, else by time in flight; answers still
     streaming (in the gateway's count, not yet known) are estimated; the last one known to be
     there, with none still streaming, takes exactly what is left."""
-    t0, t1 = interval.start, interval.end
-    known = interval.answers
-    by_tokens = sum(a.tokens(t0, t1) for a in known) > 0
-
-    def weight(a: Answer) -> float:
-        return a.tokens(t0, t1) if by_tokens else a.presence(t0, t1)
-
-    unknown_end, unknown_whole = _unknown(interval)
-    busy = _busy(known, t0, t1, unknown_end, unknown_whole)
-    energy, idle, length = interval.joules, interval.idle_watts, t1 - t0
-    if idle is None:
-        attributed = energy * busy / length if length > 0 else 0.0
-        marginal = None
-    else:
-        attributed = min(energy, max(0.0, energy - idle * (length - busy)))
-        marginal = min(attributed, max(0.0, energy - idle * length))
-    left = attributed - interval.claimed
+    shape = _shape(interval)
+    marginal = shape.marginal
+    left = shape.attributed - interval.claimed
     left_marginal = (marginal or 0.0) - interval.claimed_marginal
-    open_known = [a for a in known if not a.settled]
-    mine = weight(answer)
-    if unknown_end == 0:
-        fraction = mine / (sum(weight(a) for a in open_known) or 1.0)
+    mine = shape.weights[id(answer)]
+    if shape.unknown_end == 0:
+        open_weight = sum(shape.weights[id(a)] for a in interval.answers if not a.settled)
+        fraction = mine / open_weight if open_weight > 0 else 1.0
         total, extra = left * fraction, left_marginal * fraction
     else:
-        presence = sum(a.presence(t0, t1) for a in known)
-        per_stream = sum(weight(a) for a in known) / presence * length if presence else 0.0
-        guessed = per_stream * (unknown_whole + 0.5 * (unknown_end - unknown_whole))
-        fraction = mine / ((sum(weight(a) for a in known) + guessed) or 1.0)
-        total = min(attributed * fraction, left)
+        fraction = mine / ((shape.weight + shape.guessed) or 1.0)
+        total = min(shape.attributed * fraction, left)
         extra = min((marginal or 0.0) * fraction, left_marginal)
     interval.claimed += max(total, 0.0)
     interval.claimed_marginal += max(extra, 0.0)

@@ -100,6 +100,7 @@ async def running_services(settings: Settings, metrics: GatewayMetrics) -> Async
         metrics.posts_index(services.posts, max_age=settings.posts_index_max_age)
         tasks = [
             _background(services.watcher.run()),
+            _background(services.energy.run()),
             *(_background(host.monitor.run()) for host in services.hosts.home),
             _background(services.hosts.run()),
             _background(services.passes.run()),

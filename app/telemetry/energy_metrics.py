@@ -102,6 +102,10 @@ class EnergyMetrics:
         )  # fmt: skip
         self._model_series: dict[tuple[str, str], tuple[Counter, ...]] = {}
         self._model_ttft_series: dict[tuple[str, str], Histogram] = {}
+        self._energy_series: dict[
+            tuple[str, str],
+            tuple[tuple[Histogram, Histogram], tuple[Counter, Counter], tuple[Counter, Histogram]],
+        ] = {}
 
     def energy_configured(self, hosts: Iterable[str], models: Iterable[str]) -> None:
         """The hosts and models that may be labels (the rest are `other`)."""
@@ -140,14 +144,21 @@ class EnergyMetrics:
     ) -> None:
         """An answer's energy is settled: `marginal` None while the host's baseline is unknown."""
         labels = self._energy_labels(model, host)
-        self._answer_energy.labels(*labels).observe(total)
-        self._energy_attributed.labels(*labels).inc(total)
-        self._energy_tokens.labels(*labels).inc(max(output_tokens, 0))
+        if (series := self._energy_series.get(labels)) is None:
+            series = self._energy_series[labels] = (
+                (self._answer_energy.labels(*labels), self._answer_marginal.labels(*labels)),
+                (self._energy_attributed.labels(*labels), self._energy_marginal.labels(*labels)),
+                (self._energy_tokens.labels(*labels), self._answer_per_token.labels(*labels)),
+            )
+        (energy, marginal_energy), (attributed, marginal_total), (tokens, per_token) = series
+        energy.observe(total)
+        attributed.inc(total)
+        tokens.inc(max(output_tokens, 0))
         if marginal is not None:
-            self._answer_marginal.labels(*labels).observe(marginal)
-            self._energy_marginal.labels(*labels).inc(marginal)
+            marginal_energy.observe(marginal)
+            marginal_total.inc(marginal)
         if output_tokens > 0:
-            self._answer_per_token.labels(*labels).observe(total / output_tokens)
+            per_token.observe(total / output_tokens)
 
     def energy_host_power(self, host: str, watts: float | None, idle: float | None) -> None:
         """The host's power and idle baseline from its probe's snapshot (None: not measured)."""
@@ -173,6 +184,8 @@ class EnergyMetrics:
         ):  # fmt: skip
             for model in (*self._energy_models, OTHER):
                 _remove(family, model, label)
+        for labels in [labels for labels in self._energy_series if labels[1] == label]:
+            del self._energy_series[labels]
 
     def _energy_labels(self, model: str, host: str) -> tuple[str, str]:
         return (model if model in self._energy_models else OTHER, self._energy_host(host))
