@@ -16,12 +16,15 @@ counters. The ledger shares each interval among the answers in flight on that ho
   spread evenly over its streaming time (first token to end); an interval where the answers
   made no token (all still reading their prompt) is shared by time in flight instead.
 
-An answer is known to the ledger only at its end (one call from the stream's end); its energy
-is final at the first snapshot after that end, when every interval it lived through is in.
-Answers still streaming then are counted (the gateway's own count of streams in flight on the
-host at each snapshot) and given an estimated share, each at the mean rate of the known answers;
-when the last answer of an interval is settled it takes exactly what is left, so the answers'
-energy sums to the energy of the intervals they lived in.
+An answer is known to the ledger only at its end (one call from the stream's end). Its energy
+is settled (observed once, in the histograms) at the first snapshot after that end, when every
+interval it lived through is in, and once the answers it shared those intervals with have
+ended too (the gateway counts its streams in flight on the host at each snapshot, so it knows
+how many are still to come): their tokens are then known, and the shares exact to the model
+above. An answer still waiting after `SETTLE_WITHIN` is settled with the others still
+streaming estimated at the mean rate of the known ones. The last answer of an interval takes
+exactly what is left of it, so the answers' energy sums to the energy of the intervals they
+lived in, less the baseline of the time nothing was in flight.
 
 Its error, which no gateway outside the model server can avoid:
 - tokens are not joules: a long prompt's prefill costs energy before any output token, and the
@@ -37,8 +40,9 @@ Its error, which no gateway outside the model server can avoid:
   more than one replica serving one host at once, the replicas' sums overcount.
 
 A host whose probe has no power source gets no energy series at all (never zeros). Nothing here
-runs on a chat's path: `answered` only appends the answer; the sharing runs when a snapshot
-comes in, in the probe watcher's background task.
+runs on a chat's path: `answered` only appends the ended chat to a list (about a microsecond);
+counting it and sharing the energy run in the background, in a drain once a second and in the
+probe watcher's task when a snapshot comes in.
 """
 
 from __future__ import annotations
@@ -116,8 +120,10 @@ class Interval:
     end: float
     joules: float
     idle_watts: float | None
-    inflight_start: int  # the gateway's streams in flight on the host at each snapshot
+    inflight_start: int  # the gateway's streams in flight on the host at each snapshot,
     inflight_end: int
+    counted_start: float  # counted when it came in (this host's clock: it may come late)
+    counted_end: float
     answers: list[Answer] = field(default_factory=list)
     claimed: float = 0.0
     claimed_marginal: float = 0.0
@@ -130,6 +136,7 @@ class _Reading:
     since: float
     joules: float
     inflight: int
+    counted: float
 
 
 class _HostLedger:
@@ -142,9 +149,13 @@ class _HostLedger:
         self.powered = False
 
     def add_answer(self, answer: Answer) -> None:
+        """An answer that ended, in every interval it lived in or was counted at the end of
+        (a snapshot that came in late counts streams begun after it was taken)."""
         for interval in reversed(self.intervals):
-            if interval.end <= answer.start:
+            if max(interval.end, interval.counted_end) <= answer.start:
                 break
+            if interval.start >= answer.end:
+                continue
             interval.answers.append(answer)
             answer.intervals.append(interval)
         self.pending.append(answer)
@@ -251,13 +262,17 @@ class EnergyLedger:
         for host in hosts:
             self._metrics.energy_host_power(host, signals.get("power_total_watts"), idle)
         inflight = sum(self._inflight(host) for host in hosts)
-        reading, last = _Reading(ts, since, joules, inflight), ledger.last
+        reading = _Reading(ts, since, joules, inflight, self._clock())
+        last = ledger.last
         if last is not None and ts <= last.ts:
             return  # the same snapshot by the other path, or an older one
         ledger.last = reading
         if last is None or last.since != since or joules < last.joules:
             return  # the first, or the probe started counting again: no difference across it
-        interval = Interval(last.ts, ts, joules - last.joules, idle, last.inflight, inflight)
+        interval = Interval(
+            last.ts, ts, joules - last.joules, idle,
+            last.inflight, inflight, last.counted, reading.counted,
+        )  # fmt: skip
         ledger.add_interval(interval)
         for host in hosts:
             self._metrics.energy_host_joules(host, interval.joules / len(hosts))
@@ -265,6 +280,8 @@ class EnergyLedger:
         ledger.prune(ts - self._retention)
 
     def _settle(self, ledger: _HostLedger, now: float) -> None:
+        stale = now - self._retention  # its intervals are gone (a probe that stopped counting)
+        ledger.pending = [a for a in ledger.pending if a.end > stale]
         due = [a for a in ledger.pending if a.end <= now and _ready(a, now)]
         if not due:
             return
@@ -279,8 +296,6 @@ class EnergyLedger:
             self._metrics.energy_answer(
                 answer.model, answer.host, answer.total, marginal, answer.output_tokens
             )
-        stale = now - self._retention
-        ledger.pending = [a for a in ledger.pending if a.end > stale]
 
     def _unpowered(self, ledger: _HostLedger, hosts: list[str]) -> None:
         if ledger.powered:
@@ -325,8 +340,10 @@ def _shape(interval: Interval) -> _Shape:
     tokens = {id(a): a.tokens(t0, t1) for a in known}
     presence = {id(a): a.presence(t0, t1) for a in known}
     weights = tokens if sum(tokens.values()) > 0 else presence
-    unknown_end = max(0, interval.inflight_end - sum(a.spans(t1) for a in known))
-    from_start = max(0, interval.inflight_start - sum(a.spans(t0) for a in known))
+    # The streams counted at each end that are not known yet (none is known before its end).
+    unknown_end = max(0, interval.inflight_end - sum(a.spans(interval.counted_end) for a in known))
+    counted_start = interval.counted_start
+    from_start = max(0, interval.inflight_start - sum(a.spans(counted_start) for a in known))
     unknown_whole = min(unknown_end, from_start)
     length, weight, present = t1 - t0, sum(weights.values()), sum(presence.values())
     per_stream = weight / present * length if present else 0.0

@@ -170,3 +170,38 @@ def test_a_source_that_goes_away_takes_its_series_with_it(metrics: GatewayMetric
     assert sample(exposition(metrics), "llmgw_host_power_watts", host="home") == IDLE
     ledger.record("box", clock.now + 1, {"cpu_ratio": 0.1})
     assert "llmgw_host_power_watts{" not in exposition(metrics)
+
+
+def test_a_snapshot_that_comes_in_late_does_not_hold_answers_back(
+    metrics: GatewayMetrics,
+) -> None:
+    """A snapshot received after a new stream began counts that stream, which lived after the
+    snapshot was taken: once it ends, the answers before it settle, not a minute later."""
+    clock, inflight = Clock(), [0]
+    ledger = ledger_on(metrics, clock, inflight)
+    host = Host(ledger, clock)
+    host.snapshot()
+    first_start = clock.now + 0.2
+    host.run(0.2)
+    host.streams = inflight[0] = 1
+    host.run(0.8)
+    host.snapshot()
+    host.run(0.5)
+    host.streams = inflight[0] = 0
+    ledger.answered("home", "m", Record(first_start, first_start, {"output_tokens": 40}))
+    host.run(0.5)
+    taken, joules_then = clock.now, host.joules  # the probe's snapshot, not yet in
+    host.run(0.2)
+    second_start = clock.now
+    host.streams = inflight[0] = 1
+    host.run(0.2)
+    signals = {"energy_total_joules": joules_then, "energy_since": 1.0, "idle_power_watts": IDLE}
+    ledger.record("box", taken, signals)  # in now, with the second stream counted
+    host.run(0.6)
+    host.streams = inflight[0] = 0
+    ledger.answered("home", "m", Record(second_start, second_start, {"output_tokens": 40}))
+    host.run(0.5)
+    host.snapshot()
+    text = exposition(metrics)
+    assert sample(text, "llmgw_answer_energy_joules_count", model="m", host="home") == 2
+    assert attributed(metrics) == pytest.approx(50 * (1.3 + 0.8), rel=1e-6)
