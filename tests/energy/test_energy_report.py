@@ -130,3 +130,12 @@ def test_a_bad_period_is_refused() -> None:
     result = report("--since", "soon")
     assert result.returncode == 2
     assert "7d, 24h or 30m" in result.stderr
+
+
+def test_a_gateway_that_does_not_answer_is_said_so() -> None:
+    """No gateway at the address: exit 1 and where it looked, no traceback."""
+    url = f"http://127.0.0.1:{free_port()}"
+    result = report("--gateway", url)
+    assert result.returncode == 1
+    assert f"could not read {url}/metrics" in result.stderr
+    assert "Traceback" not in result.stderr
