@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 DEMO_POSTS = Path(__file__).parent / "posts" / "demo"  # the demo's sample posts
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return a command
     """Entry point of the console script."""
     parser = argparse.ArgumentParser(prog="llmgw", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         "posts",
         help="index the owner's posts for the model to read, list, search, evaluate",
         add_help=False,
+    )
+    commands.add_parser(
+        "report", help="reports from the metrics: energy per answer by model", add_help=False
     )
     args, rest = parser.parse_known_args(argv)
     if args.command == "sim":
@@ -59,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         from app.posts.cli import main as posts_main  # noqa: PLC0415 - needs no Litestar
 
         return posts_main(rest)
+    if args.command == "report":
+        from app.report.cli import main as report_main  # noqa: PLC0415 - no Litestar
+
+        return report_main(rest)
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     return serve() if args.command == "serve" else demo()

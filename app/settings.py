@@ -86,6 +86,15 @@ class Settings(BaseSettings):
     fallback_max_inflight: int = Field(default=4, ge=1, le=10_000)
     # Also when every home host is up but full for longer than the waiting room.
     fallback_on_shed: bool = False
+    # What the hosted fallback charges per million tokens, input and output, in
+    # LLMGW_ENERGY_CURRENCY: `llmgw report energy` sets it beside the home hosts' energy cost.
+    fallback_price_input_per_mtok: float = Field(default=0.0, ge=0, le=10_000)
+    fallback_price_output_per_mtok: float = Field(default=0.0, ge=0, le=10_000)
+    # Energy per answer (issue 20): the price of a kWh for `llmgw report energy`, and where
+    # that report reads the metrics (unset: the gateway's own /metrics).
+    energy_price_per_kwh: float = Field(default=0.30, ge=0, le=100)
+    energy_currency: str = Field(default="EUR", min_length=1, max_length=8)
+    prometheus_url: str | None = None
     # Each conversation's recent turns, kept so it can go on on another host when its own is
     # gone (app/chat/transcripts.py): for this long, at most this many tokens of turns and
     # bytes. Not governed by LLMGW_LOG_CONTENT.
@@ -317,7 +326,9 @@ class Settings(BaseSettings):
             fallback=True,
         )
 
-    @field_validator("upstream_url", "fallback_url", "posts_base_url", "posts_embeddings_url")
+    @field_validator(
+        "upstream_url", "fallback_url", "posts_base_url", "posts_embeddings_url", "prometheus_url"
+    )
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -333,7 +344,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 
-    @field_validator("posts_base_url", "posts_embeddings_url", mode="before")
+    @field_validator("posts_base_url", "posts_embeddings_url", "prometheus_url", mode="before")
     @classmethod
     def _empty_url_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from redis.asyncio import Redis
 
+    from app.protection.energy import EnergyLedger
     from app.telemetry import GatewayMetrics
 
 log = logging.getLogger("llmgw.probe")
@@ -83,6 +84,7 @@ class ProbeWatcher:
         self._metrics = metrics
         self.snapshots: dict[str, Snapshot] = {}
         self._reported: set[str] = set()
+        self.energy: EnergyLedger | None = None  # shares each host's energy among answers
 
     def fresh(self, now: float | None = None, host: str | None = None) -> list[Snapshot]:
         """Snapshots seen within the staleness limit (only `host`'s, when given)."""
@@ -114,8 +116,11 @@ class ProbeWatcher:
         """Take one snapshot in (from either path)."""
         signals = parse_signals(fields)
         self.snapshots[host] = Snapshot(host, signals, time.monotonic())
-        self._metrics.probe_snapshot(host, _timestamp(fields), signals)
+        timestamp = _timestamp(fields)
+        self._metrics.probe_snapshot(host, timestamp, signals)
         self._reported.add(host)
+        if self.energy is not None:
+            self.energy.record(host, timestamp, signals)
 
     def forget_stale(self, now: float) -> None:
         """Stop exporting the signals of hosts gone stale (their last-seen time stays)."""

@@ -27,6 +27,7 @@ from app.chat.transcripts import Transcripts
 from app.chat.visitor import VisitorIdentifier
 from app.posts.index import PostsIndex
 from app.protection.breaker import BreakerConfig, CircuitBreaker
+from app.protection.energy import EnergyLedger
 from app.protection.governor import GovernorConfig, PressureGovernor, TtftTracker
 from app.protection.monitor import UpstreamMonitor
 from app.protection.probe_watch import ProbeWatcher
@@ -73,6 +74,7 @@ class Services:
     hosts: Hosts
     transcripts: Transcripts | None  # None: LLMGW_TRANSCRIPTS is off
     passes: PassGate  # visitor passes (LLMGW_PASS)
+    energy: EnergyLedger  # energy per answer, from the probes' power (issue 20)
     posts: PostsIndex | None = None  # the owner's posts (app/posts); None: LLMGW_RAG is off
 
 
@@ -98,6 +100,7 @@ async def running_services(settings: Settings, metrics: GatewayMetrics) -> Async
         metrics.posts_index(services.posts, max_age=settings.posts_index_max_age)
         tasks = [
             _background(services.watcher.run()),
+            _background(services.energy.run()),
             *(_background(host.monitor.run()) for host in services.hosts.home),
             _background(services.hosts.run()),
             _background(services.passes.run()),
@@ -171,6 +174,7 @@ async def _assemble(
     if fallback_config is not None:
         client = clients[fallback_config.name]
         fallback = _host(settings, fallback_config, client, watcher, metrics, site=False)
+    watcher.energy = _energy(settings, metrics)
     first = home[0]
     site = (
         first.governor
@@ -226,6 +230,21 @@ async def _assemble(
         hosts=hosts,
         transcripts=_transcripts(redis, settings),
         passes=PassGate(redis, settings, pass_key, governor, metrics),
+        energy=watcher.energy,
+    )
+
+
+def _energy(settings: Settings, metrics: GatewayMetrics) -> EnergyLedger:
+    """The ledger of energy per answer, over every home host's probe."""
+    configs = settings.hosts()
+    fallback = settings.fallback_host()
+    models = {config.model for config in configs} | ({fallback.model} if fallback else set())
+    return EnergyLedger(
+        metrics,
+        {config.name: config.probe for config in configs},
+        metrics.host_inflight,
+        longest_answer=settings.total_timeout + settings.model_load_timeout,
+        models=models,
     )
 
 

@@ -196,6 +196,11 @@ class HostMetrics:
         """A stream on the host began (+1) or ended (-1) on this replica."""
         self._host_traffic(self._bounded_host(host)).inflight.inc(change)
 
+    def host_inflight(self, host: str) -> int:
+        """Streams this replica holds on the host now (what `host_stream` counted)."""
+        traffic = self._hosts_traffic.get(self._bounded_host(host))
+        return 0 if traffic is None else int(traffic.inflight._value.get())  # noqa: SLF001
+
     def host_routed(self, host: str, reason: str) -> None:
         """A conversation went to the host, for this reason (ROUTE_REASONS)."""
         self._host_traffic(self._bounded_host(host)).routed(bounded(reason, ROUTE_REASONS))

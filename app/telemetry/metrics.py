@@ -29,6 +29,7 @@ from app.telemetry.buckets import (
     TIME_PER_OUTPUT_TOKEN_BUCKETS,
     TIME_TO_FIRST_TOKEN_BUCKETS,
 )
+from app.telemetry.energy_metrics import EnergyMetrics
 from app.telemetry.host_metrics import HostMetrics
 from app.telemetry.labels import (
     ADMISSION_PATHS,
@@ -62,7 +63,7 @@ UNKNOWN: Final = math.nan  # an up-gauge nobody has reported on yet: neither up 
 _NOT_SHOWN: Final = "\0"  # no diagnosis shown yet: the first one is always written
 
 
-class GatewayMetrics(HostMetrics, PassMetrics, RagMetrics):
+class GatewayMetrics(HostMetrics, PassMetrics, RagMetrics, EnergyMetrics):
     """The gateway's metrics in their own registry: one per app, and a clean slate per test."""
 
     def __init__(self) -> None:
@@ -188,6 +189,7 @@ class GatewayMetrics(HostMetrics, PassMetrics, RagMetrics):
         self._host_metrics()
         self._pass_metrics()
         self._rag_metrics()
+        self._energy_metrics()
         self._pressure_signals: set[str] = set()
         self._probe_hosts: dict[str, set[str]] = {}
         # Children of the per-request metrics, by their (bounded) label values: `labels()`

@@ -130,7 +130,15 @@ def goals(results: dict[str, Any]) -> list[Goal]:
         *(pass_goals(results["passes"]) if "passes" in results else []),
         *(probe_power_goals(results["probe_power"]) if "probe_power" in results else []),
         *(tool_round_goals(results["posts_tool_round"]) if "posts_tool_round" in results else []),
+        *(energy_cost_goals(results["energy_cost"]) if "energy_cost" in results else []),
     ]
+
+
+def energy_cost_goals(result: dict[str, Any]) -> list[Goal]:
+    """Issue 20's: attribution adds nothing measurable to the chat's path."""
+    from energy_cost import energy_goals  # noqa: PLC0415 - imports Goal
+
+    return energy_goals(result)
 
 
 def probe_power_goals(result: dict[str, Any]) -> list[Goal]:

@@ -58,6 +58,8 @@ def write(results: dict[str, Any], folder: Path) -> str:
         lines += _passes(results["passes"])
     if "posts_tool_round" in results:
         lines += posts_tool_round.markdown(results["posts_tool_round"])
+    if "energy_cost" in results:
+        lines += _energy(results["energy_cost"])
     text = "\n".join(lines) + "\n"
     (folder / "report.md").write_text(text)
     (folder / "results.json").write_text(json.dumps(results, indent=2))
@@ -298,4 +300,21 @@ def _pass_attack(result: dict[str, Any]) -> list[str]:
         ),
         "",
         *table(attack, solve["first_chat_s_median"], solve["dear_hashes_per_second"]),
+    ]
+
+
+def _energy(result: dict[str, float]) -> list[str]:
+    """Energy per answer's CPU per chat: at the stream's end, and settling it later."""
+    return [
+        "",
+        "## Energy per answer",
+        "",
+        "CPU per chat of the attribution (tests/bench/energy_cost.py: 4 answers at once, 8 s",
+        "each, a snapshot a second): the call at the stream's end only keeps the answer; the",
+        "counting and sharing run in the background (probe watcher, and a drain a second).",
+        "",
+        "| part | µs per chat |",
+        "| --- | ---: |",
+        f"| at the stream's end (on the loop) | {result['at_end_us']:.1f} |",
+        f"| settling its share (background task) | {result['settling_us']:.1f} |",
     ]

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import energy_cost
 import hosts
 import keyed
 import lanes
@@ -199,6 +200,8 @@ def _probe_and_posts(results: dict[str, Any]) -> None:
         results["probe_power"] = probe_power.measure()
     if posts_tool_round.ENABLED:
         results["posts_tool_round"] = posts_tool_round.run()
+    if os.environ.get("LLMGW_BENCH_ENERGY", "1") == "1":
+        results["energy_cost"] = energy_cost.measure()
     if os.environ.get("LLMGW_BENCH_POSTS", "1") == "1":
         posts_search.main()
         posts_scifact.main()  # skipped unless LLMGW_BENCH_SCIFACT names the unpacked zip

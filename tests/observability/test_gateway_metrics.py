@@ -82,6 +82,20 @@ EXPECTED = {
     "llmgw_posts_index_loaded": ("gauge", set()),
     "llmgw_posts_index_age_seconds": ("gauge", set()),
     "llmgw_posts_index_max_age_seconds": ("gauge", set()),
+    # Energy per answer (issue 20), and the per-model traffic its report reads.
+    "llmgw_answer_energy_joules": ("histogram", {"model", "host"}),
+    "llmgw_answer_marginal_energy_joules": ("histogram", {"model", "host"}),
+    "llmgw_answer_energy_per_output_token_joules": ("histogram", {"model", "host"}),
+    "llmgw_energy_attributed_joules": ("counter", {"model", "host"}),
+    "llmgw_energy_marginal_joules": ("counter", {"model", "host"}),
+    "llmgw_energy_output_tokens": ("counter", {"model", "host"}),
+    "llmgw_host_power_watts": ("gauge", {"host"}),
+    "llmgw_host_idle_power_watts": ("gauge", {"host"}),
+    "llmgw_host_energy_joules": ("counter", {"host"}),
+    "llmgw_model_answers": ("counter", {"model", "host"}),
+    "llmgw_model_tokens": ("counter", {"model", "host", "type"}),
+    "llmgw_model_streaming_seconds": ("counter", {"model", "host"}),
+    "llmgw_model_time_to_first_token_seconds": ("histogram", {"model", "host"}),
 }
 # OpenTelemetry GenAI semantic conventions, docs/gen-ai/gen-ai-metrics.md (bucket advice).
 GENAI_TTFT = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0]
@@ -124,6 +138,11 @@ def exercise(metrics: GatewayMetrics) -> None:
     metrics.rag_tool_call("ok")
     metrics.rag_search(0.003, 4, 900, "tools")
     metrics.rag_answer("tools", 1, sourced=True)
+    metrics.energy_configured(["home"], ["m"])
+    metrics.energy_model_answer("m", "home", input_tokens=5, output_tokens=9, ttft=0.2, streaming=1)
+    metrics.energy_host_power("home", 40.0, 12.0)
+    metrics.energy_host_joules("home", 80.0)
+    metrics.energy_answer("m", "home", 60.0, 30.0, 9)
 
 
 def value(metrics: GatewayMetrics, name: str, **labels: str) -> float | None:

@@ -173,6 +173,7 @@ def probe_environment(redis_url: str, model_url: str, metrics_port: int) -> dict
         "LLMGW_PROBE_HOST": HOST,
         "LLMGW_PROBE_METRICS_PORT": str(metrics_port),
         "LLMGW_PROBE_SYNTHETIC_INTERVAL": "2",
+        "LLMGW_PROBE_POWER_SOURCE": "sim",  # the energy row's panels (issue 20)
     }
 
 
@@ -443,7 +444,11 @@ def test_no_visitor_id_or_secret_reaches_prometheus(stack: LiveStack) -> None:
     scraped = '{job="llmgw",__name__!~"ALERTS|ALERTS_FOR_STATE"}'  # not the rules' own series
     gateway_names = prometheus.get("/labels", params={"match[]": scraped}).json()["data"]
     allowed_names = (
-        TARGET_LABELS | RUNTIME_LABELS | RUNTIME_LABELS_GC | set(LABEL_VALUES) | {"host", "key"}
+        TARGET_LABELS
+        | RUNTIME_LABELS
+        | RUNTIME_LABELS_GC
+        | set(LABEL_VALUES)
+        | {"host", "key", "model"}
     )
     assert set(gateway_names) <= allowed_names
     for name in set(gateway_names) & set(LABEL_VALUES):

@@ -117,6 +117,18 @@ def record_hosts(metrics: GatewayMetrics) -> None:
     metrics.host_first_token("home", 0.8)
     metrics.fallback_tokens(40)
     metrics.fallback_budget(used=40, limit=200_000)
+    record_energy(metrics)
+
+
+def record_energy(metrics: GatewayMetrics) -> None:
+    """`home` with a power source: its power, an interval's energy and one answer's share."""
+    metrics.energy_configured(["home"], ["nvidia/nemotron-3-nano"])
+    metrics.energy_model_answer(
+        "nvidia/nemotron-3-nano", "home", input_tokens=20, output_tokens=30, ttft=0.8, streaming=2
+    )
+    metrics.energy_host_power("home", 42.0, 12.0)
+    metrics.energy_host_joules("home", 120.0)
+    metrics.energy_answer("nvidia/nemotron-3-nano", "home", 100.0, 70.0, 30)
 
 
 def serve(app: Litestar) -> tuple[uvicorn.Server, int]:

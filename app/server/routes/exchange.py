@@ -275,6 +275,7 @@ class Exchange:
         if host.fallback and record.usage is not None:
             services.metrics.fallback_tokens(_size(record))
         self._record(record)
+        services.energy.answered(host.name, host.model, record)
         self.call.done(record.outcome, 200, record)
         if conversation is not None and self.turn is not None:
             self._keep_transcript(conversation.response_id, record)

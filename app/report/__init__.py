@@ -1,0 +1,1 @@
+"""Reports for the owner from the gateway's metrics (`llmgw report`)."""
