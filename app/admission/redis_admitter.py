@@ -93,6 +93,12 @@ class RedisAdmitter:
         """A host's in-flight lease set (the single host's keeps its name from before hosts)."""
         return self.inflight_key if host == SINGLE_HOST else f"{self.inflight_key}:{host}"
 
+    async def streams_on(self, host: str) -> int:
+        """Every replica's streams on a host now: its leases not expired (their scores are
+        their expiry, in Redis's milliseconds; this host's clock is close enough)."""
+        now_ms = int(time.time() * 1000)
+        return int(await self._redis.zcount(self.leases_key(host), now_ms, "+inf"))
+
     def host_wake_key(self, host: str) -> str:
         """A host's wake: one request loads its model asleep, across replicas."""
         return self.wake_key if host == SINGLE_HOST else f"{self.wake_key}:{host}"

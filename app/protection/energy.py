@@ -36,8 +36,11 @@ Its error, which no gateway outside the model server can avoid:
 - the gateway's and the probe's clocks: answer times are this host's wall clock, intervals the
   probe's (NTP keeps them within milliseconds; a skew of s seconds moves up to s * power joules
   between neighbouring answers, never out of the sum);
-- several gateway replicas each share the host's energy among their own answers only: with
-  more than one replica serving one host at once, the replicas' sums overcount.
+- several gateway replicas serving one host: each takes of an interval the part its own
+  streams are of all replicas' streams on the host (the host's in-flight leases in Redis,
+  counted once a second beside this replica's own count, `others`), and shares that among its
+  own answers; the replicas' sums then add up to the host's, to within the mix of answers
+  (a replica's streams count alike whatever their tokens) and a second's staleness.
 
 A host whose probe has no power source gets no energy series at all (never zeros). Nothing here
 runs on a chat's path: `answered` only appends the ended chat to a list (about a microsecond);
@@ -48,18 +51,22 @@ probe watcher's task when a snapshot comes in.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from redis.exceptions import RedisError
+
 from app.chat.tokens import estimate
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Awaitable, Callable, Iterable, Mapping
 
     from app.telemetry import GatewayMetrics
 
+log = logging.getLogger("llmgw.energy")
 ENERGY = "energy_total_joules"
 # How long an interval is kept for the answers that lived through it (past the longest answer).
 MARGIN_SECONDS = 60.0
@@ -137,6 +144,7 @@ class _Reading:
     joules: float
     inflight: int
     counted: float
+    mine: float = 1.0  # this replica's part of the host's streams (1: no other replica's)
 
 
 class _HostLedger:
@@ -187,6 +195,7 @@ class EnergyLedger:
         inflight: Callable[[str], int],
         *,
         longest_answer: float,
+        everyone: Callable[[str], Awaitable[int]] | None = None,
         models: Iterable[str] = (),
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -194,6 +203,9 @@ class EnergyLedger:
         self._metrics = metrics
         self._probes = dict(probes)
         self._inflight = inflight
+        # All replicas' streams on a gateway host (Redis), and of those the other replicas'.
+        self._everyone = everyone
+        self._others: dict[str, int] = {}
         self._retention = longest_answer + MARGIN_SECONDS
         self._clock, self._monotonic = clock, monotonic
         self._ledgers: dict[str, _HostLedger] = {}
@@ -213,6 +225,21 @@ class EnergyLedger:
         while True:
             await asyncio.sleep(every)
             self.drain()
+            await self.count_others()
+
+    async def count_others(self) -> None:
+        """The other replicas' streams on each host with a probe, from the host's leases:
+        all of them, less this replica's own counted at the same moment."""
+        if self._everyone is None:
+            return
+        for host in self._probes:
+            mine = self._inflight(host)
+            try:
+                everyone = await self._everyone(host)
+            except (RedisError, OSError) as exc:  # Redis away: the last count stands
+                log.debug("replicas' streams on %s not counted: %s", host, type(exc).__name__)
+                continue
+            self._others[host] = max(0, everyone - max(mine, self._inflight(host)))
 
     def drain(self) -> None:
         """Take in the chats that ended since the last time."""
@@ -262,20 +289,23 @@ class EnergyLedger:
         for host in hosts:
             self._metrics.energy_host_power(host, signals.get("power_total_watts"), idle)
         inflight = sum(self._inflight(host) for host in hosts)
-        reading = _Reading(ts, since, joules, inflight, self._clock())
+        others = sum(self._others.get(host, 0) for host in hosts)
+        mine = inflight / (inflight + others) if others else 1.0
+        reading = _Reading(ts, since, joules, inflight, self._clock(), mine)
         last = ledger.last
         if last is not None and ts <= last.ts:
             return  # the same snapshot by the other path, or an older one
         ledger.last = reading
         if last is None or last.since != since or joules < last.joules:
             return  # the first, or the probe started counting again: no difference across it
+        part = (last.mine + mine) / 2  # this replica's part of the interval's energy
         interval = Interval(
-            last.ts, ts, joules - last.joules, idle,
+            last.ts, ts, (joules - last.joules) * part, None if idle is None else idle * part,
             last.inflight, inflight, last.counted, reading.counted,
         )  # fmt: skip
         ledger.add_interval(interval)
-        for host in hosts:
-            self._metrics.energy_host_joules(host, interval.joules / len(hosts))
+        for host in hosts:  # the host's own, whoever shares it
+            self._metrics.energy_host_joules(host, (joules - last.joules) / len(hosts))
         self._settle(ledger, ts)
         ledger.prune(ts - self._retention)
 

@@ -174,7 +174,7 @@ async def _assemble(
     if fallback_config is not None:
         client = clients[fallback_config.name]
         fallback = _host(settings, fallback_config, client, watcher, metrics, site=False)
-    watcher.energy = _energy(settings, metrics)
+    watcher.energy = _energy(settings, metrics, shared)
     first = home[0]
     site = (
         first.governor
@@ -234,8 +234,9 @@ async def _assemble(
     )
 
 
-def _energy(settings: Settings, metrics: GatewayMetrics) -> EnergyLedger:
-    """The ledger of energy per answer, over every home host's probe."""
+def _energy(settings: Settings, metrics: GatewayMetrics, admitter: RedisAdmitter) -> EnergyLedger:
+    """The ledger of energy per answer, over every home host's probe; all replicas' streams
+    on a host are its live in-flight leases."""
     configs = settings.hosts()
     fallback = settings.fallback_host()
     models = {config.model for config in configs} | ({fallback.model} if fallback else set())
@@ -244,6 +245,7 @@ def _energy(settings: Settings, metrics: GatewayMetrics) -> EnergyLedger:
         {config.name: config.probe for config in configs},
         metrics.host_inflight,
         longest_answer=settings.total_timeout + settings.model_load_timeout,
+        everyone=admitter.streams_on,
         models=models,
     )
 

@@ -39,11 +39,12 @@ def total(text: str, name: str, **labels: str) -> float:
 
 
 @contextmanager
-def powered_stack(
-    redis_url: str, watts: dict[str, float | None], **gateway: object
-) -> Iterator[tuple[GatewayHandle, dict[str, SimHandle]]]:
+def powered_replicas(
+    redis_url: str, watts: dict[str, float | None], replicas: int, **gateway: object
+) -> Iterator[tuple[list[GatewayHandle], dict[str, SimHandle]]]:
     """One sim and one probe per name (model `<name>-model`, probe host `<name>`; a power of
-    None: the probe has no power source), and a gateway over all of them, round robin."""
+    None: the probe has no power source), and `replicas` gateways over all of them on one
+    Redis, round robin."""
     sims_args = {
         name: (*SIM_ARGS, "--model", f"{name}-model", "--watts-per-stream", str(per or 0))
         for name, per in watts.items()
@@ -67,24 +68,40 @@ def powered_stack(
                 f"upstream_{name}_probe": name,
                 f"upstream_{name}_max_inflight": 8,
             }
-        handle = stack.enter_context(
-            running_gateway(
-                redis_url=redis_url,
-                upstreams=",".join(watts),
-                routing="round_robin",
-                owner_reserved_inflight=0,
-                global_limit=1000,
-                visitor_limit=1000,
-                probe_poll_seconds=0.5,
-                **hosts,
-                **gateway,
+        handles = [
+            stack.enter_context(
+                running_gateway(
+                    redis_url=redis_url,
+                    upstreams=",".join(watts),
+                    routing="round_robin",
+                    owner_reserved_inflight=0,
+                    global_limit=1000,
+                    visitor_limit=1000,
+                    probe_poll_seconds=0.5,
+                    **hosts,
+                    **gateway,
+                )
             )
-        )
+            for _ in range(replicas)
+        ]
         powered = [name for name, per in watts.items() if per is not None]
 
         def baselines() -> bool:
-            text = scrape(handle)
-            return all(total(text, "llmgw_host_idle_power_watts", host=n) > 0 for n in powered)
+            texts = [scrape(handle) for handle in handles]
+            return all(
+                total(text, "llmgw_host_idle_power_watts", host=n) > 0
+                for text in texts
+                for n in powered
+            )
 
         assert eventually(baselines, timeout=20), "no idle baseline from the probes"
-        yield handle, sims
+        yield handles, sims
+
+
+@contextmanager
+def powered_stack(
+    redis_url: str, watts: dict[str, float | None], **gateway: object
+) -> Iterator[tuple[GatewayHandle, dict[str, SimHandle]]]:
+    """`powered_replicas` with one gateway."""
+    with powered_replicas(redis_url, watts, 1, **gateway) as (handles, sims):
+        yield handles[0], sims

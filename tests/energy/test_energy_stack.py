@@ -7,7 +7,7 @@ import threading
 
 import pytest
 from chat_client import chat
-from energy_stack import IDLE_WATTS, powered_stack, scrape, total
+from energy_stack import IDLE_WATTS, powered_replicas, powered_stack, scrape, total
 from support import eventually
 
 STREAM_WATTS = 45.0
@@ -67,3 +67,40 @@ def test_a_host_without_a_power_source_has_no_energy_series(redis_url: str) -> N
         ]  # fmt: skip
         assert dark == []
         assert total(text, "llmgw_host_power_watts", host="watt") > 0
+
+
+def test_two_replicas_on_one_host_share_its_energy_without_counting_it_twice(
+    redis_url: str,
+) -> None:
+    """Two gateways stream on one host at once: each takes the part of the host's energy its
+    own streams are of both replicas' (the host's leases in Redis), so together they account
+    for what the host measured, not twice it."""
+    rounds = 4
+    with powered_replicas(redis_url, {"box": STREAM_WATTS}, 2) as (gateways, sims):
+        before = sims["box"].stats()["energy_joules"]
+
+        def one_after_another(url: str) -> None:
+            for _ in range(rounds):
+                assert chat(url).status == 200
+
+        threads = [
+            threading.Thread(target=one_after_another, args=(gateway.url,))
+            for gateway in gateways
+            for _ in range(2)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        measured = sims["box"].stats()["energy_joules"] - before
+
+        def settled() -> bool:
+            counts = [attributed_answers(scrape(gateway)) for gateway in gateways]
+            return counts == [2 * rounds, 2 * rounds]
+
+        assert eventually(settled, timeout=20)
+        attributed = sum(
+            total(scrape(gateway), "llmgw_energy_attributed_joules_total", host="box")
+            for gateway in gateways
+        )
+    assert attributed == pytest.approx(measured, rel=0.1)
