@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
-from typing import Any
 
+from energy_support import Clock, ended
 from goals import Goal
 from processes import GATEWAY_CPU
 
@@ -32,22 +31,6 @@ SNAPSHOT_SECONDS = 1.0
 ANSWERS = 20_000
 GOAL_END_US = 10.0  # the stream's end, on the loop
 GOAL_SETTLE_US = 200.0  # the background task's share per answer
-
-
-@dataclass
-class Ended:
-    started: float
-    first_token_at: float | None
-    usage: dict[str, Any] | None
-    text_chars: int = 0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def measure(answers: int = ANSWERS) -> dict[str, float]:
@@ -71,7 +54,7 @@ def measure(answers: int = ANSWERS) -> dict[str, float]:
             settling += time.process_time() - started
             next_snapshot += SNAPSHOT_SECONDS
         began = clock.now - ANSWER_SECONDS
-        record = Ended(began, began + 0.3, {"input_tokens": 50, "output_tokens": TOKENS})
+        record = ended(began, began + 0.3, {"input_tokens": 50, "output_tokens": TOKENS})
         started = time.process_time()
         ledger.answered("home", "m", record)
         at_end += time.process_time() - started

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import pytest
+from energy_support import Clock, ended
 from prometheus_client import generate_latest
 from support import sample
 
@@ -13,22 +11,6 @@ from app.protection.energy import EnergyLedger
 from app.telemetry import GatewayMetrics
 
 IDLE = 10.0
-
-
-@dataclass
-class Record:
-    started: float
-    first_token_at: float | None
-    usage: dict[str, Any] | None
-    text_chars: int = 0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Host:
@@ -96,7 +78,7 @@ def test_one_answer_at_a_time_gets_the_host_energy_of_its_lifetime(
         host.run(length)
         host.streams, inflight[0] = 0, 0
         expected += (IDLE + 40) * (length + 0.2)
-        ledger.answered("home", "m", Record(started, first, {"output_tokens": 50}))
+        ledger.answered("home", "m", ended(started, first, {"output_tokens": 50}))
         host.run(0.4)
         host.snapshot()
     text = exposition(metrics)
@@ -117,12 +99,12 @@ def test_answers_at_once_share_by_their_tokens(metrics: GatewayMetrics) -> None:
     started = clock.now
     host.run(2.0)
     host.streams = inflight[0] = 1
-    ledger.answered("home", "m", Record(started, started, {"output_tokens": 300}))
+    ledger.answered("home", "m", ended(started, started, {"output_tokens": 300}))
     host.run(0.5)
     host.snapshot()
     assert "llmgw_answer_energy_joules_count{" not in exposition(metrics)  # waits for the other
     host.streams = inflight[0] = 0
-    ledger.answered("home", "m", Record(started, started, {"output_tokens": 100}))
+    ledger.answered("home", "m", ended(started, started, {"output_tokens": 100}))
     host.run(0.5)
     host.snapshot()
     # 2 s at 90 W and 0.5 s at 50 W, in one interval shared 300 to 100 by their tokens; the
@@ -147,7 +129,7 @@ def test_no_power_source_no_energy_series(metrics: GatewayMetrics) -> None:
     clock, inflight = Clock(), [0]
     ledger = ledger_on(metrics, clock, inflight)
     ledger.record("box", clock.now, {"cpu_ratio": 0.1})
-    ledger.answered("home", "m", Record(clock.now - 1, clock.now - 0.5, {"output_tokens": 9}))
+    ledger.answered("home", "m", ended(clock.now - 1, clock.now - 0.5, {"output_tokens": 9}))
     clock.now += 1
     ledger.record("box", clock.now, {"cpu_ratio": 0.1})
     text = exposition(metrics)
@@ -188,7 +170,7 @@ def test_a_snapshot_that_comes_in_late_does_not_hold_answers_back(
     host.snapshot()
     host.run(0.5)
     host.streams = inflight[0] = 0
-    ledger.answered("home", "m", Record(first_start, first_start, {"output_tokens": 40}))
+    ledger.answered("home", "m", ended(first_start, first_start, {"output_tokens": 40}))
     host.run(0.5)
     taken, joules_then = clock.now, host.joules  # the probe's snapshot, not yet in
     host.run(0.2)
@@ -199,7 +181,7 @@ def test_a_snapshot_that_comes_in_late_does_not_hold_answers_back(
     ledger.record("box", taken, signals)  # in now, with the second stream counted
     host.run(0.6)
     host.streams = inflight[0] = 0
-    ledger.answered("home", "m", Record(second_start, second_start, {"output_tokens": 40}))
+    ledger.answered("home", "m", ended(second_start, second_start, {"output_tokens": 40}))
     host.run(0.5)
     host.snapshot()
     text = exposition(metrics)
