@@ -22,7 +22,7 @@ import msgspec
 
 from app.chat.openai_bodies import Api, ResponsesBody
 from app.errors import BadRequest
-from app.rag.plan import Mode, fields, mode_for
+from app.rag.plan import Mode, fields, model_mode
 from app.rag.rounds import ToolLoop, search_posts
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def mode_of(asked: Wanted, exchange: Exchange, keyed: KeyedRequest) -> Mode:
         return "off"
     if asked != "auto":
         return asked
-    chosen = mode_for(services.settings.model_copy(update={"rag": "auto"}), posts, exchange.host)
+    chosen = model_mode(exchange.host)
     return "tools" if chosen == "tools" and can_use_tools(keyed) else "context"
 
 
@@ -76,9 +76,8 @@ async def with_posts(exchange: Exchange, keyed: KeyedRequest, payload: bytes, mo
         return payload
     body: dict[str, Any] = msgspec.json.decode(payload)
     own = body.get("instructions") if isinstance(keyed.body, ResponsesBody) else None
-    settings = services.settings.model_copy(update={"instructions": own})
     if mode == "tools":
-        body |= fields(settings, mode)
+        body |= fields(own, mode)
         exchange.rag = ToolLoop(exchange, posts, events=False)
         return msgspec.json.encode(body)
     query = last_user_text(keyed)
@@ -86,7 +85,7 @@ async def with_posts(exchange: Exchange, keyed: KeyedRequest, payload: bytes, mo
     services.metrics.rag_answer(mode, 0, sourced=bool(passages))
     if not passages:
         return payload
-    added = fields(settings, mode, passages)["instructions"]
+    added = fields(own, mode, passages)["instructions"]
     if keyed.api is Api.RESPONSES:
         body["instructions"] = added
     else:

@@ -32,9 +32,12 @@ def mode_for(settings: Settings, posts: PostsIndex | None, host: Host) -> Mode:
         return "off"
     if settings.rag in ("tools", "context"):
         return settings.rag
-    if host.fallback:
-        return "tools"
-    return "tools" if host.monitor.tool_use() else "context"
+    return model_mode(host)
+
+
+def model_mode(host: Host) -> Mode:
+    """`auto` on `host`: tools where its model is trained for them (the fallback's is)."""
+    return "tools" if host.fallback or host.monitor.tool_use() else "context"
 
 
 def may_read(settings: Settings, posts: PostsIndex | None) -> bool:
@@ -71,9 +74,9 @@ def posts_tokens(input_tokens: int, settings: Settings) -> int:
     return settings.rag_max_rounds * per_round + tool.DEFINITION_TOKENS
 
 
-def fields(settings: Settings, mode: Mode, passages: list[Passage] | None = None) -> dict[str, Any]:
-    """The request's fields for `mode`: the tool and its note, or the passages found."""
-    own = settings.instructions
+def fields(own: str | None, mode: Mode, passages: list[Passage] | None = None) -> dict[str, Any]:
+    """The request's fields for `mode`: the tool and its note, or the passages found, after
+    the `own` instructions (the owner's, or a keyed client's)."""
     if mode == "tools":
         return {"tools": [tool.DEFINITION], "instructions": _joined(own, tool.TOOLS_INSTRUCTIONS)}
     if mode == "context" and passages:

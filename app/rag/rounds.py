@@ -257,7 +257,7 @@ class ToolLoop:
             yield dialect.error_frame("tool_rounds", message)
             return
         self.searched += 1
-        record.earlier_tokens += _tokens(record.usage)
+        record.earlier_tokens += record.usage_tokens
         outputs: list[dict[str, Any]] = []
         for index, call in enumerate(dialect.calls):
             async for frame in self._run(call, index, outputs):
@@ -387,8 +387,3 @@ def searched_frame(query: str) -> bytes:
 def sources_frame(found: list[dict[str, str]]) -> bytes:
     """The visitor's event for the posts a search found."""
     return sse_frame("posts.sources", _encode({"type": "posts.sources", "sources": found}))
-
-
-def _tokens(usage: dict[str, Any] | None) -> int:
-    usage = usage or {}
-    return int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0)

@@ -164,6 +164,13 @@ class StreamRecord:
         return None if self.first_token_at is None else self.first_token_at - self.started
 
     @property
+    def usage_tokens(self) -> int:
+        """The input and output tokens of the usage the model reported (0 without one): a
+        conversation's size after this answer."""
+        usage = self.usage or {}
+        return int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0)
+
+    @property
     def answer_text(self) -> str:
         """The answer's text kept so far (empty unless `keeps_text` was set)."""
         return "".join(self.text)

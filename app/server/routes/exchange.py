@@ -114,9 +114,9 @@ class Exchange:
                 dialect=self.dialect,
             )
         if self.prefix:
-            frames = _prefixed(self.prefix, frames)
+            frames = _prefixed(b"".join(self.prefix), frames)
         if self.host.fallback and self.dialect is VISITORS:
-            frames = _marked(frames)
+            frames = _prefixed(FALLBACK_MARKER, frames)
         return self._ending_the_wake(frames) if self.waking else frames
 
     async def _ending_the_wake(
@@ -260,7 +260,7 @@ class Exchange:
         answered = record.usage is not None and self.path == RESPONSES_PATH
         host = self.host
         if answered and record.response_id is not None:
-            size = _size(record)
+            size = record.usage_tokens
             conversation = Conversation(record.response_id, self.owner, size, host.name)
         await services.limiter.release(self.decision, conversation, self._spent(record))
         await self.end_wake(woke=record.first_token_at is not None)
@@ -273,7 +273,7 @@ class Exchange:
         else:
             host.breaker.give_back(self.permit)
         if host.fallback and record.usage is not None:
-            services.metrics.fallback_tokens(_size(record))
+            services.metrics.fallback_tokens(record.usage_tokens)
         self._record(record)
         services.energy.answered(host.name, host.model, record)
         self.call.done(record.outcome, 200, record)
@@ -306,7 +306,7 @@ class Exchange:
         if reservation is None:
             return 0
         if record.usage is not None:
-            return _size(record) + record.earlier_tokens
+            return record.usage_tokens + record.earlier_tokens
         if record.first_token_at is None and record.outcome != "client_cancelled":
             return record.earlier_tokens
         reserved_input = reservation.tokens - self.output_cap - self.rag_reserved
@@ -357,31 +357,14 @@ class Exchange:
 
 
 async def _prefixed(
-    prefix: list[bytes], frames: AsyncGenerator[bytes, None]
+    prefix: bytes, frames: AsyncGenerator[bytes, None]
 ) -> AsyncGenerator[bytes, None]:
-    """The answer after the events that come first (the posts searched and found)."""
+    """The answer after the events that come first: the posts searched and found, the
+    fallback's marker (the widget shows who answered)."""
     async with aclosing(frames):
         first = True
         async for frame in frames:
             if first:  # once the relay's first frame is in: a failure before it stays a 5xx
-                yield b"".join(prefix)
+                yield prefix
                 first = False
             yield frame
-
-
-async def _marked(frames: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
-    """The fallback's answer, after the event that says so (the widget shows it)."""
-    async with aclosing(frames):
-        first = True
-        async for frame in frames:
-            if first:  # once the relay's first frame is in: a failure before it stays a 5xx
-                yield FALLBACK_MARKER
-                first = False
-            yield frame
-
-
-def _size(record: StreamRecord) -> int:
-    """A conversation's size after its last answer: that answer's input (the whole history)
-    and output, as the model server counted them."""
-    usage = record.usage or {}
-    return int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0)

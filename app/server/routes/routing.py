@@ -100,7 +100,7 @@ async def _reading_the_posts(exchange: Exchange, chat_request: ChatRequest) -> d
         return {}
     if mode == "tools":
         exchange.rag = ToolLoop(exchange, posts)
-        return fields(services.settings, mode)
+        return fields(services.settings.instructions, mode)
     query = question(chat_request)
     try:
         passages = await search_posts(exchange, posts, query, mode)
@@ -110,7 +110,7 @@ async def _reading_the_posts(exchange: Exchange, chat_request: ChatRequest) -> d
     found = tool.sources(passages or [], set())
     exchange.prefix = [searched_frame(query)] + ([sources_frame(found)] if found else [])
     services.metrics.rag_answer(mode, 0, sourced=bool(found))
-    return fields(services.settings, mode, passages)
+    return fields(services.settings.instructions, mode, passages)
 
 
 async def given_back(call: Call, decision: Decision, host: Host, permit: Permit) -> None:
