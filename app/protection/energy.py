@@ -38,7 +38,7 @@ Its error, which no gateway outside the model server can avoid:
   between neighbouring answers, never out of the sum);
 - several gateway replicas serving one host: each takes of an interval the part its own
   streams are of all replicas' streams on the host (the host's in-flight leases in Redis,
-  counted once a second beside this replica's own count, `others`), and shares that among its
+  counted four times a second beside this replica's own count, `others`), and shares that among its
   own answers; the replicas' sums then add up to the host's, to within the mix of answers
   (a replica's streams count alike whatever their tokens) and a second's staleness.
 
@@ -75,6 +75,9 @@ MAX_INTERVALS = 10_000  # per host: hours at a 1 s interval, a few hundred kilob
 # most this long after its own end; then the ones still streaming are estimated.
 SETTLE_WITHIN = 60.0
 DRAIN_SECONDS = 1.0  # how often the chats that ended are taken in, snapshot or not
+# How often the other replicas' streams on each host are counted (one ZCOUNT per host): the
+# older the count at a snapshot, the more a stream begun or ended since moves between them.
+COUNT_SECONDS = 0.25
 
 
 class Ended(Protocol):
@@ -222,10 +225,12 @@ class EnergyLedger:
     async def run(self, every: float = DRAIN_SECONDS) -> None:
         """Count the chats that ended, for the life of the app (a host with no probe, the
         fallback, has no snapshot to do it)."""
+        ticks = max(1, round(every / COUNT_SECONDS))
         while True:
-            await asyncio.sleep(every)
+            for _ in range(ticks):  # the other replicas' streams, fresh for the next snapshot
+                await asyncio.sleep(every / ticks)
+                await self.count_others()
             self.drain()
-            await self.count_others()
 
     async def count_others(self) -> None:
         """The other replicas' streams on each host with a probe, from the host's leases:
