@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
-from support import free_port, require_binary, wait_for_port
+from support import free_port, require_binary, start_redis, wait_for_port
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -55,4 +55,23 @@ def redis_url(redis_server: str) -> str:
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     """A synchronous client for looking at what the gateway wrote."""
     with redis.Redis.from_url(redis_url) as client:
+        yield client
+
+
+@pytest.fixture
+def lone_redis_url() -> Iterator[str]:
+    """A redis-server only this test talks to, for tests that count its commands: commandstats
+    are the server's, so another test's gateway winding down on the shared one would count too."""
+    process = start_redis(port := free_port(), "--bind", "127.0.0.1")
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def lone_redis_client(lone_redis_url: str) -> Iterator[redis.Redis]:
+    """A synchronous client of the test's lone redis-server."""
+    with redis.Redis.from_url(lone_redis_url) as client:
         yield client

@@ -196,19 +196,19 @@ def test_a_key_without_expiry_heals(redis_url: str, redis_client: redis.Redis) -
     assert 0 < redis_client.pttl(GLOBAL_KEY) <= 30_000
 
 
-def test_one_round_trip_per_admission(redis_url: str, redis_client: redis.Redis) -> None:
+def test_one_round_trip_per_admission(lone_redis_url: str, lone_redis_client: redis.Redis) -> None:
     """Each admission is a single EVALSHA: no second command for visitors, global or cap."""
     limits = Limits(global_limit=1000, visitor_limit=1000, inflight_cap=1000)
 
     async def scenario() -> None:
-        admitter = make_admitter(redis_url)
+        admitter = make_admitter(lone_redis_url)
         await admitter.load()
-        redis_client.config_resetstat()
+        lone_redis_client.config_resetstat()
         for n in range(20):
             await admitter.admit([f"v{n}", f"t{n}"], limits)
 
     asyncio.run(scenario())
-    stats = redis_client.info("commandstats")
+    stats = lone_redis_client.info("commandstats")
     calls = {name.removeprefix("cmdstat_"): data["calls"] for name, data in stats.items()}
     calls.pop("config|resetstat", None)
     # Commands run inside the script are counted too: exactly what the script does, no more.

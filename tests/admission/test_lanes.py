@@ -144,19 +144,19 @@ def test_a_key_without_windows_is_held_by_the_caps_only(redis_url: str) -> None:
 
 
 def test_a_keyed_admission_with_concurrency_is_one_round_trip(
-    redis_url: str, redis_client: redis.Redis
+    lone_redis_url: str, lone_redis_client: redis.Redis
 ) -> None:
     """A key's streams at once cost no second command: one EVALSHA, its ZRANGE inside."""
 
     async def scenario() -> None:
-        admitter = make_admitter(redis_url)
+        admitter = make_admitter(lone_redis_url)
         await admitter.load()
-        redis_client.config_resetstat()
+        lone_redis_client.config_resetstat()
         for _ in range(3):
             await keyed(admitter, Lane.OWNER, "laptop", streams=10, requests=100)
 
     asyncio.run(scenario())
-    stats = redis_client.info("commandstats")
+    stats = lone_redis_client.info("commandstats")
     calls = {name.removeprefix("cmdstat_"): data["calls"] for name, data in stats.items()}
     assert calls["evalsha"] == 3
     assert calls["zrange"] == 3

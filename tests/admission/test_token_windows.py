@@ -170,20 +170,22 @@ def test_a_window_that_rolled_over_gets_nothing_back(
     assert held(redis_client, GLOBAL_TOKENS) == 300
 
 
-def test_token_windows_cost_no_extra_round_trip(redis_url: str, redis_client: redis.Redis) -> None:
+def test_token_windows_cost_no_extra_round_trip(
+    lone_redis_url: str, lone_redis_client: redis.Redis
+) -> None:
     """With token windows on, an admission is still one EVALSHA, and so is its settlement."""
 
     async def scenario() -> None:
-        admitter = make_admitter(redis_url)
+        admitter = make_admitter(lone_redis_url)
         await admitter.load()
-        redis_client.config_resetstat()
+        lone_redis_client.config_resetstat()
         for n in range(10):
             decision = await admitter.admit([f"v{n}", f"t{n}"], tokens(10**6, 10**6), tokens=50)
             assert decision.lease is not None
             await admitter.release(decision.lease, None, decision.reservation, spent=20)
 
     asyncio.run(scenario())
-    stats = redis_client.info("commandstats")
+    stats = lone_redis_client.info("commandstats")
     calls = {name.removeprefix("cmdstat_"): data["calls"] for name, data in stats.items()}
     assert calls["evalsha"] == 20
     assert calls["incrby"] == 60  # the three windows reserved in, then settled: 30 + 30

@@ -47,18 +47,20 @@ def sim() -> Iterator[SimHandle]:
         yield handle
 
 
-def test_refused_port_is_a_tunnel_outage(redis_url: str, redis_client: redis.Redis) -> None:
+def test_refused_port_is_a_tunnel_outage(
+    lone_redis_url: str, lone_redis_client: redis.Redis
+) -> None:
     """Nothing listening: tunnel class, status down, and chats refused without Redis."""
     upstream = f"http://127.0.0.1:{free_port()}"
-    with running_gateway(upstream_url=upstream, redis_url=redis_url, **CHECKS) as gateway:
+    with running_gateway(upstream_url=upstream, lone_redis_url=lone_redis_url, **CHECKS) as gateway:
         wait_for_outage(gateway, "tunnel")
         assert status(gateway)["state"] == "down"
-        redis_client.config_resetstat()
+        lone_redis_client.config_resetstat()
         received = chat(gateway.url)
     assert received.status == 503
     assert received.json["code"] == "breaker_open"
     assert int(received.headers["Retry-After"]) >= 1
-    assert "cmdstat_evalsha" not in redis_client.info("commandstats")
+    assert "cmdstat_evalsha" not in lone_redis_client.info("commandstats")
 
 
 def test_bare_502_is_nginx_down(redis_url: str) -> None:
