@@ -92,7 +92,8 @@ class LexicalIndex:
         if self._retriever is None:
             return []
         vocabulary = self._retriever.vocab_dict
-        stems = dict.fromkeys(self._stemmer.stemWords([fold(word) for word in words]))
+        stems = self._stemmer.stemWords([fold(word) for word in words])
+        # Two words of one stem ('token', 'tokens') count twice, as two FTS5 phrases did.
         return [vocabulary[stem] for stem in stems if stem and stem in vocabulary]
 
     def save(self, connection: sqlite3.Connection, indexed_at: str) -> None:
