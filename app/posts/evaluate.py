@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from app.posts import indexer, search, store, vectors
+from app.posts import indexer, lexical, search, store, vectors
 from app.posts.passages import cut
 from app.posts.records import Block
 
@@ -133,13 +133,13 @@ def _runs(
     if embedder is not None:
         runs |= {"dense": {}, "fused": {}}
     query_vectors = _query_vectors(collection, embedder)
-    counts: dict[str, int] = {}
+    words = lexical.of(connection, store.meta(connection)["indexed_at"])
     for qid, text in collection.queries.items():
-        lexical = search.lexical(connection, text, PASSAGE_DEPTH, counts)
-        rankings = {"lexical": lexical}
+        ranked = search.lexical(connection, words, text, PASSAGE_DEPTH)
+        rankings = {"lexical": ranked}
         if qid in query_vectors:
             dense = search.dense(connection, query_vectors[qid], PASSAGE_DEPTH)
-            rankings |= {"dense": dense, "fused": search.fused(lexical, dense)}
+            rankings |= {"dense": dense, "fused": search.fused(ranked, dense)}
         for name, ranking in rankings.items():
             runs[name][qid] = _documents(ranking, passage_docs, qid)
     return runs

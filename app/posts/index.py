@@ -32,7 +32,7 @@ import msgspec
 from redis.exceptions import RedisError
 
 from app.chat.tokens import estimate
-from app.posts import search, shared, store, vectors
+from app.posts import lexical, search, shared, store, vectors
 from app.posts.records import IndexSize, Passage
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class _Copy(msgspec.Struct):
     size: IndexSize
     indexed_at: float | None
     query_embedder: vectors.Embedder | None  # None: this copy is searched lexically only
-    counts: dict[str, int] = msgspec.field(default_factory=dict)  # passages per word
+    lexical_index: lexical.LexicalIndex
 
 
 class PostsIndex:
@@ -283,7 +283,8 @@ def _opened(path: Path, version: str, embedder: vectors.Embedder | None) -> _Cop
         else:
             log.warning("posts index has vectors, but sqlite-vec is not installed: lexical only")
     size = store.size(connection, path)
-    return _Copy(connection, path, version, size, float(facts["indexed_at"]), query_embedder)
+    words = lexical.of(connection, facts["indexed_at"])
+    return _Copy(connection, path, version, size, float(facts["indexed_at"]), query_embedder, words)
 
 
 def _search(
@@ -291,7 +292,7 @@ def _search(
 ) -> list[Passage]:
     """One search on the index's thread."""
     depth = max(20, limit * 4)
-    ranking = search.lexical(copy.connection, query, depth, copy.counts)
+    ranking = search.lexical(copy.connection, copy.lexical_index, query, depth)
     if vector is not None:
         ranking = search.fused(ranking, search.dense(copy.connection, vector, depth))
     found = search.rows(copy.connection, [rowid for rowid, _ in ranking])

@@ -1,12 +1,12 @@
-"""Searching the index: lexical (FTS5's bm25 over Porter stems), dense (sqlite-vec's nearest
-vectors), and both fused by reciprocal rank fusion. Plain functions over one connection, for the
-gateway's thread and for `llmgw posts eval` alike.
+"""Searching the index: lexical (BM25 over Porter stems, app/posts/lexical.py), dense
+(sqlite-vec's nearest vectors), and both fused by reciprocal rank fusion. Plain functions over
+one connection and its lexical index, for the gateway's thread and for `llmgw posts eval` alike.
 
-A query becomes an OR of its words, each quoted (FTS5's syntax is never the visitor's), less a
-few stop words: like a BM25 engine's query, a passage need not hold every word to rank. A word
-in half the passages or more is left out too: FTS5's bm25 gives it no weight (its IDF,
-log((N - n + 0.5) / (n + 0.5)), is floored at 1e-6), and leaving it out spares bm25 for every
-row it matches, which was most of a search's time (tests/bench/posts_search.py)."""
+A query is its words, less a few stop words: like a BM25 engine's query, a passage need not
+hold every word to rank. A word in half the passages or more has no weight (Robertson's IDF,
+log((N - n + 0.5) / (n + 0.5)), floored at 0). When every word of a query is such a word (a
+small blog's own subject), FTS5's bm25 ranks the passages that hold them instead, as it did
+before: it floors that IDF at 1e-6, so how often a passage says the words still ranks it."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from app.posts import vectors
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Sequence
+
+    from app.posts.lexical import LexicalIndex
 
 # Reciprocal rank fusion's constant (Cormack, Clarke and Büttcher, SIGIR 2009).
 RRF_K = 60
@@ -43,10 +45,6 @@ WEIGHTS = (1.0, 1.0, 1.0)
 Ranked = list[tuple[int, float]]  # (passage id, score), best first
 
 
-# Passages per word kept per copy of the index (a copy never changes): then it starts again.
-MAX_COUNTS = 50_000
-
-
 def query_words(query: str) -> list[str]:
     """A visitor's or a model's words, lower-cased, less stop words and repeats."""
     words: list[str] = []
@@ -61,44 +59,18 @@ def match_expression(words: Sequence[str]) -> str:
     return " OR ".join(f'"{word}"' for word in words)
 
 
-def lexical(
-    connection: sqlite3.Connection,
-    query: str,
-    limit: int,
-    counts: dict[str, int] | None = None,
-) -> Ranked:
-    """The passages bm25 ranks best for the query (score: bm25's, higher is better). `counts`
-    keeps how many passages hold each word, between searches of one copy of the index."""
+def lexical(connection: sqlite3.Connection, index: LexicalIndex, query: str, limit: int) -> Ranked:
+    """The passages BM25 ranks best for the query (score: BM25's, higher is better)."""
     words = query_words(query)
-    if not words:
-        return []
-    counts = {} if counts is None else counts
-    total = _passages(connection, counts)
-    weighty = [word for word in words if 2 * _passages_with(connection, word, counts) < total]
-    expression = match_expression(weighty or words)
+    ranking = index.ranked(words, limit)
+    if ranking or not index.holds(words):
+        return ranking
     rows = connection.execute(
         "SELECT rowid, bm25(passages_fts, ?, ?, ?) AS score FROM passages_fts"
         " WHERE passages_fts MATCH ? ORDER BY score LIMIT ?",
-        (*WEIGHTS, expression, limit),
+        (*WEIGHTS, match_expression(words), limit),
     ).fetchall()
     return [(int(rowid), -float(score)) for rowid, score in rows]
-
-
-def _passages_with(connection: sqlite3.Connection, word: str, counts: dict[str, int]) -> int:
-    if word not in counts:
-        if len(counts) > MAX_COUNTS:
-            counts.clear()
-        (counts[word],) = connection.execute(
-            "SELECT count(*) FROM passages_fts WHERE passages_fts MATCH ?", (f'"{word}"',)
-        ).fetchone()
-    return counts[word]
-
-
-def _passages(connection: sqlite3.Connection, counts: dict[str, int]) -> int:
-    """All the passages (kept under "", which is no word)."""
-    if "" not in counts:
-        (counts[""],) = connection.execute("SELECT count(*) FROM passages").fetchone()
-    return counts[""]
 
 
 def dense(connection: sqlite3.Connection, vector: Sequence[float], limit: int) -> Ranked:

@@ -9,9 +9,11 @@ vectors. Layout:
 `passages`        one row per passage: its post, heading and text
 `passages_fts`    FTS5 over title, heading and text; rowid = the passage's id; Porter stems
 `passage_vectors` vec0, rowid = the passage's id (dense search only)
+`lexical_index`   the passages' BM25 index, the lexical search's (app/posts/lexical.py)
 
 The indexer never changes the file in place: it changes a copy and renames it over the old one,
-so a gateway may open the file as immutable, and its copy in Redis is always a whole index."""
+so a gateway may open the file as immutable, and its copy in Redis is always a whole index.
+The lexical index is built again from all the passages each time (10,000 in about a second)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import shutil
 import time
 from typing import TYPE_CHECKING
 
-from app.posts import vectors
+from app.posts import lexical, vectors
 from app.posts.records import IndexSize, PostInfo
 
 if TYPE_CHECKING:
@@ -72,7 +74,9 @@ def rewriting(path: Path, *, vectors_on: bool) -> Iterator[sqlite3.Connection]:
     try:
         connection.executescript(SCHEMA)
         yield connection
-        set_meta(connection, indexed_at=f"{time.time():.3f}")
+        indexed_at = f"{time.time():.3f}"
+        set_meta(connection, indexed_at=indexed_at)
+        lexical.build(connection).save(connection, indexed_at)
         connection.commit()
         connection.execute("VACUUM")
     except BaseException:

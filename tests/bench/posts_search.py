@@ -108,16 +108,16 @@ async def searches(index: PostsIndex, queries: list[str]) -> list[float]:
 
 
 def thread_part(path: Path, queries: list[str], dense: bool) -> list[float]:
-    """The search's SQLite part alone (what runs on the index's thread)."""
-    from app.posts import search  # noqa: PLC0415
+    """The search's part on the index's thread: BM25, sqlite-vec, the passages' rows."""
+    from app.posts import lexical, search  # noqa: PLC0415
 
     connection = vectors.connect(path, read_only=True, vectors=dense)
+    words = lexical.of(connection, store.meta(connection)["indexed_at"])  # as a copy loads it
     query_vectors = [vector(query) for query in queries] if dense else []
-    counts: dict[str, int] = {}  # as a copy of the index in a gateway keeps them
     took = []
     for number, query in enumerate(queries):
         started = time.perf_counter()
-        ranking = search.lexical(connection, query, 20, counts)
+        ranking = search.lexical(connection, words, query, 20)
         if dense:
             ranking = search.fused(ranking, search.dense(connection, query_vectors[number], 20))
         search.rows(connection, [rowid for rowid, _ in ranking])
@@ -200,7 +200,7 @@ def main() -> int:
     with serving(Embeddings) as url:
         options = indexer.Options(embedder=vectors.Embedder(url, "bench"))
         built(dense_path, posts, options, f"dense index ({DIMENSIONS} dimensions, on loopback)")
-        print("search, SQLite part (the index's thread):")
+        print("search, the index's thread part (BM25, sqlite-vec, the rows):")
         print(f"  lexical: {percentiles(thread_part(lexical_path, queries, dense=False))}")
         print(f"  fused:   {percentiles(thread_part(dense_path, queries, dense=True))}")
         lexical, fused = asyncio.run(whole_searches(lexical_path, dense_path, url, queries))
