@@ -64,6 +64,7 @@ class _Copy(msgspec.Struct):
     size: IndexSize
     indexed_at: float | None
     query_embedder: vectors.Embedder | None  # None: this copy is searched lexically only
+    matrix: vectors.Matrix | None  # its vectors, when it is searched densely too
     counts: dict[str, int] = msgspec.field(default_factory=dict)  # passages per word
 
 
@@ -270,11 +271,12 @@ def _opened(path: Path, version: str, embedder: vectors.Embedder | None) -> _Cop
         connection.close()
         log.error("posts index %s is not an index `llmgw posts index` built", path)
         return None
-    query_embedder = None
+    query_embedder = matrix = None
     if embedder is not None and store.has_vectors(connection):
         if vectors.available():
             connection.close()
             connection = vectors.connect(path, read_only=True, vectors=True)
+            matrix = vectors.loaded(connection)
             query_embedder = msgspec.structs.replace(
                 embedder,
                 model=facts.get("embeddings_model", embedder.model),
@@ -283,7 +285,8 @@ def _opened(path: Path, version: str, embedder: vectors.Embedder | None) -> _Cop
         else:
             log.warning("posts index has vectors, but sqlite-vec is not installed: lexical only")
     size = store.size(connection, path)
-    return _Copy(connection, path, version, size, float(facts["indexed_at"]), query_embedder)
+    indexed_at = float(facts["indexed_at"])
+    return _Copy(connection, path, version, size, indexed_at, query_embedder, matrix)
 
 
 def _search(
@@ -292,8 +295,8 @@ def _search(
     """One search on the index's thread."""
     depth = max(20, limit * 4)
     ranking = search.lexical(copy.connection, query, depth, copy.counts)
-    if vector is not None:
-        ranking = search.fused(ranking, search.dense(copy.connection, vector, depth))
+    if vector is not None and copy.matrix is not None:
+        ranking = search.fused(ranking, search.dense(copy.matrix, vector, depth))
     found = search.rows(copy.connection, [rowid for rowid, _ in ranking])
     passages: list[Passage] = []
     spent = 0

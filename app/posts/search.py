@@ -1,5 +1,5 @@
-"""Searching the index: lexical (FTS5's bm25 over Porter stems), dense (sqlite-vec's nearest
-vectors), and both fused by reciprocal rank fusion. Plain functions over one connection, for the
+"""Searching the index: lexical (FTS5's bm25 over Porter stems), dense (the nearest vectors, in
+memory), and both fused by reciprocal rank fusion. Plain functions over one connection, for the
 gateway's thread and for `llmgw posts eval` alike.
 
 A query becomes an OR of its words, each quoted (FTS5's syntax is never the visitor's), less a
@@ -14,11 +14,11 @@ import json
 import re
 from typing import TYPE_CHECKING
 
-from app.posts import vectors
-
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Sequence
+
+    from app.posts import vectors
 
 # Reciprocal rank fusion's constant (Cormack, Clarke and Büttcher, SIGIR 2009).
 RRF_K = 60
@@ -101,11 +101,10 @@ def _passages(connection: sqlite3.Connection, counts: dict[str, int]) -> int:
     return counts[""]
 
 
-def dense(connection: sqlite3.Connection, vector: Sequence[float], limit: int) -> Ranked:
-    """The passages nearest the query's vector (score: cosine similarity)."""
-    return [
-        (rowid, 1.0 - distance) for rowid, distance in vectors.nearest(connection, vector, limit)
-    ]
+def dense(matrix: vectors.Matrix, vector: Sequence[float], limit: int) -> Ranked:
+    """The passages nearest the query's vector (score: cosine similarity), from the copy's
+    vectors in memory (vectors.py says why not sqlite-vec's own search)."""
+    return matrix.nearest(vector, limit)
 
 
 def fused(*rankings: Ranked, k: int = RRF_K) -> Ranked:
