@@ -5,24 +5,29 @@ both rankings, and an endpoint that fails costs dense search only, never the ans
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.util
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from posts_support import Embeddings, vector
+from posts_support import Embeddings, ModelEmbeddings, vector, word_llama_vectors
 from support import serving
 
-from app.posts import PostsIndex, search, vectors
+from app.posts import PostsIndex, indexer, search, vectors
 from app.posts.index import embedder_of
+from app.posts.records import Found, Loaded
 from app.settings import load_settings
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from posts_support import PostsCommand
 
 pytestmark = pytest.mark.skipif(not vectors.available(), reason="the posts-dense extra")
 TOKEN = "embeddings-token-for-tests"
+COLLECTION = Path(__file__).parent / "collection"
 
 
 @pytest.fixture
@@ -214,3 +219,27 @@ def test_a_reindex_keeps_each_vector_with_its_passage(
         assert nearest == rowid
         assert similarity == pytest.approx(1.0, abs=1e-5)
     assert not any("tailscale funnel 443" in text for text in texts.values())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("wordllama") is None, reason="the dev group's")
+def test_the_shipped_collection_ranks_as_with_sqlite_vec(index_path: Path) -> None:
+    """With a real (small) model's vectors of the README's 108 passages, each of the 45
+    questions ranks every passage as sqlite-vec's own search did."""
+    corpus = [json.loads(line) for line in (COLLECTION / "corpus.jsonl").open() if line.strip()]
+    found = [
+        Found(doc["_id"], functools.partial(Loaded, doc["text"], "markdown", doc["_id"], title))
+        for doc in corpus
+        for title in [doc["title"] or doc["_id"]]
+    ]
+    ModelEmbeddings.reset()
+    index_path.parent.mkdir()
+    with serving(ModelEmbeddings) as url:
+        options = indexer.Options(embedder=vectors.Embedder(url, "wordllama"))
+        report = indexer.index(index_path, "collection", found, options)
+    assert not report.problems
+    matrix = in_memory(index_path)
+    questions = [json.loads(line)["text"] for line in (COLLECTION / "queries.jsonl").open()]
+    for query in word_llama_vectors(questions):
+        ranked = search.dense(matrix, query, 400)
+        expected = sqlite_vec_nearest(index_path, query, 400)
+        assert [rowid for rowid, _ in ranked] == [rowid for rowid, _ in expected]
