@@ -133,12 +133,13 @@ def _runs(
     if embedder is not None:
         runs |= {"dense": {}, "fused": {}}
     query_vectors = _query_vectors(collection, embedder)
+    matrix = vectors.loaded(connection) if embedder is not None else None
     words = lexical.of(connection, store.meta(connection)["indexed_at"])
     for qid, text in collection.queries.items():
         ranked = search.lexical(connection, words, text, PASSAGE_DEPTH)
         rankings = {"lexical": ranked}
-        if qid in query_vectors:
-            dense = search.dense(connection, query_vectors[qid], PASSAGE_DEPTH)
+        if matrix is not None and qid in query_vectors:
+            dense = search.dense(matrix, query_vectors[qid], PASSAGE_DEPTH)
             rankings |= {"dense": dense, "fused": search.fused(ranked, dense)}
         for name, ranking in rankings.items():
             runs[name][qid] = _documents(ranking, passage_docs, qid)

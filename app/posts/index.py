@@ -65,6 +65,7 @@ class _Copy(msgspec.Struct):
     indexed_at: float | None
     query_embedder: vectors.Embedder | None  # None: this copy is searched lexically only
     lexical_index: lexical.LexicalIndex
+    matrix: vectors.Matrix | None  # its vectors, when it is searched densely too
 
 
 class PostsIndex:
@@ -270,11 +271,12 @@ def _opened(path: Path, version: str, embedder: vectors.Embedder | None) -> _Cop
         connection.close()
         log.error("posts index %s is not an index `llmgw posts index` built", path)
         return None
-    query_embedder = None
+    query_embedder = matrix = None
     if embedder is not None and store.has_vectors(connection):
         if vectors.available():
             connection.close()
             connection = vectors.connect(path, read_only=True, vectors=True)
+            matrix = vectors.loaded(connection)
             query_embedder = msgspec.structs.replace(
                 embedder,
                 model=facts.get("embeddings_model", embedder.model),
@@ -284,7 +286,8 @@ def _opened(path: Path, version: str, embedder: vectors.Embedder | None) -> _Cop
             log.warning("posts index has vectors, but sqlite-vec is not installed: lexical only")
     size = store.size(connection, path)
     words = lexical.of(connection, facts["indexed_at"])
-    return _Copy(connection, path, version, size, float(facts["indexed_at"]), query_embedder, words)
+    indexed_at = float(facts["indexed_at"])
+    return _Copy(connection, path, version, size, indexed_at, query_embedder, words, matrix)
 
 
 def _search(
@@ -293,8 +296,8 @@ def _search(
     """One search on the index's thread."""
     depth = max(20, limit * 4)
     ranking = search.lexical(copy.connection, copy.lexical_index, query, depth)
-    if vector is not None:
-        ranking = search.fused(ranking, search.dense(copy.connection, vector, depth))
+    if vector is not None and copy.matrix is not None:
+        ranking = search.fused(ranking, search.dense(copy.matrix, vector, depth))
     found = search.rows(copy.connection, [rowid for rowid, _ in ranking])
     passages: list[Passage] = []
     spent = 0

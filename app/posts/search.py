@@ -1,6 +1,7 @@
-"""Searching the index: lexical (BM25 over Porter stems, app/posts/lexical.py), dense
-(sqlite-vec's nearest vectors), and both fused by reciprocal rank fusion. Plain functions over
-one connection and its lexical index, for the gateway's thread and for `llmgw posts eval` alike.
+"""Searching the index: lexical (BM25 over Porter stems, app/posts/lexical.py), dense (the
+nearest vectors, in memory), and both fused by reciprocal rank fusion. Plain functions over
+one connection, its lexical index and its vectors, for the gateway's thread and for
+`llmgw posts eval` alike.
 
 A query is its words, less a few stop words: like a BM25 engine's query, a passage need not
 hold every word to rank. A word in half the passages or more has no weight (Robertson's IDF,
@@ -14,12 +15,11 @@ import json
 import re
 from typing import TYPE_CHECKING
 
-from app.posts import vectors
-
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Sequence
 
+    from app.posts import vectors
     from app.posts.lexical import LexicalIndex
 
 # Reciprocal rank fusion's constant (Cormack, Clarke and Büttcher, SIGIR 2009).
@@ -73,11 +73,10 @@ def lexical(connection: sqlite3.Connection, index: LexicalIndex, query: str, lim
     return [(int(rowid), -float(score)) for rowid, score in rows]
 
 
-def dense(connection: sqlite3.Connection, vector: Sequence[float], limit: int) -> Ranked:
-    """The passages nearest the query's vector (score: cosine similarity)."""
-    return [
-        (rowid, 1.0 - distance) for rowid, distance in vectors.nearest(connection, vector, limit)
-    ]
+def dense(matrix: vectors.Matrix, vector: Sequence[float], limit: int) -> Ranked:
+    """The passages nearest the query's vector (score: cosine similarity), from the copy's
+    vectors in memory (vectors.py says why not sqlite-vec's own search)."""
+    return matrix.nearest(vector, limit)
 
 
 def fused(*rankings: Ranked, k: int = RRF_K) -> Ranked:

@@ -1,6 +1,7 @@
 """What the posts' index costs (issue 19): indexing (posts per second, bytes per 1,000 posts),
-search latency over 10,000 passages (lexical, and fused with 768-dimension vectors), and what a
-replica pays to load a new version, from its file or from Redis.
+search latency over 10,000 passages (lexical, dense alone, and fused with 768-dimension
+vectors), and what a replica pays to load a new version, from its file or from Redis, and to hold
+its vectors in memory.
 
     PYTHONPATH=tests:tests/bench .venv/bin/python tests/bench/posts_search.py
 
@@ -22,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 from functools import partial
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -108,22 +110,58 @@ async def searches(index: PostsIndex, queries: list[str]) -> list[float]:
 
 
 def thread_part(path: Path, queries: list[str], dense: bool) -> list[float]:
-    """The search's part on the index's thread: BM25, sqlite-vec, the passages' rows."""
+    """The search's part on the index's thread: BM25, numpy's dot products, the rows."""
     from app.posts import lexical, search  # noqa: PLC0415
 
     connection = vectors.connect(path, read_only=True, vectors=dense)
     words = lexical.of(connection, store.meta(connection)["indexed_at"])  # as a copy loads it
+    matrix = vectors.loaded(connection) if dense else None
     query_vectors = [vector(query) for query in queries] if dense else []
     took = []
     for number, query in enumerate(queries):
         started = time.perf_counter()
         ranking = search.lexical(connection, words, query, 20)
-        if dense:
-            ranking = search.fused(ranking, search.dense(connection, query_vectors[number], 20))
+        if matrix is not None:
+            ranking = search.fused(ranking, search.dense(matrix, query_vectors[number], 20))
         search.rows(connection, [rowid for rowid, _ in ranking])
         took.append(time.perf_counter() - started)
     connection.close()
     return took
+
+
+def dense_part(path: Path, queries: list[str]) -> list[float]:
+    """Dense search alone: the product with the copy's matrix, and the top 20."""
+    from app.posts import search  # noqa: PLC0415
+
+    connection = vectors.connect(path, read_only=True, vectors=True)
+    matrix = vectors.loaded(connection)
+    connection.close()
+    took = []
+    for query in queries:
+        query_vector = vector(query)
+        started = time.perf_counter()
+        search.dense(matrix, query_vector, 20)
+        took.append(time.perf_counter() - started)
+    return took
+
+
+def matrix_memory(path: Path) -> str:
+    """What a copy's vectors hold in memory, and the peak while they are read (tracemalloc
+    sees numpy's buffers, and the rows' bytes as sqlite3 hands them over)."""
+    connection = vectors.connect(path, read_only=True, vectors=True)
+    tracemalloc.start()
+    started = time.perf_counter()
+    matrix = vectors.loaded(connection)
+    seconds = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    connection.close()
+    held = matrix.rows.nbytes + matrix.ids.nbytes
+    per_10k = held / len(matrix.ids) * 10_000
+    return (
+        f"{held / 1e6:.1f} MB held ({per_10k / 1e6:.1f} MB per 10,000 passages),"
+        f" peak {peak / 1e6:.1f} MB while read, read in {seconds * 1000:.0f} ms"
+    )
 
 
 def made_up_queries(words: list[str], rng: random.Random) -> list[str]:
@@ -163,15 +201,21 @@ async def whole_searches(
     return result
 
 
-async def loads(path: Path, redis_url: str) -> tuple[float, float]:
-    """Seconds to load a new version: from the file, and from Redis (GET, write, open)."""
+async def loads(
+    path: Path, redis_url: str, embedder: vectors.Embedder | None
+) -> tuple[float, float]:
+    """Seconds to load a new version: from the file, and from Redis (GET, write, open); with
+    an embedder, the copy's vectors are read into memory too."""
     client = aioredis.Redis.from_url(redis_url)
     started = time.perf_counter()
-    from_file = PostsIndex(share="file", path=path)
+    from_file = PostsIndex(share="file", path=path, embedder=embedder)
     await from_file.refresh()
+    assert from_file.dense == (embedder is not None)
     file_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    from_redis = PostsIndex(share="redis", path=path, redis=client, key_prefix="bench")
+    from_redis = PostsIndex(
+        share="redis", path=path, redis=client, key_prefix="bench", embedder=embedder
+    )
     await from_redis.refresh()
     redis_seconds = time.perf_counter() - started
     await from_file.aclose()
@@ -200,17 +244,20 @@ def main() -> int:
     with serving(Embeddings) as url:
         options = indexer.Options(embedder=vectors.Embedder(url, "bench"))
         built(dense_path, posts, options, f"dense index ({DIMENSIONS} dimensions, on loopback)")
-        print("search, the index's thread part (BM25, sqlite-vec, the rows):")
+        print("search, the index's thread part (BM25, the vectors in memory, the rows):")
         print(f"  lexical: {percentiles(thread_part(lexical_path, queries, dense=False))}")
         print(f"  fused:   {percentiles(thread_part(dense_path, queries, dense=True))}")
+        print(f"  dense alone: {percentiles(dense_part(dense_path, queries))}")
+        print(f"  vectors in memory: {matrix_memory(dense_path)}")
         lexical, fused = asyncio.run(whole_searches(lexical_path, dense_path, url, queries))
         print("PostsIndex.search, whole (the thread hop; fused: the query's embedding call too):")
         print(f"  lexical: {percentiles(lexical)}")
         print(f"  fused:   {percentiles(fused)}")
     with redis_server() as redis_url:
-        for path in (lexical_path, dense_path):
+        # The embedder is never called while loading: any URL will do.
+        for path, embedder in ((lexical_path, None), (dense_path, vectors.Embedder(url, "bench"))):
             publish(path, redis_url)
-            file_seconds, redis_seconds = asyncio.run(loads(path, redis_url))
+            file_seconds, redis_seconds = asyncio.run(loads(path, redis_url, embedder))
             print(
                 f"load a new version of {path.name} ({path.stat().st_size / 1e6:.1f} MB):"
                 f" from the file {file_seconds * 1000:.1f} ms,"

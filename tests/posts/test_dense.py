@@ -5,24 +5,29 @@ both rankings, and an endpoint that fails costs dense search only, never the ans
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.util
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from posts_support import Embeddings
+from posts_support import Embeddings, ModelEmbeddings, vector, word_llama_vectors
 from support import serving
 
-from app.posts import PostsIndex, vectors
+from app.posts import PostsIndex, indexer, search, vectors
 from app.posts.index import embedder_of
+from app.posts.records import Found, Loaded
 from app.settings import load_settings
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from posts_support import PostsCommand
 
 pytestmark = pytest.mark.skipif(not vectors.available(), reason="the posts-dense extra")
 TOKEN = "embeddings-token-for-tests"
+COLLECTION = Path(__file__).parent / "collection"
 
 
 @pytest.fixture
@@ -141,3 +146,100 @@ def test_another_model_embeds_everything_again(
         return dense
 
     assert not asyncio.run(scenario())
+
+
+def sqlite_vec_nearest(index_path: Path, query: list[float], limit: int) -> list[tuple[int, float]]:
+    """sqlite-vec's own k-nearest search of the file (what dense search was before it held the
+    vectors in memory): (id, cosine similarity)."""
+    connection = vectors.connect(index_path, read_only=True, vectors=True)
+    rows = connection.execute(
+        "SELECT rowid, distance FROM passage_vectors WHERE embedding MATCH ? AND k = ?"
+        " ORDER BY distance",
+        (vectors.packed(query), limit),
+    ).fetchall()
+    connection.close()
+    return [(int(rowid), 1.0 - float(distance)) for rowid, distance in rows]
+
+
+def in_memory(index_path: Path) -> vectors.Matrix:
+    connection = vectors.connect(index_path, read_only=True, vectors=True)
+    matrix = vectors.loaded(connection)
+    connection.close()
+    return matrix
+
+
+def embedded_texts(index_path: Path) -> dict[int, str]:
+    """Passage id -> the text its vector was made of (as the indexer sends it)."""
+    connection = vectors.connect(index_path, read_only=True)
+    rows = connection.execute(
+        "SELECT passages.id, posts.title, passages.heading, passages.text"
+        " FROM passages JOIN posts ON posts.id = passages.post"
+    ).fetchall()
+    connection.close()
+    return {
+        rowid: "search_document: " + "\n".join(dict.fromkeys((title, heading, text)))
+        for rowid, title, heading, text in rows
+    }
+
+
+def test_dense_search_ranks_as_sqlite_vec_does(
+    posts_command: PostsCommand, blog: Path, index_path: Path, endpoint: str
+) -> None:
+    """The vectors in memory give the nearest passage in meaning first (a typo of its word),
+    and every passage in sqlite-vec's order with its cosine similarity."""
+    assert posts_command("index", str(blog), posts_embeddings_url=endpoint).code == 0
+    matrix = in_memory(index_path)
+    query = vector("search_query: preflihgt")
+    found = search.dense(matrix, query, 10)
+    expected = sqlite_vec_nearest(index_path, query, 10)
+    assert [rowid for rowid, _ in found] == [rowid for rowid, _ in expected]
+    assert [score for _, score in found] == pytest.approx([s for _, s in expected], abs=1e-5)
+    assert "preflight" in embedded_texts(index_path)[found[0][0]]
+    assert len(found) == 6  # all the passages there are, no more
+    assert search.dense(matrix, [1.0, 0.0], 10) == []  # another model's size: near none
+
+
+def test_a_reindex_keeps_each_vector_with_its_passage(
+    posts_command: PostsCommand, blog: Path, index_path: Path, endpoint: str
+) -> None:
+    """After one post changes and another is removed, each passage left is nearest its own
+    text, and the removed post's passages are nowhere."""
+    assert posts_command("index", str(blog), posts_embeddings_url=endpoint).code == 0
+    before = set(embedded_texts(index_path))
+    post = blog / "nginx.html"
+    post.write_text(post.read_text().replace("CORS preflight", "browser's preflight"))
+    (blog / "2024" / "tailscale.md").unlink()
+    assert posts_command("index", str(blog), posts_embeddings_url=endpoint).code == 0
+    texts = embedded_texts(index_path)
+    matrix = in_memory(index_path)
+    assert sorted(matrix.ids.tolist()) == sorted(texts)
+    assert before - set(texts)  # the changed and removed posts' old passages are gone
+    for rowid, text in texts.items():
+        (nearest, similarity), *_ = search.dense(matrix, vector(text), 3)
+        assert nearest == rowid
+        assert similarity == pytest.approx(1.0, abs=1e-5)
+    assert not any("tailscale funnel 443" in text for text in texts.values())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("wordllama") is None, reason="the dev group's")
+def test_the_shipped_collection_ranks_as_with_sqlite_vec(index_path: Path) -> None:
+    """With a real (small) model's vectors of the README's 108 passages, each of the 45
+    questions ranks every passage as sqlite-vec's own search did."""
+    corpus = [json.loads(line) for line in (COLLECTION / "corpus.jsonl").open() if line.strip()]
+    found = [
+        Found(doc["_id"], functools.partial(Loaded, doc["text"], "markdown", doc["_id"], title))
+        for doc in corpus
+        for title in [doc["title"] or doc["_id"]]
+    ]
+    ModelEmbeddings.reset()
+    index_path.parent.mkdir()
+    with serving(ModelEmbeddings) as url:
+        options = indexer.Options(embedder=vectors.Embedder(url, "wordllama"))
+        report = indexer.index(index_path, "collection", found, options)
+    assert not report.problems
+    matrix = in_memory(index_path)
+    questions = [json.loads(line)["text"] for line in (COLLECTION / "queries.jsonl").open()]
+    for query in word_llama_vectors(questions):
+        ranked = search.dense(matrix, query, 400)
+        expected = sqlite_vec_nearest(index_path, query, 400)
+        assert [rowid for rowid, _ in ranked] == [rowid for rowid, _ in expected]
