@@ -40,6 +40,9 @@ def running_gateway(**overrides: object) -> Iterator[GatewayHandle]:
         proxy_headers=False,
         log_level="warning",
         lifespan="on",
+        # A stream a test left open is cut after 5 s: the gateway must not outlive its test and
+        # go on talking to the worker's shared Redis (it once counted in another test's stats).
+        timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
