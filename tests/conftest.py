@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pytest
 import redis
-from support import free_port, require_binary, start_redis, wait_for_port
+from support import free_port, start_redis
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -21,14 +20,8 @@ def redis_server() -> Iterator[str]:
     if url := os.environ.get("REDIS_URL"):
         yield _database_of_this_worker(url)
         return
-    binary = require_binary("redis-server")
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
+    process = start_redis(port := free_port(), "--bind", "127.0.0.1")
     try:
-        wait_for_port(port)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         process.terminate()

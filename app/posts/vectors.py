@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 import msgspec
+import numpy as np
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
     from types import ModuleType
 
-    import numpy as np
     from numpy.typing import NDArray
     from pydantic import SecretStr
 
@@ -60,12 +60,8 @@ def _dbapi() -> ModuleType | None:
 
 
 def available() -> bool:
-    """Whether sqlite-vec can be loaded here and numpy imported (the posts-dense extra)."""
-    return (
-        importlib.util.find_spec("sqlite_vec") is not None
-        and importlib.util.find_spec("numpy") is not None
-        and _dbapi() is not None
-    )
+    """Whether sqlite-vec can be loaded here (the posts-dense extra is installed)."""
+    return importlib.util.find_spec("sqlite_vec") is not None and _dbapi() is not None
 
 
 def database_errors() -> tuple[type[Exception], ...]:
@@ -116,8 +112,6 @@ class Matrix(msgspec.Struct, frozen=True):
     def nearest(self, vector: Sequence[float], limit: int) -> list[tuple[int, float]]:
         """The passages nearest the vector: (id, cosine similarity), nearest first. A vector
         of another size than the index's (another model's) is near none."""
-        import numpy as np  # noqa: PLC0415 - the posts-dense extra's, not the gateway's
-
         query = np.asarray(vector, dtype=np.float32)
         limit = min(limit, len(self.ids))
         if limit < 1 or query.shape != (self.rows.shape[1],):
@@ -141,8 +135,6 @@ def loaded(connection: sqlite3.Connection) -> Matrix:
 
 
 def _from_chunks(connection: sqlite3.Connection) -> Matrix:
-    import numpy as np  # noqa: PLC0415 - the posts-dense extra's, not the gateway's
-
     places = np.array(
         connection.execute(
             "SELECT rowid, chunk_id, chunk_offset FROM passage_vectors_rowids"
@@ -165,8 +157,6 @@ def _from_chunks(connection: sqlite3.Connection) -> Matrix:
 
 
 def _scanned(connection: sqlite3.Connection) -> Matrix:
-    import numpy as np  # noqa: PLC0415 - the posts-dense extra's, not the gateway's
-
     (count,) = connection.execute("SELECT count(*) FROM passage_vectors").fetchone()
     ids = np.empty(count, dtype=np.int64)
     rows = np.empty((count, 0), dtype=np.float32)
@@ -181,8 +171,6 @@ def _scanned(connection: sqlite3.Connection) -> Matrix:
 
 
 def _normalised(ids: NDArray[np.int64], rows: NDArray[np.float32]) -> Matrix:
-    import numpy as np  # noqa: PLC0415 - the posts-dense extra's, not the gateway's
-
     norms = np.sqrt(np.vecdot(rows, rows))[:, np.newaxis]  # no temporary of the matrix's size
     rows /= np.where(norms > 0, norms, 1.0)  # a zero vector stays zero: near nothing
     return Matrix(ids, rows)
