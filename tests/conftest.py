@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -20,12 +21,8 @@ def redis_server() -> Iterator[str]:
     if url := os.environ.get("REDIS_URL"):
         yield _database_of_this_worker(url)
         return
-    process = start_redis(port := free_port(), "--bind", "127.0.0.1")
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with _private_redis() as url:
+        yield url
 
 
 def _database_of_this_worker(url: str) -> str:
@@ -55,6 +52,13 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 def lone_redis_url() -> Iterator[str]:
     """A redis-server only this test talks to, for tests that count its commands: commandstats
     are the server's, so another test's gateway winding down on the shared one would count too."""
+    with _private_redis() as url:
+        yield url
+
+
+@contextmanager
+def _private_redis() -> Iterator[str]:
+    """The URL of a redis-server of our own on a free port, stopped at the end."""
     process = start_redis(port := free_port(), "--bind", "127.0.0.1")
     try:
         yield f"redis://127.0.0.1:{port}/0"
